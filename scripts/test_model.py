@@ -1,0 +1,8 @@
+"""Predict a trained run on the test data and write its DL2 table.
+Usage: python scripts/test_model.py --config configs/energy.yaml --run <run name|directory|latest>
+Options: --help-all"""
+
+from ctlearn_mlops.tools.predict import main
+
+if __name__ == "__main__":
+    main()

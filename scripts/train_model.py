@@ -1,0 +1,7 @@
+"""Train a CTLearn model for one task config. Usage: python scripts/train_model.py --config configs/energy.yaml
+Options: --help-all"""
+
+from ctlearn_mlops.tools.train import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Task configs: one YAML schema for every physics task.
+
+A task config is a traitlets config whose top-level keys are class names:
+``Project`` (ours: task, data, run name, output root) and the CTLearn /
+dl1-data-handler components (``TrainCTLearnModel``, ``DLImageReader``,
+``SingleCNN``, ``TableQualityQuery``, ...).  Any option those classes expose
+is therefore usable from the YAML without code changes.
+
+Everything is checked before any work starts: unknown sections and keys (the
+valid ones are listed), wrong types, missing files.  Errors are
+``ConfigError`` naming the file and the key; the tools turn them into exit
+code 2.
+"""
+
+import copy
+import difflib
+import importlib.util
+import sys
+from pathlib import Path as PathlibPath
+
+import yaml
+from ctapipe.core import Component
+from ctapipe.core.traits import (
+    CaselessStrEnum,
+    List,
+    Path,
+    TraitError,
+    Unicode,
+)
+
+from . import TASKS
+from .exceptions import ConfigError
+
+__all__ = [
+    "Project",
+    "apply_overrides",
+    "import_custom_model_file",
+    "read_yaml",
+    "validate_sections",
+]
+
+
+class Project(Component):
+    """What a task config says that is ours: the task, its data and where runs go."""
+
+    task = CaselessStrEnum(
+        list(TASKS), default_value=None, allow_none=True,
+        help="Physics task: energy (regression), type (gamma/proton), cameradirection, skydirection.",
+    ).tag(config=True)
+
+    run_name = Unicode(
+        default_value="",
+        help="Name of the run directory under <output_root>/<task>/. Empty: a time stamp.",
+    ).tag(config=True)
+
+    output_root = Path(
+        default_value="models", directory_ok=True, file_ok=False,
+        help="Root of the run directories (runs go to <output_root>/<task>/<run_name>).",
+    ).tag(config=True)
+
+    signal_dir = Path(
+        default_value=None, allow_none=True, exists=True, directory_ok=True, file_ok=False,
+        help="Directory of the training DL1 files of the signal (gammas).",
+    ).tag(config=True)
+
+    signal_patterns = List(
+        Unicode(), default_value=["*.h5"], help="Glob patterns of signal training files in signal_dir.",
+    ).tag(config=True)
+
+    background_dir = Path(
+        default_value=None, allow_none=True, exists=True, directory_ok=True, file_ok=False,
+        help="Directory of the training DL1 files of the background (protons); required by the type task.",
+    ).tag(config=True)
+
+    background_patterns = List(
+        Unicode(), default_value=["*.h5"], help="Glob patterns of background training files.",
+    ).tag(config=True)
+
+    test_signal_dir = Path(
+        default_value=None, allow_none=True, exists=True, directory_ok=True, file_ok=False,
+        help="Directory of the held-out signal DL1 files used by test_model.py.",
+    ).tag(config=True)
+
+    test_signal_patterns = List(
+        Unicode(), default_value=["*.h5"], help="Glob patterns of signal test files.",
+    ).tag(config=True)
+
+    test_background_dir = Path(
+        default_value=None, allow_none=True, exists=True, directory_ok=True, file_ok=False,
+        help="Directory of the held-out background DL1 files (type task).",
+    ).tag(config=True)
+
+    test_background_patterns = List(
+        Unicode(), default_value=["*.h5"], help="Glob patterns of background test files.",
+    ).tag(config=True)
+
+    custom_model_file = Path(
+        default_value=None, allow_none=True, exists=True, directory_ok=False, file_ok=True,
+        help=(
+            "Python file defining a CTLearnModel subclass (see models/custom_model_template.py). "
+            "It is imported before the config is checked, so its class can be named in "
+            "TrainCTLearnModel.model_type and configured in its own section."
+        ),
+    ).tag(config=True)
+
+
+def read_yaml(path) -> dict:
+    """Read a task config file into a dict, with file-naming errors."""
+    path = PathlibPath(path)
+    if not path.is_file():
+        raise ConfigError("config file not found", source=path)
+    try:
+        with path.open() as f:
+            content = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"not valid YAML: {err}", source=path) from None
+    if content is None:
+        content = {}
+    if not isinstance(content, dict):
+        raise ConfigError("the top level must be a mapping of sections (e.g. Project:, TrainCTLearnModel:)", source=path)
+    return content
+
+
+def apply_overrides(content: dict, overrides, source) -> dict:
+    """Apply ``Section.key[.subkey]=value`` overrides; values are parsed as YAML."""
+    result = copy.deepcopy(content)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects Section.key=value, got {item!r}", source=source)
+        dotted, raw = item.split("=", 1)
+        parts = [p for p in dotted.strip().split(".") if p]
+        if len(parts) < 2:
+            raise ConfigError(f"--set expects Section.key=value, got {item!r}", source=source)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {dotted}: value is not valid YAML: {err}", source=source) from None
+        node = result
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {dotted}: '{part}' is not a mapping", source=source)
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def import_custom_model_file(path):
+    """Import a user's model file so that its CTLearnModel subclasses become known."""
+    path = PathlibPath(path).resolve()
+    module_name = f"ctlearn_mlops_custom_{path.stem}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[module_name]
+        raise ConfigError(f"could not import {path}: {type(err).__name__}: {err}", key="Project.custom_model_file") from None
+    return module
+
+
+def _suggest(name, valid):
+    close = difflib.get_close_matches(name, valid, n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def validate_sections(content: dict, classes, source, forbidden=None):
+    """Check every section and key of ``content`` against the traits of ``classes``.
+
+    Parameters
+    ----------
+    classes : iterable of Configurable classes allowed as sections
+    forbidden : dict mapping "Section.key" to the reason it may not be set
+    """
+    by_name = {cls.__name__: cls for cls in classes}
+    forbidden = forbidden or {}
+    for section, values in content.items():
+        if section not in by_name:
+            raise ConfigError(
+                f"unknown section.{_suggest(section, list(by_name))} "
+                f"Valid sections: {', '.join(sorted(by_name))}.",
+                source=source, key=section,
+            )
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError("a section must be a mapping of option: value", source=source, key=section)
+        cls = by_name[section]
+        traits = cls.class_traits(config=True)
+        instance = cls.__new__(cls)  # only gives the trait validators an owner; no __init__
+        for key, value in values.items():
+            dotted = f"{section}.{key}"
+            if dotted in forbidden:
+                raise ConfigError(forbidden[dotted], source=source, key=dotted)
+            if key not in traits:
+                raise ConfigError(
+                    f"unknown option.{_suggest(key, list(traits))} "
+                    f"Valid options of {section}: {', '.join(sorted(traits))}.",
+                    source=source, key=dotted,
+                )
+            try:
+                traits[key]._validate(instance, value)
+            except TraitError as err:
+                message = str(err).replace(f"of a {section} instance", "").replace("  ", " ")
+                raise ConfigError(f"invalid value {value!r}: {message}", source=source, key=dotted) from None

@@ -1,0 +1,88 @@
+"""Generate the embedded default dataset: toy gamma and proton showers seen by the LSTs.
+
+Images come from ctapipe.image.toymodel shapes placed with the real LSTCam
+geometry (read from a real simtel file of the eventio sdist on PyPI), cleaned
+and parametrised by ctapipe's ImageProcessor and written by its DataWriter:
+genuine DL1 HDF5 that stock dl1-data-handler readers open.
+"""
+
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+from ctapipe.core import Tool
+from ctapipe.core.traits import Bool, Float, Int, Path
+from traitlets import default
+
+from ..toysim.dataset import default_dataset_plan, lst_subarray, write_toy_file
+
+__all__ = ["MakeDefaultData", "main"]
+
+
+def _write(spec):
+    return spec, write_toy_file(spec, overwrite=True)
+
+
+class MakeDefaultData(Tool):
+    """Write data/default/{train,test}/{gamma,proton}_*.dl1.h5 (skips files already complete)."""
+
+    name = "ctlearn-mlops-make-default-data"
+    description = __doc__
+
+    output_dir = Path("data/default", directory_ok=True, file_ok=False, help="Output directory.").tag(config=True)
+    n_gamma = Int(3000, min=10, help="Gamma showers thrown (training + test).").tag(config=True)
+    n_proton = Int(8000, min=10, help="Proton showers thrown (training + test).").tag(config=True)
+    test_fraction = Float(0.25, min=0.05, max=0.5, help="Fraction of showers in the test split.").tag(config=True)
+    seed = Int(1, help="Seed of the production.").tag(config=True)
+    showers_per_file = Int(1000, min=10, help="Showers per output file.").tag(config=True)
+    jobs = Int(2, min=1, help="Parallel worker processes.").tag(config=True)
+    overwrite = Bool(False, help="Regenerate files that exist.").tag(config=True)
+
+    aliases = {
+        ("o", "output-dir"): "MakeDefaultData.output_dir",
+        "n-gamma": "MakeDefaultData.n_gamma",
+        "n-proton": "MakeDefaultData.n_proton",
+        "test-fraction": "MakeDefaultData.test_fraction",
+        "seed": "MakeDefaultData.seed",
+        "showers-per-file": "MakeDefaultData.showers_per_file",
+        ("j", "jobs"): "MakeDefaultData.jobs",
+    }
+    flags = {"overwrite": ({"MakeDefaultData": {"overwrite": True}}, "Regenerate existing files.")}
+
+    @default("log_level")
+    def _log_level_default(self):
+        return "INFO"
+
+    def setup(self):
+        self.provenance_log = self.output_dir / f"{self.name}.provenance.log"
+        self.plan = default_dataset_plan(
+            self.output_dir, self.n_gamma, self.n_proton, self.test_fraction, self.seed, self.showers_per_file,
+        )
+        # fetch the geometry once, before the workers need it
+        lst_subarray()
+
+    def start(self):
+        todo = [spec for spec in self.plan if self.overwrite or not spec.path.exists()]
+        skipped = len(self.plan) - len(todo)
+        if skipped:
+            self.log.info("%d of %d files already complete, skipped", skipped, len(self.plan))
+        t0 = time.monotonic()
+        n_events = 0
+        with ProcessPoolExecutor(max_workers=self.jobs) as pool:
+            futures = [pool.submit(_write, spec) for spec in todo]
+            for done, future in enumerate(as_completed(futures), 1):
+                spec, n = future.result()
+                n_events += n
+                elapsed = time.monotonic() - t0
+                eta = elapsed / done * (len(todo) - done)
+                self.log.info(
+                    "[%d/%d] %s: %d events (elapsed %.0f s, ETA %.0f s)",
+                    done, len(todo), spec.path.name, n, elapsed, eta,
+                )
+        self.summary = f"{len(todo)} files written ({n_events} events), {skipped} skipped, in {self.output_dir}"
+
+    def finish(self):
+        print(self.summary)
+
+
+def main():
+    MakeDefaultData().run()

@@ -1,0 +1,106 @@
+"""What the train and predict tools share: reading and checking a task config."""
+
+import os
+
+from pathlib import Path as PathlibPath
+
+from ctapipe.core import Tool
+from ctapipe.core.traits import Bool, List, Unicode, classes_with_traits
+from ctlearn.core.model import CTLearnModel
+from ctlearn.tools.predict_model import PredictCTLearnModel
+from ctlearn.tools.train_model import TrainCTLearnModel
+from dl1_data_handler.image_mapper import ImageMapper
+from dl1_data_handler.reader import DLDataReader, TableQualityQuery
+from traitlets import default
+from traitlets.config import Config
+
+from ..config import Project, apply_overrides, import_custom_model_file, read_yaml, validate_sections
+from ..exceptions import ConfigError
+
+__all__ = ["TaskConfigTool", "glob_inputs"]
+
+
+def glob_inputs(directory, patterns, key, source):
+    """Sorted files of ``directory`` matching any of ``patterns``; an error if none."""
+    files = sorted({p for pattern in patterns for p in PathlibPath(directory).glob(pattern) if p.is_file()})
+    if not files:
+        raise ConfigError(
+            f"no file in {directory} matches {list(patterns)}", source=source, key=key,
+        )
+    return files
+
+
+class TaskConfigTool(Tool):
+    """A Tool driven by one task config (``--config``) plus ``--set`` overrides.
+
+    The config is checked against the traits of every configurable class before
+    anything else happens; errors name the file and key and exit with code 2.
+    """
+
+    overrides = List(
+        Unicode(), default_value=[],
+        help="Override a config value: --set Section.key=value (repeatable; value parsed as YAML).",
+    ).tag(config=True)
+
+    overwrite = Bool(False, help="Replace existing outputs of this run.").tag(config=True)
+
+    #: options that Project owns; setting them in another section is an error
+    owned_by_project = {}
+
+    @default("log_level")
+    def _log_level_default(self):
+        return "INFO"
+
+    @default("provenance_log")
+    def _provenance_log_default(self):
+        # set to a file in the run directory once the config is valid: a bad
+        # config must leave nothing behind
+        return os.devnull
+
+    def config_classes(self):
+        """Every class a task config may configure.
+
+        Recomputed on each call: a custom model file registers its classes on import.
+        The train and predict tools read the same file, so each accepts the other's section.
+        """
+        from .predict import PredictModel
+        from .train import TrainModel
+
+        classes = [
+            Project, TrainCTLearnModel, TrainModel, PredictCTLearnModel, PredictModel, TableQualityQuery,
+            *classes_with_traits(CTLearnModel), *classes_with_traits(DLDataReader), *classes_with_traits(ImageMapper),
+        ]
+        return list(dict.fromkeys(classes))
+
+    def initialize(self, argv=None):
+        """Patched from ctapipe 0.23 ``Tool.initialize``: our own checked YAML loading.
+
+        Stock loading wraps every problem into "Couldn't read config file: ..."
+        and accepts unknown sections silently.
+        """
+        self.parse_command_line(argv)
+        self.update_logging_config()
+        if not self.config_files:
+            raise ConfigError("no task config given: use --config configs/<task>.yaml")
+        self.task_config = {}
+        for path in self.config_files:
+            content = apply_overrides(read_yaml(path), self.overrides, path)
+            custom_file = (content.get("Project") or {}).get("custom_model_file")
+            if custom_file:
+                if not PathlibPath(custom_file).is_file():
+                    raise ConfigError(f"file not found: {custom_file}", source=path, key="Project.custom_model_file")
+                import_custom_model_file(custom_file)
+            validate_sections(content, self.config_classes(), path, forbidden=self.owned_by_project)
+            self.update_config(Config(content))
+            for section, values in content.items():
+                self.task_config.setdefault(section, {}).update(values or {})
+        self.task_config_source = ", ".join(str(p) for p in self.config_files)
+        self.update_config(self.cli_config)
+        self.update_logging_config()
+
+    def setup_project(self):
+        """Build the Project component and check what it needs for any task."""
+        self.project = Project(parent=self)
+        if self.project.task is None:
+            raise ConfigError("missing: every task config must name its task", source=self.task_config_source, key="Project.task")
+        return self.project

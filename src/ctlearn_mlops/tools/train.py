@@ -1,0 +1,243 @@
+"""Train a CTLearn model for the task of a task config, into a run directory.
+
+Targets ctlearn 0.10.2 ``TrainCTLearnModel``: everything it offers is kept
+(every one of its options, and those of the reader and model classes, can be
+set in the YAML); this subclass adds the run directory, event-wise
+validation split, seeding, provenance and config checks.
+"""
+
+import shutil
+import time
+
+import keras
+import numpy as np
+import tables
+from ctlearn.core.loader import DLDataLoader
+from ctlearn.tools.train_model import TrainCTLearnModel
+
+from ..config import Project
+from ..exceptions import ConfigError, InputDataError, RunExistsError, TrainingDiverged
+from ..rundir import (
+    CONFIG_FILE,
+    PROVENANCE_FILE,
+    atomic_write_json,
+    atomic_write_text,
+    atomic_write_yaml,
+    check_run_name,
+    collect_provenance,
+    default_run_name,
+    utc_now,
+    write_run_info,
+)
+from ..split import split_by_event
+from .taskconfig import TaskConfigTool, glob_inputs
+
+__all__ = ["TrainModel", "main"]
+
+_OWNED = "is set from the Project section ({}); set that instead"
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One log line per epoch with elapsed time and ETA (readable in SLURM logs)."""
+
+    def __init__(self, log, n_epochs):
+        super().__init__()
+        self.log = log
+        self.n_epochs = n_epochs
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+        self.first_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first_epoch is None:
+            self.first_epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1 - self.first_epoch
+        elapsed = time.monotonic() - self.start
+        eta = elapsed / done * (self.n_epochs - epoch - 1)
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in (logs or {}).items())
+        self.log.info(
+            "epoch %d/%d done in %.0f s total, ETA %.0f s: %s", epoch + 1, self.n_epochs, elapsed, eta, metrics,
+        )
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Abort with a clear error as soon as the loss is NaN or infinite."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            raise TrainingDiverged(
+                f"the training loss became {loss} in epoch {self.epoch + 1}, batch {batch + 1}: "
+                "check the input channels for NaN and lower the learning rate",
+                key="TrainCTLearnModel.optimizer",
+            )
+
+
+class TrainModel(TaskConfigTool, TrainCTLearnModel):
+    """Train the model of one task config into <output_root>/<task>/<run_name>/."""
+
+    name = "ctlearn-mlops-train"
+    description = __doc__
+    examples = """
+    python scripts/train_model.py --config configs/energy.yaml
+    python scripts/train_model.py --config configs/type.yaml --run-name bigger \\
+        --set TrainCTLearnModel.n_epochs=20 --set TrainCTLearnModel.batch_size=32
+    """
+
+    aliases = {
+        "config": "Tool.config_files",
+        "set": "TaskConfigTool.overrides",
+        "run-name": "Project.run_name",
+        "epochs": "TrainCTLearnModel.n_epochs",
+        "seed": "TrainCTLearnModel.random_seed",
+    }
+    flags = {
+        "overwrite": ({"TaskConfigTool": {"overwrite": True}}, "Replace an existing run directory of the same name."),
+    }
+    classes = [Project, *TrainCTLearnModel.classes]
+
+    owned_by_project = {
+        "TrainCTLearnModel.input_dir_signal": _OWNED.format("Project.signal_dir"),
+        "TrainCTLearnModel.file_pattern_signal": _OWNED.format("Project.signal_patterns"),
+        "TrainCTLearnModel.input_dir_background": _OWNED.format("Project.background_dir"),
+        "TrainCTLearnModel.file_pattern_background": _OWNED.format("Project.background_patterns"),
+        "TrainCTLearnModel.reco_tasks": _OWNED.format("Project.task"),
+        "TrainCTLearnModel.output_dir": _OWNED.format("Project.output_root and Project.run_name"),
+        "TrainCTLearnModel.overwrite": "use the --overwrite flag",
+    }
+
+    def _resolve_inputs(self, project):
+        source = self.task_config_source
+        if project.signal_dir is None:
+            raise ConfigError("missing: the directory of the training signal files", source=source, key="Project.signal_dir")
+        signal = glob_inputs(project.signal_dir, project.signal_patterns, "Project.signal_patterns", source)
+        background = []
+        if project.task == "type":
+            if project.background_dir is None:
+                raise ConfigError(
+                    "the type task needs background (proton) data: set Project.background_dir",
+                    source=source, key="Project.background_dir",
+                )
+            background = glob_inputs(
+                project.background_dir, project.background_patterns, "Project.background_patterns", source,
+            )
+        return signal, background
+
+    def setup(self):
+        self.started = utc_now()
+        project = self.setup_project()
+        source = self.task_config_source
+        self.signal_files, self.background_files = self._resolve_inputs(project)
+        run_name = check_run_name(project.run_name or default_run_name(), source)
+        self.run_dir = project.output_root / project.task / run_name
+        if self.run_dir.exists() and not self.overwrite:
+            raise RunExistsError(
+                f"run directory {self.run_dir} exists; choose another Project.run_name (--run-name) "
+                "or pass --overwrite to replace it", source=source, key="Project.run_name",
+            )
+        if self.validation_split * 2 >= 1:
+            raise ConfigError("must be below 0.5", source=source, key="TrainCTLearnModel.validation_split")
+
+        self.input_dir_signal = project.signal_dir
+        self.file_pattern_signal = project.signal_patterns
+        if project.task == "type":
+            self.input_dir_background = project.background_dir
+            self.file_pattern_background = project.background_patterns
+        else:
+            # background events would enter an energy or direction fit as if they were gammas
+            self.input_dir_background = None
+        self.reco_tasks = [project.task]
+        self.output_dir = self.run_dir
+        if self.run_dir.exists():
+            self.log.warning("--overwrite: removing the existing run directory %s", self.run_dir)
+            shutil.rmtree(self.run_dir)
+        try:
+            super().setup()
+        except (ValueError, OSError, KeyError, tables.NoSuchNodeError) as err:
+            raise InputDataError(
+                f"the training data cannot be used: {type(err).__name__}: {err}", source=source,
+                key="Project.signal_dir",
+            ) from None
+        self._split_by_event()
+        self.callbacks += [StopOnNonFiniteLoss(), EpochProgress(self.log, self.n_epochs)]
+        # ctlearn seeds only the split and shuffling; the weights need Keras' seed too
+        keras.utils.set_random_seed(self.random_seed)
+
+        self.run_dir.mkdir(parents=True)
+        self.provenance_log = self.run_dir / f"{self.name}.provenance.log"
+        atomic_write_yaml(self.run_dir / CONFIG_FILE, self._resolved_config(run_name))
+        write_run_info(
+            self.run_dir, task=project.task, run_name=run_name, status="running", created=self.started,
+            config_source=source, model_type=self.model_type,
+        )
+
+    def _split_by_event(self):
+        """Patched from ctlearn 0.10.2 ``TrainCTLearnModel.setup``: validation by shower, not by image.
+
+        The stock split puts images of one shower on both sides (optimistic
+        validation metrics); here all telescopes of a shower go to one side.
+        """
+        ids = self.dl1dh_reader.example_identifiers
+        training, validation = split_by_event(
+            ids["file_index"], ids["event_id"], self.validation_split, self.random_seed,
+        )
+        batch = self.batch_size * self.strategy.num_replicas_in_sync
+        for name, indices in (("training", training), ("validation", validation)):
+            if len(indices) < batch:
+                raise ConfigError(
+                    f"the {name} split has {len(indices)} images, fewer than one batch ({batch}): "
+                    "lower TrainCTLearnModel.batch_size or add data",
+                    source=self.task_config_source, key="TrainCTLearnModel.batch_size",
+                )
+        loader_options = dict(
+            tasks=self.reco_tasks, batch_size=batch, random_seed=self.random_seed,
+            sort_by_intensity=self.sort_by_intensity, stack_telescope_images=self.stack_telescope_images,
+        )
+        self.training_loader = DLDataLoader(self.dl1dh_reader, list(training), **loader_options)
+        self.validation_loader = DLDataLoader(self.dl1dh_reader, list(validation), **loader_options)
+        self.split_indices = {"training": training, "validation": validation}
+        self.log.info("split by shower: %d training and %d validation images", len(training), len(validation))
+
+    def _resolved_config(self, run_name):
+        config = {section: dict(values) for section, values in self.task_config.items()}
+        project = config.setdefault("Project", {})
+        project["run_name"] = run_name
+        project["task"] = self.project.task
+        return config
+
+    def start(self):
+        try:
+            super().start()
+        except BaseException as err:
+            write_run_info(self.run_dir, status="failed", error=f"{type(err).__name__}: {err}", ended=utc_now())
+            raise
+
+    def finish(self):
+        super().finish()
+        ids = self.dl1dh_reader.example_identifiers
+        split = np.full(len(ids), "", dtype="<U10")
+        for name, indices in self.split_indices.items():
+            split[indices] = name
+        lines = ["obs_id,event_id,tel_id,split"] + [
+            f"{o},{e},{t},{s}" for o, e, t, s in zip(ids["obs_id"], ids["event_id"], ids["tel_id"], split)
+        ]
+        atomic_write_text(self.run_dir / "split.csv", "\n".join(lines) + "\n")
+        inputs = [(p, "DL1 signal") for p in self.signal_files] + [(p, "DL1 background") for p in self.background_files]
+        atomic_write_json(self.run_dir / PROVENANCE_FILE, collect_provenance(inputs, self.started, utc_now()))
+        write_run_info(self.run_dir, status="finished", finished=utc_now(), n_epochs=self.n_epochs)
+        self.log.info("Run directory: %s", self.run_dir)
+        print(f"Run directory: {self.run_dir}")
+
+
+def main():
+    TrainModel().run()

@@ -1,0 +1,128 @@
+"""Write toy showers as genuine ctapipe DL1 HDF5 (ImageProcessor + DataWriter)."""
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ctapipe.core import Provenance
+from ctapipe.image import ImageProcessor
+from ctapipe.instrument import FocalLengthKind, SubarrayDescription
+from ctapipe.io import DataWriter
+from ctapipe.io import SimTelEventSource
+
+from ..resources import cache_dir, eventio_resource
+from .showers import ToyPhysics
+from .source import ToyEventSource
+
+__all__ = ["DatasetFile", "default_dataset_plan", "lst_subarray", "write_toy_file"]
+
+log = logging.getLogger(__name__)
+
+GEOMETRY_SIMTEL = "gamma_test.simtel.gz"
+LST_TYPE = "LST_LST_LSTCam"
+
+
+def lst_subarray() -> SubarrayDescription:
+    """The LSTs of the real prod-3 simtel sample, with their real LSTCam geometry.
+
+    Read once from the simtel file (which carries positions, optics and camera
+    geometry) and cached as HDF5, so later calls work without any network.
+    The effective focal length is not in that file, hence ``EQUIVALENT``;
+    readers of our files must use the same choice.
+    """
+    cached = cache_dir() / "lst_subarray.h5"
+    if not cached.exists():
+        simtel = eventio_resource(GEOMETRY_SIMTEL)
+        with SimTelEventSource(simtel, focal_length_choice="EQUIVALENT", max_events=1) as source:
+            subarray = source.subarray
+        lst = subarray.select_subarray(subarray.get_tel_ids_for_type(LST_TYPE), name="LST")
+        with tempfile.NamedTemporaryFile(dir=cached.parent, suffix=".h5.part", delete=False) as tmp:
+            pass
+        lst.to_hdf(tmp.name, overwrite=True)
+        os.replace(tmp.name, cached)
+    return SubarrayDescription.from_hdf(cached, focal_length_choice=FocalLengthKind.EQUIVALENT)
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    """One output file of a toy production."""
+
+    path: Path
+    particle: str
+    n_showers: int
+    obs_id: int
+    seed: int
+
+
+def default_dataset_plan(output_dir, n_gamma, n_proton, test_fraction, seed, showers_per_file=1000) -> list[DatasetFile]:
+    """Files of a production: gamma and proton, training and test, each with its own seed and obs_id.
+
+    Protons pass the trigger and the intensity cut less often than gammas, so
+    callers usually throw more protons than gammas to get balanced classes.
+    Showers are spread over files of at most ``showers_per_file`` so that a
+    process pool can share the work.
+    """
+    output_dir = Path(output_dir)
+    plan = []
+    for split_index, (split, fraction) in enumerate((("train", 1 - test_fraction), ("test", test_fraction))):
+        for particle_index, (particle, n) in enumerate((("gamma", n_gamma), ("proton", n_proton))):
+            n_split = max(int(round(n * fraction)), 1)
+            n_files = -(-n_split // showers_per_file)
+            for chunk in range(n_files):
+                obs_id = 10000 * (split_index + 1) + 1000 * (particle_index + 1) + chunk
+                plan.append(
+                    DatasetFile(
+                        path=output_dir / split / f"{particle}_{split}_obs{obs_id}.dl1.h5",
+                        particle=particle,
+                        n_showers=n_split // n_files + (1 if chunk < n_split % n_files else 0),
+                        obs_id=obs_id,
+                        seed=seed * 100003 + obs_id,
+                    )
+                )
+    return plan
+
+
+def write_toy_file(spec: DatasetFile, physics: ToyPhysics | None = None, overwrite=False) -> int:
+    """Simulate ``spec`` and write it; return the number of array events written.
+
+    The file is written under a temporary name and renamed at the end, so an
+    interrupted production never leaves a file that looks complete.
+    """
+    path = Path(spec.path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists (use --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subarray = lst_subarray()
+    partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)
+
+    provenance = Provenance()
+    if provenance.current_activity is None or provenance.current_activity.name == "":
+        provenance.start_activity(f"toy-dl1 {path.name}")
+    source = ToyEventSource(
+        input_url=str(cache_dir() / "lst_subarray.h5"),
+        subarray=subarray,
+        particle=spec.particle,
+        n_showers=spec.n_showers,
+        obs_id=spec.obs_id,
+        seed=spec.seed,
+        physics=physics,
+    )
+    processor = ImageProcessor(subarray=subarray)
+    n_events = 0
+    with DataWriter(
+        event_source=source,
+        output_path=partial,
+        overwrite=True,
+        write_dl1_images=True,
+        write_dl1_parameters=True,
+    ) as writer:
+        for event in source:
+            processor(event)
+            writer(event)
+            n_events += 1
+    os.replace(partial, path)
+    log.info("wrote %s: %d events from %d %s showers", path, n_events, spec.n_showers, spec.particle)
+    return n_events
