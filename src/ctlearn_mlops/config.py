@@ -34,6 +34,7 @@ from .exceptions import ConfigError
 __all__ = [
     "Project",
     "apply_overrides",
+    "overridden_keys",
     "import_custom_model_file",
     "read_yaml",
     "validate_sections",
@@ -122,7 +123,7 @@ def read_yaml(path) -> dict:
 
 
 def apply_overrides(content: dict, overrides, source) -> dict:
-    """Apply ``Section.key[.subkey]=value`` overrides; values are parsed as YAML."""
+    """Apply ``Section.key[.subkey]=value`` overrides (values parsed as YAML) to a copy of ``content``."""
     result = copy.deepcopy(content)
     for item in overrides:
         if "=" not in item:
@@ -143,6 +144,11 @@ def apply_overrides(content: dict, overrides, source) -> dict:
             node = child
         node[parts[-1]] = value
     return result
+
+
+def overridden_keys(overrides):
+    """The ``Section.key`` names that ``--set`` items assign."""
+    return [item.split("=", 1)[0].strip() for item in overrides]
 
 
 def import_custom_model_file(path):
@@ -167,42 +173,65 @@ def _suggest(name, valid):
     return f" Did you mean '{close[0]}'?" if close else ""
 
 
-def validate_sections(content: dict, classes, source, forbidden=None):
+def _own_option_names(cls, traits):
+    """Options worth listing for a section: those beyond the generic Tool ones (logging, provenance)."""
+    from ctapipe.core import Tool
+
+    if issubclass(cls, Tool):
+        generic = set(Tool.class_traits(config=True))
+        return sorted(name for name in traits if name not in generic)
+    return sorted(traits)
+
+
+def _trait_error_message(err):
+    # ctapipe's Path trait raises TraitError((PathError, expected, trait)): the reason is in PathError
+    first = err.args[0] if err.args else None
+    if hasattr(first, "reason") and hasattr(first, "path"):
+        return f"{first.path}: {first.reason}"
+    return str(err)
+
+
+def validate_sections(content: dict, classes, source, forbidden=None, overridden=()):
     """Check every section and key of ``content`` against the traits of ``classes``.
 
     Parameters
     ----------
     classes : iterable of Configurable classes allowed as sections
     forbidden : dict mapping "Section.key" to the reason it may not be set
+    overridden : "Section.key" names that came from --set (named as such in errors)
     """
     by_name = {cls.__name__: cls for cls in classes}
     forbidden = forbidden or {}
+
+    def origin(dotted):
+        return f"{source} (--set)" if any(dotted.startswith(o) or o.startswith(dotted) for o in overridden) else source
+
     for section, values in content.items():
         if section not in by_name:
             raise ConfigError(
                 f"unknown section.{_suggest(section, list(by_name))} "
                 f"Valid sections: {', '.join(sorted(by_name))}.",
-                source=source, key=section,
+                source=origin(section), key=section,
             )
         if values is None:
             continue
         if not isinstance(values, dict):
-            raise ConfigError("a section must be a mapping of option: value", source=source, key=section)
+            raise ConfigError("a section must be a mapping of option: value", source=origin(section), key=section)
         cls = by_name[section]
         traits = cls.class_traits(config=True)
         instance = cls.__new__(cls)  # only gives the trait validators an owner; no __init__
         for key, value in values.items():
             dotted = f"{section}.{key}"
             if dotted in forbidden:
-                raise ConfigError(forbidden[dotted], source=source, key=dotted)
+                raise ConfigError(forbidden[dotted], source=origin(dotted), key=dotted)
             if key not in traits:
                 raise ConfigError(
                     f"unknown option.{_suggest(key, list(traits))} "
-                    f"Valid options of {section}: {', '.join(sorted(traits))}.",
-                    source=source, key=dotted,
+                    f"Valid options of {section}: {', '.join(_own_option_names(cls, traits))}.",
+                    source=origin(dotted), key=dotted,
                 )
             try:
                 traits[key]._validate(instance, value)
             except TraitError as err:
-                message = str(err).replace(f"of a {section} instance", "").replace("  ", " ")
-                raise ConfigError(f"invalid value {value!r}: {message}", source=source, key=dotted) from None
+                message = _trait_error_message(err).replace(f" of a {section} instance", "")
+                raise ConfigError(f"invalid value {value!r}: {message}", source=origin(dotted), key=dotted) from None

@@ -11,10 +11,20 @@ from ctlearn.tools.predict_model import PredictCTLearnModel
 from ctlearn.tools.train_model import TrainCTLearnModel
 from dl1_data_handler.image_mapper import ImageMapper
 from dl1_data_handler.reader import DLDataReader, TableQualityQuery
-from traitlets import default
+from argparse import ArgumentError
+
+from traitlets import TraitError, default
+from traitlets.config import Application
 from traitlets.config import Config
 
-from ..config import Project, apply_overrides, import_custom_model_file, read_yaml, validate_sections
+from ..config import (
+    Project,
+    apply_overrides,
+    import_custom_model_file,
+    overridden_keys,
+    read_yaml,
+    validate_sections,
+)
 from ..exceptions import ConfigError
 
 __all__ = ["TaskConfigTool", "glob_inputs"]
@@ -78,7 +88,11 @@ class TaskConfigTool(Tool):
         Stock loading wraps every problem into "Couldn't read config file: ..."
         and accepts unknown sections silently.
         """
-        self.parse_command_line(argv)
+        try:
+            # undecorated: traitlets' own wrapper would exit with code 1 on a bad option
+            Application.parse_command_line.__wrapped__(self, argv)
+        except (TraitError, ArgumentError) as err:
+            raise ConfigError(f"command line: {err}") from None
         self.update_logging_config()
         if not self.config_files:
             raise ConfigError("no task config given: use --config configs/<task>.yaml")
@@ -90,7 +104,10 @@ class TaskConfigTool(Tool):
                 if not PathlibPath(custom_file).is_file():
                     raise ConfigError(f"file not found: {custom_file}", source=path, key="Project.custom_model_file")
                 import_custom_model_file(custom_file)
-            validate_sections(content, self.config_classes(), path, forbidden=self.owned_by_project)
+            validate_sections(
+                content, self.config_classes(), path, forbidden=self.owned_by_project,
+                overridden=overridden_keys(self.overrides),
+            )
             self.update_config(Config(content))
             for section, values in content.items():
                 self.task_config.setdefault(section, {}).update(values or {})

@@ -1,0 +1,42 @@
+# Task runner. The two commands of the README:
+#   make demo   set up, make the default data, train + test all four tasks on it
+#   make test   set up and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TASKS := energy type cameradirection skydirection
+
+.PHONY: setup data demo test test-fast constraints lint clean-runs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=/path/to/python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip==24.3.1
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+data: setup
+	$(BIN)/python scripts/data_processing/make_default_dataset.py
+
+demo: data
+	@for task in $(TASKS); do \
+	  $(BIN)/python scripts/train_model.py --config configs/$$task.yaml --log-level WARN || exit $$?; \
+	  $(BIN)/python scripts/test_model.py --config configs/$$task.yaml --run latest --log-level WARN || exit $$?; \
+	done
+	@echo "Runs are in models/<task>/ (newest last): ls -t models/*/"
+
+# pytest exits 5 when it collects nothing: that is not a failure here
+test: setup
+	@$(BIN)/python -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+constraints: setup
+	{ echo "# Exact versions of the whole environment (pip install -c constraints.txt -e .[test])."; \
+	  echo "# Regenerate after changing dependencies: make constraints"; \
+	  $(BIN)/pip freeze --exclude-editable; } > constraints.txt

@@ -1,0 +1,54 @@
+"""Template: train your own Keras architecture through the task config, without touching core code.
+
+1. Copy this file, e.g. ``cp models/custom_model_template.py models/my_cnn.py``,
+   and rename the class (``CustomCNN`` -> ``MyCNN``).
+2. Build any Keras network in ``__init__``; keep the input named "input" and
+   finish with ``build_fully_connect_head`` so the outputs are named after the
+   task, as CTLearn's training and our predict tool expect.
+3. Name it in the task config:
+
+   .. code-block:: yaml
+
+       Project:
+         custom_model_file: models/my_cnn.py
+       TrainCTLearnModel:
+         model_type: MyCNN
+       MyCNN:                      # its options, checked like any other section
+         filters: [16, 32, 64, 64]
+         head_layers: {energy: [64, 1]}
+         head_activation_function: {energy: relu}
+
+Every trait tagged ``config=True`` becomes an option of the class' section
+(``python scripts/train_model.py --config ... --help-all`` lists them after the
+file is named).  Use only standard Keras layers, or register custom ones with
+``keras.saving.register_keras_serializable``, so the saved model loads again.
+"""
+
+import keras
+from ctapipe.core.traits import Bool, Int, List
+from ctlearn.core.model import CTLearnModel, build_fully_connect_head
+
+__all__ = ["CustomCNN"]
+
+
+class CustomCNN(CTLearnModel):
+    """Plain convolution blocks ending in Flatten, which keeps where the image lies in the camera."""
+
+    filters = List(
+        Int(min=1), default_value=[16, 32, 64, 64], help="Filters of each conv + max-pool block.",
+    ).tag(config=True)
+
+    dropout = Bool(default_value=False, help="Dropout (0.3) before the head.").tag(config=True)
+
+    def __init__(self, input_shape, tasks, config=None, parent=None, **kwargs):
+        super().__init__(config=config, parent=parent, **kwargs)
+        inputs = keras.Input(shape=input_shape, name="input")
+        x = inputs
+        for i, n_filters in enumerate(self.filters, start=1):
+            x = keras.layers.Conv2D(n_filters, 3, padding="same", activation="relu", name=f"custom_conv_{i}")(x)
+            x = keras.layers.MaxPool2D(2, name=f"custom_pool_{i}")(x)
+        x = keras.layers.Flatten(name="custom_flatten")(x)
+        if self.dropout:
+            x = keras.layers.Dropout(0.3, name="custom_dropout")(x)
+        logits = build_fully_connect_head(x, self.head_layers, self.head_activation_function, tasks)
+        self.model = keras.Model(inputs, logits, name="CTLearn_model")

@@ -1,0 +1,88 @@
+"""Session fixtures: small real files made once per test session.
+
+* ``toy_data``: the embedded default production, shrunk (a few hundred showers),
+  written by the same code as ``make data``.
+* ``task_config``: the real ``configs/<task>.yaml``, shrunk (1 epoch, tiny
+  network) and pointed at ``toy_data`` and a temporary output root.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS = ("energy", "type", "cameradirection", "skydirection")
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory):
+    from ctlearn_mlops.toysim.dataset import default_dataset_plan, write_toy_file
+
+    out = tmp_path_factory.mktemp("toy")
+    plan = default_dataset_plan(out, n_gamma=400, n_proton=1000, test_fraction=0.3, seed=3, showers_per_file=10000)
+    for spec in plan:
+        write_toy_file(spec)
+    return out
+
+
+def shrink_config(task, data_dir, output_root, **sections):
+    """The real task config, made small and pointed at ``data_dir``."""
+    config = yaml.safe_load((REPO / "configs" / f"{task}.yaml").read_text())
+    project = config["Project"]
+    for key in ("signal_dir", "background_dir"):
+        if key in project:
+            project[key] = str(data_dir / "train")
+    for key in ("test_signal_dir", "test_background_dir"):
+        if key in project:
+            project[key] = str(data_dir / "test")
+    project["output_root"] = str(output_root)
+    project["run_name"] = "tiny"
+    config["TrainCTLearnModel"].update(n_epochs=1, batch_size=16)
+    n_out = 1 if task == "energy" else 2
+    config["SingleCNN"].update(
+        architecture=[{"filters": 4, "kernel_size": 3, "number": 1}, {"filters": 8, "kernel_size": 3, "number": 1}],
+        head_layers={task: [8, n_out]},
+    )
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    return config
+
+
+@pytest.fixture
+def task_config(toy_data, tmp_path):
+    """Factory: write a shrunk config of ``task`` and return its path."""
+
+    def make(task, **sections):
+        path = tmp_path / f"{task}.yaml"
+        path.write_text(yaml.safe_dump(shrink_config(task, toy_data, tmp_path / "models", **sections)))
+        return path
+
+    return make
+
+
+def run(tool, argv, cwd):
+    """Run a ctapipe Tool in-process and return its exit code."""
+    from ctapipe.core.tool import run_tool
+
+    return run_tool(tool, [str(a) for a in argv], cwd=cwd, raises=False)
+
+
+@pytest.fixture(scope="session")
+def trained_runs(toy_data, tmp_path_factory):
+    """One tiny trained and tested run per task (shared by the tests that only read runs)."""
+    from ctlearn_mlops.tools.predict import PredictModel
+    from ctlearn_mlops.tools.train import TrainModel
+
+    root = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for task in TASKS:
+        config = root / f"{task}.yaml"
+        config.write_text(yaml.safe_dump(shrink_config(task, toy_data, root / "models")))
+        assert run(TrainModel(), ["--config", config], cwd=root) == 0, f"training {task} failed"
+        assert run(PredictModel(), ["--config", config, "--run", "tiny"], cwd=root) == 0, f"predicting {task} failed"
+        runs[task] = (config, root / "models" / task / "tiny")
+    return runs

@@ -1,0 +1,110 @@
+"""Task configs: one schema, checked before any work; bad input exits 2 and creates nothing."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from ctlearn_mlops.config import Project, apply_overrides, validate_sections
+from ctlearn_mlops.exceptions import ConfigError
+from ctlearn_mlops.tools.predict import PredictModel
+from ctlearn_mlops.tools.train import TrainModel
+
+from .conftest import REPO, TASKS, run
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_shipped_configs_are_valid_and_name_their_task(task):
+    content = yaml.safe_load((REPO / "configs" / f"{task}.yaml").read_text())
+    assert content["Project"]["task"] == task
+    validate_sections(content, TrainModel().config_classes(), f"configs/{task}.yaml")
+
+
+def test_unknown_option_names_file_key_and_valid_options():
+    with pytest.raises(ConfigError) as err:
+        validate_sections({"TrainCTLearnModel": {"n_epoch": 3}}, TrainModel().config_classes(), "x.yaml")
+    message = str(err.value)
+    assert "x.yaml" in message and "TrainCTLearnModel.n_epoch" in message
+    assert "Did you mean 'n_epochs'" in message and "batch_size" in message
+
+
+def test_unknown_section_is_refused_with_suggestion():
+    with pytest.raises(ConfigError, match="Did you mean 'DLImageReader'"):
+        validate_sections({"DLImageReadr": {}}, TrainModel().config_classes(), "x.yaml")
+
+
+def test_wrong_type_is_refused():
+    with pytest.raises(ConfigError, match="TrainCTLearnModel.batch_size.*expected an int"):
+        validate_sections({"TrainCTLearnModel": {"batch_size": "many"}}, TrainModel().config_classes(), "x.yaml")
+
+
+def test_project_owned_option_is_refused():
+    with pytest.raises(ConfigError, match="Project.task"):
+        validate_sections(
+            {"TrainCTLearnModel": {"reco_tasks": ["energy"]}}, TrainModel().config_classes(), "x.yaml",
+            forbidden=TrainModel.owned_by_project,
+        )
+
+
+def test_overrides_set_nested_values_parsed_as_yaml():
+    content = {"TrainCTLearnModel": {"optimizer": {"name": "Adam", "base_learning_rate": 1e-3}}}
+    result = apply_overrides(
+        content, ["TrainCTLearnModel.optimizer.base_learning_rate=0.01", "Project.task=type", "X.y=[1, 2]"], "x.yaml",
+    )
+    assert result["TrainCTLearnModel"]["optimizer"] == {"name": "Adam", "base_learning_rate": 0.01}
+    assert result["Project"]["task"] == "type"
+    assert result["X"]["y"] == [1, 2]
+    assert content["TrainCTLearnModel"]["optimizer"]["base_learning_rate"] == 1e-3  # input untouched
+
+
+def test_override_without_equals_is_an_error():
+    with pytest.raises(ConfigError, match="Section.key=value"):
+        apply_overrides({}, ["TrainCTLearnModel.n_epochs"], "x.yaml")
+
+
+def test_project_traits_document_themselves():
+    for name, trait in Project.class_traits(config=True).items():
+        assert trait.help, name
+
+
+BAD_CONFIGS = {
+    "unknown key": ("energy", {"TrainCTLearnModel": {"n_epoch": 2}}, "TrainCTLearnModel.n_epoch"),
+    "wrong type": ("energy", {"TrainCTLearnModel": {"n_epochs": "two"}}, "TrainCTLearnModel.n_epochs"),
+    "missing input dir": ("energy", {"Project": {"signal_dir": "/no/such/dir"}}, "Project.signal_dir"),
+    "no matching file": ("energy", {"Project": {"signal_patterns": ["nothing_*.h5"]}}, "Project.signal_patterns"),
+    "type without background": ("type", {"Project": {"background_dir": None}}, "Project.background_dir"),
+    "bad run name": ("energy", {"Project": {"run_name": "a/b"}}, "Project.run_name"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_exits_2_and_creates_no_run(case, task_config, tmp_path, capfd):
+    task, sections, key = BAD_CONFIGS[case]
+    config = task_config(task, **sections)
+    assert run(TrainModel(), ["--config", config], cwd=tmp_path) == 2
+    assert key in capfd.readouterr().err
+    assert not (tmp_path / "models").exists()
+    assert not list(tmp_path.glob("*.provenance.log"))
+
+
+def test_missing_config_file_exits_2(tmp_path, capfd):
+    assert run(TrainModel(), ["--config", tmp_path / "nope.yaml"], cwd=tmp_path) == 2
+    assert "nope.yaml': does not exist" in capfd.readouterr().err
+
+
+def test_no_config_exits_2(tmp_path, capfd):
+    assert run(PredictModel(), [], cwd=tmp_path) == 2
+    assert "--config" in capfd.readouterr().err
+
+
+def test_script_error_is_one_paragraph_without_traceback(task_config, tmp_path):
+    config = task_config("energy", TrainCTLearnModel={"n_epochs": "two"})
+    result = subprocess.run(
+        [sys.executable, REPO / "scripts" / "train_model.py", "--config", config],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert any("TrainCTLearnModel.n_epochs" in line and str(config) in line for line in errors)

@@ -1,0 +1,105 @@
+"""The embedded default data: genuine DL1 that stock readers open, with learnable physics."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.coordinates import AltAz, SkyCoord
+from astropy.table import QTable
+from ctapipe.coordinates import TelescopeFrame
+from ctapipe.io import TableLoader
+from dl1_data_handler.reader import DLImageReader
+from traitlets.config import Config
+
+from ctlearn_mlops.toysim.dataset import DatasetFile, write_toy_file
+
+READER_CONFIG = Config({
+    "DLImageReader": {
+        "allowed_tels": [1, 2, 3, 4], "focal_length_choice": "EQUIVALENT",
+        "channels": ["cleaned_image", "cleaned_relative_peak_time"],
+    }
+})
+
+
+def _files(toy_data, split, particle):
+    return sorted(str(p) for p in (toy_data / split).glob(f"{particle}_*.dl1.h5"))
+
+
+def test_stock_reader_opens_default_data_with_all_task_labels(toy_data):
+    reader = DLImageReader(
+        input_url_signal=_files(toy_data, "train", "gamma"),
+        input_url_background=_files(toy_data, "train", "proton"),
+        config=READER_CONFIG,
+    )
+    assert reader.input_shape == (110, 110, 2)
+    assert reader.n_signal_events > 50 and reader.n_bkg_events > 50
+    assert set(reader.class_weight) == {0, 1}
+    batch = reader.generate_mono_batch(list(range(32)))
+    assert batch["features"].shape == (32, 110, 110, 2)
+    assert np.isfinite(batch["features"]).all()
+    for label in ("log_true_energy", "true_shower_primary_class", "cam_coord_offset_x", "fov_lon", "fov_lat"):
+        assert np.isfinite(np.asarray(batch[label], dtype=float)).all(), label
+
+
+def _telescope_events(path):
+    with TableLoader(path, focal_length_choice="EQUIVALENT") as loader:
+        return QTable(loader.read_telescope_events(
+            ["LST_LST_LSTCam"], dl1_parameters=True, simulated=True, true_parameters=False,
+            instrument=False, pointing=True,
+        ))
+
+
+def test_tableloader_reads_truth_parameters_and_pointing(toy_data):
+    events = _telescope_events(_files(toy_data, "train", "gamma")[0])
+    assert len(events) > 100
+    for column in ("true_energy", "true_alt", "true_core_x", "hillas_intensity", "hillas_width",
+                   "telescope_pointing_altitude", "impact_distance"):
+        assert column in events.colnames, column
+    assert set(np.unique(events["true_shower_primary_id"])) == {0}
+
+
+@pytest.fixture(scope="module")
+def gammas_and_protons(toy_data):
+    gammas = _telescope_events(_files(toy_data, "train", "gamma")[0])
+    protons = _telescope_events(_files(toy_data, "train", "proton")[0])
+    clean = lambda t: t[t["hillas_intensity"] > 100]  # noqa: E731
+    return clean(gammas), clean(protons)
+
+
+def test_intensity_grows_with_energy_and_falls_with_impact(gammas_and_protons):
+    gammas, _ = gammas_and_protons
+    log_e = np.log10(gammas["true_energy"].to_value(u.TeV))
+    log_i = np.log10(gammas["hillas_intensity"])
+    assert np.corrcoef(log_e, log_i)[0, 1] > 0.7
+    light_per_tev = log_i - log_e
+    impact = gammas["impact_distance"].to_value(u.m)
+    assert np.corrcoef(impact, light_per_tev)[0, 1] < -0.3
+
+
+def test_gamma_images_are_narrower_than_proton_images(gammas_and_protons):
+    gammas, protons = gammas_and_protons
+    assert np.median(gammas["hillas_width"]) < 0.6 * np.median(protons["hillas_width"])
+
+
+def test_gamma_image_axis_points_back_to_the_true_source(gammas_and_protons):
+    gammas, _ = gammas_and_protons
+    pointing = SkyCoord(
+        alt=gammas["telescope_pointing_altitude"], az=gammas["telescope_pointing_azimuth"], frame=AltAz(),
+    )
+    source = SkyCoord(alt=gammas["true_alt"], az=gammas["true_az"], frame=AltAz()).transform_to(
+        TelescopeFrame(telescope_pointing=pointing)
+    )
+    dx = source.fov_lon.to_value(u.deg) - gammas["hillas_fov_lon"].to_value(u.deg)
+    dy = source.fov_lat.to_value(u.deg) - gammas["hillas_fov_lat"].to_value(u.deg)
+    psi = gammas["hillas_psi"].to_value(u.rad)
+    miss = np.abs(dx * np.sin(psi) - dy * np.cos(psi))  # distance of the source from the major axis
+    distance = np.hypot(dx, dy)
+    assert np.median(miss) < 0.1
+    assert np.median(miss) < 0.4 * np.median(distance)
+
+
+def test_existing_file_is_not_overwritten(toy_data):
+    existing = sorted((toy_data / "test").glob("gamma_*.dl1.h5"))[0]
+    before = existing.stat().st_mtime_ns
+    with pytest.raises(FileExistsError):
+        write_toy_file(DatasetFile(path=existing, particle="gamma", n_showers=5, obs_id=1, seed=1))
+    assert existing.stat().st_mtime_ns == before

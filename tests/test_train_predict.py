@@ -1,0 +1,143 @@
+"""All four tasks train and test end to end with real TensorFlow on toy DL1."""
+
+import csv
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import yaml
+from ctapipe.io import read_table
+from dl1_data_handler.reader import DLImageReader
+from traitlets.config import Config
+
+from ctlearn_mlops.tools.predict import DL2_TABLE, PredictModel
+from ctlearn_mlops.tools.train import TrainModel
+
+from .conftest import REPO, TASKS, run
+
+pytestmark = pytest.mark.slow
+
+PREDICTION_COLUMNS = {
+    "energy": ["reco_energy"],
+    "type": ["gammaness"],
+    "cameradirection": ["reco_cam_coord_offset_x", "reco_cam_coord_offset_y"],
+    "skydirection": ["reco_fov_lon", "reco_fov_lat", "reco_alt", "reco_az"],
+}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_run_directory_holds_config_model_log_tensorboard_and_provenance(task, trained_runs):
+    config, run_dir = trained_runs[task]
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "finished" and info["task"] == task
+    snapshot = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert snapshot["Project"]["task"] == task and snapshot["Project"]["run_name"] == "tiny"
+    assert (run_dir / "ctlearn_model.cpk" / "saved_model.pb").exists()
+    with open(run_dir / "training_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["0"]
+    assert np.isfinite(float(rows[0]["loss"])) and np.isfinite(float(rows[0]["val_loss"]))
+    assert list(run_dir.glob("train/events.out.tfevents.*")) and list(run_dir.glob("validation/events.out.tfevents.*"))
+
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    assert provenance["packages"]["ctlearn"] == "0.10.2"
+    assert provenance["host"] and provenance["started"] <= provenance["finished"]
+    roles = {i["role"] for i in provenance["inputs"]}
+    assert roles == ({"DL1 signal", "DL1 background"} if task == "type" else {"DL1 signal"})
+    first = provenance["inputs"][0]
+    with open(first["path"], "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == first["sha256"]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_validation_split_keeps_showers_together(task, trained_runs):
+    _, run_dir = trained_runs[task]
+    with open(run_dir / "split.csv") as f:
+        rows = list(csv.DictReader(f))
+    sides = {}
+    for r in rows:
+        sides.setdefault((r["obs_id"], r["event_id"]), set()).add(r["split"])
+    assert {"training"} in sides.values() and {"validation"} in sides.values()
+    assert all(len(s) == 1 for s in sides.values())
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_dl2_has_every_test_image_with_truth_ids_and_predictions(task, trained_runs, toy_data):
+    _, run_dir = trained_runs[task]
+    dl2 = read_table(run_dir / "dl2" / "test.dl2.h5", DL2_TABLE)
+    for column in ("obs_id", "event_id", "tel_id", "true_energy", "true_alt", "true_az",
+                   "true_shower_primary_id", "hillas_intensity", "hillas_width", *PREDICTION_COLUMNS[task]):
+        assert column in dl2.colnames, column
+
+    particles = ["gamma", "proton"] if task == "type" else ["gamma"]
+    reader = DLImageReader(
+        input_url_signal=sorted(str(p) for p in (toy_data / "test").glob("gamma_*.h5")),
+        input_url_background=sorted(str(p) for p in (toy_data / "test").glob("proton_*.h5")) if task == "type" else [],
+        config=Config({"DLImageReader": {"allowed_tels": [1, 2, 3, 4], "focal_length_choice": "EQUIVALENT"}}),
+    )
+    assert len(dl2) == reader._get_n_events()
+    assert len(np.unique(np.asarray(dl2[["obs_id", "event_id", "tel_id"]]))) == len(dl2)
+    assert set(np.unique(dl2["true_shower_primary_id"])) == {0, 101}.intersection({0 if p == "gamma" else 101 for p in particles})
+    assert dl2["is_valid"].all()
+    for column in PREDICTION_COLUMNS[task]:
+        values = np.asarray(dl2[column], dtype=float)
+        assert np.isfinite(values).all()
+        # the stock mono tool wrote 0.0 for the last incomplete batch
+        assert not np.any(values[-10:] == 0.0), column
+    if task == "type":
+        assert ((dl2["gammaness"] >= 0) & (dl2["gammaness"] <= 1)).all()
+    if task == "energy":
+        assert (dl2["reco_energy"] > 0).all()
+
+
+def test_second_training_into_same_run_is_refused_then_overwritten(trained_runs, capfd):
+    config, run_dir = trained_runs["energy"]
+    before = (run_dir / "run.json").read_text()
+    assert run(TrainModel(), ["--config", config], cwd=config.parent) == 2
+    assert "--overwrite" in capfd.readouterr().err
+    assert (run_dir / "run.json").read_text() == before
+
+    assert run(PredictModel(), ["--config", config, "--run", "tiny"], cwd=config.parent) == 2
+    assert "test.dl2.h5 exists" in capfd.readouterr().err
+
+
+def test_overwrite_replaces_a_run(task_config, tmp_path):
+    config = task_config("energy")
+    assert run(TrainModel(), ["--config", config], cwd=tmp_path) == 0
+    run_dir = tmp_path / "models" / "energy" / "tiny"
+    (run_dir / "stale-file").write_text("from the first run")
+    assert run(TrainModel(), ["--config", config, "--overwrite"], cwd=tmp_path) == 0
+    assert not (run_dir / "stale-file").exists()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+
+
+def test_predicting_with_a_run_of_another_task_is_refused(trained_runs, capfd):
+    type_config, _ = trained_runs["type"]
+    _, energy_run = trained_runs["energy"]
+    assert run(PredictModel(), ["--config", type_config, "--run", energy_run, "--name", "x"], cwd=type_config.parent) == 2
+    assert "trained for task 'energy'" in capfd.readouterr().err
+    assert not (energy_run / "dl2" / "x.dl2.h5").exists()
+
+
+def test_latest_run_and_explicit_input(trained_runs, toy_data):
+    config, run_dir = trained_runs["cameradirection"]
+    test_file = sorted((toy_data / "test").glob("gamma_*.h5"))[0]
+    argv = ["--config", config, "--run", "latest", "--input", test_file, "--name", "one-file"]
+    assert run(PredictModel(), argv, cwd=config.parent) == 0
+    assert len(read_table(run_dir / "dl2" / "one-file.dl2.h5", DL2_TABLE)) > 0
+
+
+def test_custom_model_template_trains_and_predicts(task_config, tmp_path):
+    config = task_config(
+        "energy",
+        Project={"custom_model_file": str(REPO / "models" / "custom_model_template.py")},
+        TrainCTLearnModel={"model_type": "CustomCNN"},
+        CustomCNN={"filters": [4, 8], "head_layers": {"energy": [8, 1]}, "head_activation_function": {"energy": "relu"}},
+    )
+    assert run(TrainModel(), ["--config", config], cwd=tmp_path) == 0
+    run_dir = tmp_path / "models" / "energy" / "tiny"
+    assert json.loads((run_dir / "run.json").read_text())["model_type"] == "CustomCNN"
+    assert run(PredictModel(), ["--config", config, "--run", "tiny"], cwd=tmp_path) == 0
+    dl2 = read_table(run_dir / "dl2" / "test.dl2.h5", DL2_TABLE)
+    assert np.isfinite(dl2["reco_energy"]).all()
