@@ -1,9 +1,11 @@
 """What the train and predict tools share: reading and checking a task config."""
 
 import os
+import warnings
 
 from pathlib import Path as PathlibPath
 
+from astropy.utils.metadata import MergeConflictWarning
 from ctapipe.core import Tool
 from ctapipe.core.traits import Bool, List, Unicode, classes_with_traits
 from ctlearn.core.model import CTLearnModel
@@ -88,6 +90,8 @@ class TaskConfigTool(Tool):
         Stock loading wraps every problem into "Couldn't read config file: ..."
         and accepts unknown sections silently.
         """
+        # dl1-data-handler's joins of ctapipe tables repeat this for every file
+        warnings.filterwarnings("ignore", category=MergeConflictWarning)
         try:
             # undecorated: traitlets' own wrapper would exit with code 1 on a bad option
             Application.parse_command_line.__wrapped__(self, argv)

@@ -1,0 +1,1 @@
+"""Data processing: simtel -> DL1 conversion, image-only extraction, merging."""
