@@ -25,6 +25,17 @@ class FileSummary:
         self.subarray = SubarrayDescription.from_hdf(path, focal_length_choice="EQUIVALENT")
 
 
+def _subarray_difference(ours, theirs):
+    if set(ours.tel_ids) != set(theirs.tel_ids):
+        return f"telescopes {sorted(theirs.tel_ids)} vs {sorted(ours.tel_ids)}"
+    if ours.name != theirs.name:
+        return f"subarray name {theirs.name!r} vs {ours.name!r}"
+    for tel_id in ours.tel_ids:
+        if ours.tel[tel_id] != theirs.tel[tel_id]:
+            return f"telescope {tel_id} is {theirs.tel[tel_id]} vs {ours.tel[tel_id]}"
+    return "telescope positions or reference location differ"
+
+
 def summarize(path):
     return FileSummary(path)
 
@@ -32,9 +43,7 @@ def summarize(path):
 def incompatibility(reference: FileSummary, other: FileSummary):
     """Why ``other`` cannot join ``reference`` (a sentence), or None."""
     if other.subarray != reference.subarray:
-        ours, theirs = set(reference.subarray.tel_ids), set(other.subarray.tel_ids)
-        detail = f"telescopes {sorted(theirs)} vs {sorted(ours)}" if ours != theirs else "telescope positions or cameras differ"
-        return f"different subarray than {reference.path.name} ({detail})"
+        return f"different subarray than {reference.path.name} ({_subarray_difference(reference.subarray, other.subarray)})"
     for key, value in reference.attrs.items():
         if other.attrs[key] != value:
             return f"{key} is {other.attrs[key]!r}, {reference.path.name} has {value!r}"

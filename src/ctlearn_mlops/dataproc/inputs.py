@@ -16,22 +16,27 @@ def _matches(path, suffixes):
 
 
 def expand_inputs(items, suffixes, key="--input"):
-    """Sorted unique files from files, directories (searched recursively) and glob patterns."""
-    files = set()
+    """Unique files from files, directories (searched recursively) and glob patterns.
+
+    Files keep the order in which they are named; what a directory or a
+    pattern expands to is sorted.
+    """
+    files = {}
     for item in items:
         item = os.path.expandvars(str(item))
         path = Path(item)
         if path.is_dir():
-            files.update(p for p in path.rglob("*") if _matches(p, suffixes))
+            found = sorted(p for p in path.rglob("*") if _matches(p, suffixes))
         elif path.is_file():
-            files.add(path)
+            found = [path]
         elif glob.has_magic(item):
-            files.update(Path(p) for p in glob.glob(item, recursive=True) if _matches(Path(p), suffixes))
+            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if _matches(Path(p), suffixes))
         else:
             raise ConfigError(f"no such file or directory: {item}", key=key)
+        files.update((p.absolute(), None) for p in found)
     if not files:
         raise ConfigError(f"no input files ({', '.join(suffixes)}) in {list(map(str, items))}", key=key)
-    return sorted(p.resolve() for p in files)
+    return list(files)
 
 
 def shard_from_environment():

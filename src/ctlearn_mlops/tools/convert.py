@@ -78,7 +78,8 @@ class ConvertData(Tool):
     def setup(self):
         if self.output_dir is None:
             raise ConfigError("missing: where to write the DL1 files", key="--output-dir")
-        files = expand_inputs(self.inputs, SIMTEL_SUFFIXES)
+        # sorted, so that every element of a job array sees the same list
+        files = sorted(expand_inputs(self.inputs, SIMTEL_SUFFIXES))
         shard = parse_shard(self.shard) if self.shard else shard_from_environment()
         if shard is not None:
             files = select_shard(files, *shard)

@@ -62,7 +62,7 @@ class ExtractImages(Tool):
         require_writable_directory(self.output_dir, "--output-dir")
         self.provenance_log = self.output_dir / f"{self.name}.provenance.log"
         for source in self.files:
-            if (self.output_dir / source.name).resolve() == source:
+            if (self.output_dir / source.name).resolve() == source.resolve():
                 raise ConfigError(f"output would replace its input {source}", key="--output-dir")
 
     def start(self):
