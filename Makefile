@@ -25,8 +25,9 @@ demo: data
 	@for task in $(TASKS); do \
 	  $(BIN)/python scripts/train_model.py --config configs/$$task.yaml --log-level WARN || exit $$?; \
 	  $(BIN)/python scripts/test_model.py --config configs/$$task.yaml --run latest --log-level WARN || exit $$?; \
+	  $(BIN)/python scripts/generate_report.py --config configs/$$task.yaml --run latest --log-level WARN || exit $$?; \
 	done
-	@echo "Runs are in models/<task>/ (newest last): ls -t models/*/"
+	@echo "Runs are in models/<task>/, their reports in reports/<task>/ (open report.html)"
 
 # pytest exits 5 when it collects nothing: that is not a failure here
 test: setup

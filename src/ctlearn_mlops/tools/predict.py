@@ -186,6 +186,10 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
         ids = self.dl1dh_reader.example_identifiers
         table = ids[[c for c in _TRUTH_COLUMNS if c in ids.colnames]]
         table["file_index"] = ids["file_index"]
+        # the camera-plane truth and prediction are in metres; the focal length turns them into angles
+        subarray = self.dl1dh_reader.subarray
+        focal = {t: subarray.tel[t].camera.geometry.frame.focal_length.to_value(u.m) for t in subarray.tel_ids}
+        table["focal_length"] = u.Quantity([focal[t] for t in table["tel_id"]], u.m)
         if self.task == "type":
             # training labels: signal (gamma) = class 1
             table["gammaness"] = output[:, 1].astype(np.float32)

@@ -76,10 +76,11 @@ class TaskConfigTool(Tool):
         The train and predict tools read the same file, so each accepts the other's section.
         """
         from .predict import PredictModel
+        from .report import ReportTool
         from .train import TrainModel
 
         classes = [
-            Project, TrainCTLearnModel, TrainModel, PredictCTLearnModel, PredictModel, TableQualityQuery,
+            Project, TrainCTLearnModel, TrainModel, PredictCTLearnModel, PredictModel, ReportTool, TableQualityQuery,
             *classes_with_traits(CTLearnModel), *classes_with_traits(DLDataReader), *classes_with_traits(ImageMapper),
         ]
         return list(dict.fromkeys(classes))

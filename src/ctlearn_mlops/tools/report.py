@@ -1,0 +1,152 @@
+"""Physics report of one run: metrics.json, PNG figures, report.pdf and a self-contained report.html.
+
+Every figure and metric puts the network next to classical baselines on the
+same test events (median energy and intensity fit; Hillas centroid and disp
+direction; Hillas width cut and a logistic regression on Hillas parameters).
+"""
+
+import json
+
+import pandas as pd
+from ctapipe.core.traits import Path, Unicode
+
+from ..config import Project
+from ..exceptions import ConfigError, RunExistsError
+from ..physics.evaluation import NETWORK, evaluate, read_dl2
+from ..reporting.document import Report, atomic_directory
+from ..reporting.plots import plot_training_curves
+from ..reporting.task_figures import LOWER_IS_BETTER, headline_table, network_beats, task_figures
+from ..rundir import CONFIG_FILE, PROVENANCE_FILE, TRAINING_LOG, read_run_info, resolve_run
+from .taskconfig import TaskConfigTool
+
+__all__ = ["ReportTool", "main", "split_counts"]
+
+
+def split_counts(run_dir, n_test):
+    """Images and showers per split, from the run's split.csv and its DL2 table."""
+    counts = {"test": {"images": n_test}}
+    path = run_dir / "split.csv"
+    if path.exists():
+        split = pd.read_csv(path)
+        for name, group in split.groupby("split"):
+            counts[name] = {"images": len(group), "showers": len(group.drop_duplicates(["obs_id", "event_id"]))}
+    return counts
+
+
+class ReportTool(TaskConfigTool):
+    """Write reports/<task>/<run>/ for a tested run."""
+
+    name = "ctlearn-mlops-report"
+    description = __doc__
+    examples = """
+    python scripts/generate_report.py --config configs/energy.yaml --run latest
+    """
+
+    trained_run = Unicode("latest", help="Run: a name under <output_root>/<task>/, a directory, or 'latest'.").tag(
+        config=True
+    )
+    dl2_name = Unicode("test", help="Which DL2 output of the run to evaluate (<run>/dl2/<name>.dl2.h5).").tag(config=True)
+    reports_root = Path("reports", directory_ok=True, file_ok=False, help="Reports go to <reports_root>/<task>/<run>/.").tag(
+        config=True
+    )
+
+    aliases = {
+        "config": "Tool.config_files",
+        "set": "TaskConfigTool.overrides",
+        "run": "ReportTool.trained_run",
+        "dl2": "ReportTool.dl2_name",
+        ("o", "output-root"): "ReportTool.reports_root",
+    }
+    flags = {"overwrite": ({"TaskConfigTool": {"overwrite": True}}, "Replace an existing report.")}
+    classes = [Project]
+
+    def setup(self):
+        project = self.setup_project()
+        source = self.task_config_source
+        self.run_dir = resolve_run(self.trained_run, project.output_root, project.task, source)
+        self.info = read_run_info(self.run_dir)
+        if self.info.get("task") != project.task:
+            raise ConfigError(
+                f"run {self.run_dir} is a '{self.info.get('task')}' run, the config is for '{project.task}'",
+                source=source, key="Project.task",
+            )
+        self.dl2_path = self.run_dir / "dl2" / f"{self.dl2_name}.dl2.h5"
+        if not self.dl2_path.exists():
+            raise ConfigError(
+                f"run {self.run_dir} has no predictions ({self.dl2_path.name}); run scripts/test_model.py first",
+                source=source, key="--run",
+            )
+        self.output_dir = self.reports_root / project.task / self.run_dir.name
+        if self.output_dir.exists() and not self.overwrite:
+            raise RunExistsError(f"report {self.output_dir} exists; pass --overwrite to replace it", source=source)
+        self.task = project.task
+
+    def start(self):
+        dl2 = read_dl2(self.dl2_path)
+        evaluation = evaluate(self.task, dl2)
+        report = Report(f"{self.task} - run {self.run_dir.name}")
+        beats = network_beats(evaluation)
+        summary = ", ".join(
+            f"{metric}: {NETWORK} {'beats' if ok else 'does NOT beat'} every baseline" for metric, ok in beats.items()
+        )
+        report.text("Verdict", f"{summary or 'no comparable metric'} ({evaluation.n_events} test images).")
+        header, rows = headline_table(evaluation)
+        report.table("Headline metrics on the test images (network first, then baselines)", header, rows)
+
+        counts = split_counts(self.run_dir, evaluation.n_events)
+        report.table(
+            "Events per split", ["split", "images", "showers"],
+            [[name, c.get("images", ""), c.get("showers", "")] for name, c in counts.items()],
+        )
+        log_path = self.run_dir / TRAINING_LOG
+        if log_path.exists() and log_path.stat().st_size > 0:
+            log = pd.read_csv(log_path)
+            report.figure("training_curves", plot_training_curves({self.run_dir.name: log}),
+                          "Loss and metrics per epoch: training (solid) and validation (dashed).")
+        for name, fig, caption in task_figures(evaluation):
+            report.figure(name, fig, caption)
+        report.preformatted("Configuration", (self.run_dir / CONFIG_FILE).read_text())
+        provenance = json.loads((self.run_dir / PROVENANCE_FILE).read_text()) if (self.run_dir / PROVENANCE_FILE).exists() else {}
+        report.preformatted("Provenance", _provenance_summary(self.info, provenance))
+
+        self.report = report
+        self.metrics = {
+            "task": self.task,
+            "run": str(self.run_dir),
+            "events": counts,
+            "network": NETWORK,
+            "headline": evaluation.headline,
+            "network_beats_baselines": beats,
+            "lower_is_better": sorted(LOWER_IS_BETTER),
+            "binned": {m: _table_records(t) for m, t in evaluation.binned.items()},
+        }
+
+    def finish(self):
+        with atomic_directory(self.output_dir, overwrite=self.overwrite) as tmp:
+            self.report.write(tmp, self.metrics)
+        self.log.info("report written to %s", self.output_dir)
+        print(f"Report: {self.output_dir / 'report.html'}")
+
+
+def _table_records(table):
+    records = []
+    for row in table:
+        records.append({name: (float(getattr(row[name], "value", row[name]))) for name in table.colnames})
+    return records
+
+
+def _provenance_summary(info, provenance):
+    lines = [f"{k}: {v}" for k, v in info.items()]
+    if provenance:
+        git = provenance.get("git", {})
+        lines += [
+            f"host: {provenance.get('host')}",
+            f"git commit: {git.get('commit')}{' (uncommitted changes)' if git.get('dirty') else ''}",
+            "packages: " + ", ".join(f"{k} {v}" for k, v in provenance.get("packages", {}).items() if v),
+            "inputs:",
+        ] + [f"  {i['role']}: {i['path']} ({i['size']} bytes, sha256 {i['sha256'][:12]}...)" for i in provenance.get("inputs", [])]
+    return "\n".join(lines)
+
+
+def main():
+    ReportTool().run()
