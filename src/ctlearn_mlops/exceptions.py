@@ -2,7 +2,7 @@
 
 from ctapipe.core.tool import ToolConfigurationError
 
-__all__ = ["ConfigError", "InputDataError", "RunExistsError", "TrainingDiverged"]
+__all__ = ["ConfigError", "InputDataError", "RunExistsError", "TrainingDiverged", "TrainingInterrupted"]
 
 
 class ConfigError(ToolConfigurationError):
@@ -35,3 +35,12 @@ class InputDataError(ConfigError):
 
 class TrainingDiverged(ConfigError):
     """The loss became NaN or infinite: rerunning the same config will not help."""
+
+
+class TrainingInterrupted(Exception):
+    """Training was stopped by a signal; the run can be resumed.
+
+    Exit code 75 (EX_TEMPFAIL): the batch script requeues the job on it.
+    """
+
+    exit_code = 75

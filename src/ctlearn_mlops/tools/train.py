@@ -6,30 +6,41 @@ set in the YAML); this subclass adds the run directory, event-wise
 validation split, seeding, provenance and config checks.
 """
 
+import hashlib
+import os
 import shutil
+import socket
 import time
 
 import keras
 import numpy as np
 import tables
+import tensorflow as tf
 from ctlearn.core.loader import DLDataLoader
 from ctlearn.tools.train_model import TrainCTLearnModel
 
+from .._compat import backup_epoch
 from ..config import Project
-from ..exceptions import ConfigError, InputDataError, RunExistsError, TrainingDiverged
+from ..exceptions import ConfigError, InputDataError, RunExistsError, TrainingDiverged, TrainingInterrupted
+from ..resume import BACKUP_DIR, GracefulStop, StateRestorer, StateSaver, apply_loader_state, load_state
 from ..rundir import (
     CONFIG_FILE,
     PROVENANCE_FILE,
+    TRAINING_LOG,
     atomic_write_json,
     atomic_write_text,
     atomic_write_yaml,
     check_run_name,
     collect_provenance,
     default_run_name,
+    read_run_info,
     utc_now,
     write_run_info,
 )
+from ..tracking import EventLog, ScalarRecorder
 from ..split import split_by_event
+from ctapipe.core.traits import Bool
+
 from .taskconfig import TaskConfigTool, glob_inputs
 
 __all__ = ["TrainModel", "main"]
@@ -103,7 +114,10 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
     }
     flags = {
         "overwrite": ({"TaskConfigTool": {"overwrite": True}}, "Replace an existing run directory of the same name."),
+        "resume": ({"TrainModel": {"resume": True}}, "Continue an unfinished run from its last finished epoch."),
     }
+
+    resume = Bool(False, help="Continue the unfinished run of this name from its last finished epoch.").tag(config=True)
     classes = [Project, *TrainCTLearnModel.classes]
 
     owned_by_project = {
@@ -140,10 +154,13 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         self.signal_files, self.background_files = self._resolve_inputs(project)
         run_name = check_run_name(project.run_name or default_run_name(), source)
         self.run_dir = project.output_root / project.task / run_name
-        if self.run_dir.exists() and not self.overwrite:
+        self.resume_state = None
+        if self.resume:
+            self._check_resumable(source)
+        elif self.run_dir.exists() and not self.overwrite:
             raise RunExistsError(
-                f"run directory {self.run_dir} exists; choose another Project.run_name (--run-name) "
-                "or pass --overwrite to replace it", source=source, key="Project.run_name",
+                f"run directory {self.run_dir} exists; choose another Project.run_name (--run-name), "
+                "pass --overwrite to replace it, or --resume to continue it", source=source, key="Project.run_name",
             )
         if self.validation_split * 2 >= 1:
             raise ConfigError("must be below 0.5", source=source, key="TrainCTLearnModel.validation_split")
@@ -158,9 +175,13 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             self.input_dir_background = None
         self.reco_tasks = [project.task]
         self.output_dir = self.run_dir
-        if self.run_dir.exists():
+        if self.run_dir.exists() and not self.resume:
             self.log.warning("--overwrite: removing the existing run directory %s", self.run_dir)
             shutil.rmtree(self.run_dir)
+        # ctlearn refuses an existing output directory: a resumed run steps aside while it checks
+        aside = self.run_dir.with_name(f".{self.run_dir.name}.resuming")
+        if self.resume:
+            os.replace(self.run_dir, aside)
         try:
             super().setup()
         except (ValueError, OSError, KeyError, tables.NoSuchNodeError) as err:
@@ -168,18 +189,82 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
                 f"the training data cannot be used: {type(err).__name__}: {err}", source=source,
                 key="Project.signal_dir",
             ) from None
+        finally:
+            if self.resume:
+                os.replace(aside, self.run_dir)
         self._split_by_event()
-        self.callbacks += [StopOnNonFiniteLoss(), EpochProgress(self.log, self.n_epochs)]
-        # ctlearn seeds only the split and shuffling; the weights need Keras' seed too
+        # ctlearn seeds only the split and shuffling; the weights need Keras' seed too, and
+        # deterministic kernels make a resumed run end with the same weights as an uninterrupted one
         keras.utils.set_random_seed(self.random_seed)
+        tf.config.experimental.enable_op_determinism()
 
-        self.run_dir.mkdir(parents=True)
+        if not self.resume:
+            self.run_dir.mkdir(parents=True)
+            atomic_write_yaml(self.run_dir / CONFIG_FILE, self._resolved_config(run_name))
         self.provenance_log = self.run_dir / f"{self.name}.provenance.log"
-        atomic_write_yaml(self.run_dir / CONFIG_FILE, self._resolved_config(run_name))
+        self.events = EventLog(self.run_dir)
+        self._add_callbacks()
+        config_text = (self.run_dir / CONFIG_FILE).read_text()
         write_run_info(
-            self.run_dir, task=project.task, run_name=run_name, status="running", created=self.started,
-            config_source=source, model_type=self.model_type,
+            self.run_dir, task=project.task, run_name=run_name, status="running",
+            config_source=source, model_type=self.model_type, n_epochs=self.n_epochs,
+            host=socket.gethostname(), pid=os.getpid(), slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+            **({} if self.resume else {"created": self.started}),
         )
+        if self.resume:
+            epoch = self.resume_state["epoch"] + 1 if self.resume_state else 0
+            self.events.write("resume", from_epoch=epoch, host=socket.gethostname(), slurm_job_id=os.environ.get("SLURM_JOB_ID"))
+        else:
+            self.events.write(
+                "run_start", task=project.task, run_name=run_name, n_epochs=self.n_epochs,
+                config_sha256=hashlib.sha256(config_text.encode()).hexdigest(), seed=self.random_seed,
+            )
+
+    def _check_resumable(self, source):
+        aside = self.run_dir.with_name(f".{self.run_dir.name}.resuming")
+        if not self.run_dir.exists() and aside.exists():
+            os.replace(aside, self.run_dir)  # a resume killed while it was checking
+        if not self.run_dir.exists():
+            raise ConfigError(f"nothing to resume: {self.run_dir} does not exist", source=source, key="Project.run_name")
+        info = read_run_info(self.run_dir)
+        if info.get("status") == "finished":
+            raise ConfigError(f"run {self.run_dir} is already finished", source=source, key="Project.run_name")
+        last = backup_epoch(self.run_dir / BACKUP_DIR)
+        if last is not None:
+            self.resume_state = load_state(self.run_dir, last)
+            if self.resume_state is None:
+                raise ConfigError(
+                    f"run {self.run_dir} has a backup of epoch {last + 1} but no saved state for it", source=source,
+                )
+        completed = 0 if last is None else last + 1
+        self._truncate_training_log(completed)
+        self.log.info("resuming %s after %d finished epochs", self.run_dir, completed)
+
+    def _truncate_training_log(self, completed):
+        """Keep the rows of finished epochs only (an interrupted epoch may have been logged)."""
+        path = self.run_dir / TRAINING_LOG
+        if not path.exists():
+            return
+        lines = path.read_text().splitlines()
+        kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < completed]
+        atomic_write_text(path, "\n".join(kept) + "\n" if len(kept) > 1 else "")
+
+    def _add_callbacks(self):
+        loaders = {"training": self.training_loader, "validation": self.validation_loader}
+        if self.resume_state is not None:
+            apply_loader_state(self.resume_state, loaders)
+        stateful = [cb for cb in self.callbacks if isinstance(
+            cb, (keras.callbacks.ReduceLROnPlateau, keras.callbacks.EarlyStopping, keras.callbacks.ModelCheckpoint))]
+        self.graceful_stop = GracefulStop()
+        self.callbacks += [
+            StopOnNonFiniteLoss(),
+            EpochProgress(self.log, self.n_epochs),
+            ScalarRecorder(self.run_dir, self.events),
+            StateSaver(self.run_dir, loaders, stateful),
+            keras.callbacks.BackupAndRestore(str(self.run_dir / BACKUP_DIR), delete_checkpoint=False),
+            self.graceful_stop,
+            StateRestorer(self.resume_state, stateful),
+        ]
 
     def _split_by_event(self):
         """Patched from ctlearn 0.10.2 ``TrainCTLearnModel.setup``: validation by shower, not by image.
@@ -203,8 +288,8 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             tasks=self.reco_tasks, batch_size=batch, random_seed=self.random_seed,
             sort_by_intensity=self.sort_by_intensity, stack_telescope_images=self.stack_telescope_images,
         )
-        self.training_loader = DLDataLoader(self.dl1dh_reader, list(training), **loader_options)
-        self.validation_loader = DLDataLoader(self.dl1dh_reader, list(validation), **loader_options)
+        self.training_loader = DLDataLoader(self.dl1dh_reader, [int(i) for i in training], **loader_options)
+        self.validation_loader = DLDataLoader(self.dl1dh_reader, [int(i) for i in validation], **loader_options)
         self.split_indices = {"training": training, "validation": validation}
         self.log.info("split by shower: %d training and %d validation images", len(training), len(validation))
 
@@ -218,12 +303,19 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
     def start(self):
         try:
             super().start()
+        except (TrainingInterrupted, KeyboardInterrupt) as err:
+            reason = str(err) or "interrupted (Ctrl-C)"
+            self.events.write("interruption", reason=reason)
+            write_run_info(self.run_dir, status="interrupted", ended=utc_now(), error=reason)
+            raise
         except BaseException as err:
+            self.events.exception(err)
             write_run_info(self.run_dir, status="failed", error=f"{type(err).__name__}: {err}", ended=utc_now())
             raise
 
     def finish(self):
         super().finish()
+        self.model.save_weights(str(self.run_dir / "final.weights.h5"))
         ids = self.dl1dh_reader.example_identifiers
         split = np.full(len(ids), "", dtype="<U10")
         for name, indices in self.split_indices.items():
@@ -233,8 +325,11 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         ]
         atomic_write_text(self.run_dir / "split.csv", "\n".join(lines) + "\n")
         inputs = [(p, "DL1 signal") for p in self.signal_files] + [(p, "DL1 background") for p in self.background_files]
-        atomic_write_json(self.run_dir / PROVENANCE_FILE, collect_provenance(inputs, self.started, utc_now()))
-        write_run_info(self.run_dir, status="finished", finished=utc_now(), n_epochs=self.n_epochs)
+        provenance = collect_provenance(inputs, read_run_info(self.run_dir).get("created", self.started), utc_now())
+        atomic_write_json(self.run_dir / PROVENANCE_FILE, provenance)
+        shutil.rmtree(self.run_dir / BACKUP_DIR, ignore_errors=True)
+        write_run_info(self.run_dir, status="finished", finished=utc_now())
+        self.events.write("run_end", status="finished", epochs=self.n_epochs)
         self.log.info("Run directory: %s", self.run_dir)
         print(f"Run directory: {self.run_dir}")
 

@@ -1,0 +1,129 @@
+"""Training that survives being stopped: state saved every epoch, restored exactly.
+
+Keras' ``BackupAndRestore`` keeps the weights, the optimizer (with its learning
+rate) and the epoch counter.  What it does not keep is saved here next to it,
+per epoch: the data order of the loaders, the Python random state (Keras
+shuffles the batch order with ``random``; the loaders re-seed NumPy) and the
+internal state of the learning-rate, early-stopping and checkpoint callbacks.
+With both, a resumed run continues as if it had never stopped.
+"""
+
+import json
+import random
+import signal
+from pathlib import Path
+
+import keras
+
+from .exceptions import TrainingInterrupted
+from .rundir import atomic_write_json
+
+__all__ = ["GracefulStop", "StateRestorer", "StateSaver", "load_state", "BACKUP_DIR", "STATE_DIR"]
+
+BACKUP_DIR = "backup"
+STATE_DIR = "state"
+_CALLBACK_ATTRIBUTES = ("wait", "best", "cooldown_counter", "stopped_epoch")
+
+
+def _callback_state(callback):
+    return {a: float(getattr(callback, a)) for a in _CALLBACK_ATTRIBUTES if hasattr(callback, a)}
+
+
+def _state_file(run_dir, epoch):
+    return Path(run_dir) / STATE_DIR / f"epoch_{epoch:05d}.json"
+
+
+class StateSaver(keras.callbacks.Callback):
+    """Save the extra state at each epoch end; must come before BackupAndRestore in the callback list."""
+
+    def __init__(self, run_dir, loaders, stateful_callbacks, keep=3):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.loaders = loaders
+        self.stateful = stateful_callbacks
+        self.keep = keep
+
+    def on_epoch_end(self, epoch, logs=None):
+        state = {
+            "epoch": epoch,
+            "indices": {name: [int(i) for i in loader.indices] for name, loader in self.loaders.items()},
+            "python_random": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+            "callbacks": {type(cb).__name__: _callback_state(cb) for cb in self.stateful},
+        }
+        atomic_write_json(_state_file(self.run_dir, epoch), state)
+        for old in sorted((self.run_dir / STATE_DIR).glob("epoch_*.json"))[:-self.keep]:
+            old.unlink(missing_ok=True)
+
+
+def load_state(run_dir, epoch):
+    path = _state_file(run_dir, epoch)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def apply_loader_state(state, loaders, advance=("training",)):
+    """Put the loaders in the order of the next epoch after the saved one.
+
+    Keras reshuffles the validation loader inside the epoch (before the
+    callbacks see it) and the training loader after the epoch's callbacks, so
+    only the training order must be advanced by one epoch.  The training
+    loader's shuffle also re-seeds NumPy's global generator, as it would have.
+    """
+    for name, loader in loaders.items():
+        loader.indices = list(state["indices"][name])
+        if name in advance:
+            loader.on_epoch_end()
+
+
+class StateRestorer(keras.callbacks.Callback):
+    """Restore random and callback states when training begins; must come last (after the resets)."""
+
+    def __init__(self, state, stateful_callbacks):
+        super().__init__()
+        self.state = state
+        self.stateful = stateful_callbacks
+
+    def on_train_begin(self, logs=None):
+        if self.state is None:
+            return
+        version, internal, gauss = self.state["python_random"]
+        random.setstate((version, tuple(internal), gauss))
+        for callback in self.stateful:
+            for attribute, value in self.state["callbacks"].get(type(callback).__name__, {}).items():
+                setattr(callback, attribute, type(getattr(callback, attribute))(value))
+
+
+class GracefulStop(keras.callbacks.Callback):
+    """On SIGUSR1/SIGTERM (SLURM's warning before the time limit), stop at the end of the current batch.
+
+    The interrupted epoch is not saved as finished: the run resumes from the
+    last finished epoch.  The handlers are installed for the duration of fit.
+    """
+
+    SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+
+    def __init__(self, on_signal=None):
+        super().__init__()
+        self.received = None
+        self.on_signal = on_signal
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def on_train_begin(self, logs=None):
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.received:
+            raise TrainingInterrupted(f"received {self.received}: stopped in the middle of an epoch")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.received:
+            raise TrainingInterrupted(f"received {self.received}: stopped after epoch {epoch + 1}")
+
+    def on_train_end(self, logs=None):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
