@@ -10,13 +10,13 @@ With both, a resumed run continues as if it had never stopped.
 
 import json
 import random
-import signal
 from pathlib import Path
 
 import keras
 
 from .exceptions import TrainingInterrupted
 from .rundir import atomic_write_json
+from .stop import catch_stop_signals, stop_requested
 
 __all__ = ["GracefulStop", "StateRestorer", "StateSaver", "load_state", "BACKUP_DIR", "STATE_DIR"]
 
@@ -98,32 +98,21 @@ class GracefulStop(keras.callbacks.Callback):
     """On SIGUSR1/SIGTERM (SLURM's warning before the time limit), stop at the end of the current batch.
 
     The interrupted epoch is not saved as finished: the run resumes from the
-    last finished epoch.  The handlers are installed for the duration of fit.
+    last finished epoch.  A signal received before training started (during
+    start-up) stops it before the first batch.
     """
 
-    SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
-
-    def __init__(self, on_signal=None):
-        super().__init__()
-        self.received = None
-        self.on_signal = on_signal
-        self._previous = {}
-
-    def _handle(self, signum, frame):
-        self.received = signal.Signals(signum).name
-
     def on_train_begin(self, logs=None):
-        for sig in self.SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handle)
+        catch_stop_signals()  # idempotent; covers runs not started from the script
+        self._check("before the first batch")
+
+    def _check(self, where):
+        received = stop_requested()
+        if received:
+            raise TrainingInterrupted(f"received {received}: stopped {where}")
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.received:
-            raise TrainingInterrupted(f"received {self.received}: stopped in the middle of an epoch")
+        self._check("in the middle of an epoch")
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.received:
-            raise TrainingInterrupted(f"received {self.received}: stopped after epoch {epoch + 1}")
-
-    def on_train_end(self, logs=None):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        self._check(f"after epoch {epoch + 1}")

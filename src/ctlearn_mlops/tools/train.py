@@ -39,6 +39,7 @@ from ..rundir import (
 )
 from ..tracking import EventLog, ScalarRecorder
 from ..split import split_by_event
+from ctapipe.core import Tool
 from ctapipe.core.traits import Bool
 
 from .taskconfig import TaskConfigTool, glob_inputs
@@ -115,7 +116,12 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
     flags = {
         "overwrite": ({"TaskConfigTool": {"overwrite": True}}, "Replace an existing run directory of the same name."),
         "resume": ({"TrainModel": {"resume": True}}, "Continue an unfinished run from its last finished epoch."),
+        "auto-resume": (
+            {"TrainModel": {"auto_resume": True}},
+            "Start the run, or resume it if it exists unfinished, or do nothing if it is finished (for batch jobs).",
+        ),
     }
+    auto_resume = Bool(False, help="Start, resume or skip the run depending on its state (batch jobs).").tag(config=True)
 
     resume = Bool(False, help="Continue the unfinished run of this name from its last finished epoch.").tag(config=True)
     classes = [Project, *TrainCTLearnModel.classes]
@@ -154,17 +160,6 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         self.signal_files, self.background_files = self._resolve_inputs(project)
         run_name = check_run_name(project.run_name or default_run_name(), source)
         self.run_dir = project.output_root / project.task / run_name
-        self.resume_state = None
-        if self.resume:
-            self._check_resumable(source)
-        elif self.run_dir.exists() and not self.overwrite:
-            raise RunExistsError(
-                f"run directory {self.run_dir} exists; choose another Project.run_name (--run-name), "
-                "pass --overwrite to replace it, or --resume to continue it", source=source, key="Project.run_name",
-            )
-        if self.validation_split * 2 >= 1:
-            raise ConfigError("must be below 0.5", source=source, key="TrainCTLearnModel.validation_split")
-
         self.input_dir_signal = project.signal_dir
         self.file_pattern_signal = project.signal_patterns
         if project.task == "type":
@@ -175,6 +170,24 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             self.input_dir_background = None
         self.reco_tasks = [project.task]
         self.output_dir = self.run_dir
+        self.resume_state = None
+        self.already_finished = False
+        if self.auto_resume and (self.run_dir / "run.json").exists():
+            if read_run_info(self.run_dir).get("status") == "finished":
+                self.already_finished = True
+                self.log.info("run %s is already finished: nothing to do", self.run_dir)
+                return
+            self.resume = True
+        if self.resume:
+            self._check_resumable(source)
+        elif self.run_dir.exists() and not self.overwrite:
+            raise RunExistsError(
+                f"run directory {self.run_dir} exists; choose another Project.run_name (--run-name), "
+                "pass --overwrite to replace it, or --resume to continue it", source=source, key="Project.run_name",
+            )
+        if self.validation_split * 2 >= 1:
+            raise ConfigError("must be below 0.5", source=source, key="TrainCTLearnModel.validation_split")
+
         if self.run_dir.exists() and not self.resume:
             self.log.warning("--overwrite: removing the existing run directory %s", self.run_dir)
             shutil.rmtree(self.run_dir)
@@ -294,26 +307,49 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         self.log.info("split by shower: %d training and %d validation images", len(training), len(validation))
 
     def _resolved_config(self, run_name):
+        """The config as used: overrides applied, run name filled in, Project paths absolute."""
         config = {section: dict(values) for section, values in self.task_config.items()}
+        # command-line options (--epochs, --TrainCTLearnModel.batch_size=...) belong to the run too
+        upstream = set(TrainCTLearnModel.class_traits(config=True)) - set(Tool.class_traits(config=True)) - {"overwrite"}
+        for section, values in self.cli_config.items():
+            if not hasattr(values, "items"):
+                continue
+            if section in ("TrainModel", "TrainCTLearnModel"):  # traitlets files aliases under the tool's class
+                config.setdefault("TrainCTLearnModel", {}).update({k: v for k, v in values.items() if k in upstream})
+            elif section not in ("Tool", "Application", "TaskConfigTool"):
+                config.setdefault(section, {}).update(dict(values))
         project = config.setdefault("Project", {})
         project["run_name"] = run_name
         project["task"] = self.project.task
+        for key in ("output_root", "signal_dir", "background_dir", "test_signal_dir", "test_background_dir",
+                    "custom_model_file"):
+            value = getattr(self.project, key)
+            if value is not None:
+                project[key] = str(value.absolute())
         return config
 
     def start(self):
+        if self.already_finished:
+            return
         try:
             super().start()
         except (TrainingInterrupted, KeyboardInterrupt) as err:
             reason = str(err) or "interrupted (Ctrl-C)"
             self.events.write("interruption", reason=reason)
             write_run_info(self.run_dir, status="interrupted", ended=utc_now(), error=reason)
-            raise
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            self.log.warning("%s; resume with: python scripts/rerun/resume.py --run %s", reason, self.run_dir)
+            raise SystemExit(TrainingInterrupted.exit_code) from None
         except BaseException as err:
             self.events.exception(err)
             write_run_info(self.run_dir, status="failed", error=f"{type(err).__name__}: {err}", ended=utc_now())
             raise
 
     def finish(self):
+        if self.already_finished:
+            print(f"Run directory: {self.run_dir} (already finished)")
+            return
         super().finish()
         self.model.save_weights(str(self.run_dir / "final.weights.h5"))
         ids = self.dl1dh_reader.example_identifiers

@@ -1,0 +1,103 @@
+#!/bin/bash
+# SLURM batch script: train -> test -> report one task config, surviving the time limit.
+#
+#   sbatch bash_template.sh configs/energy.yaml                  # the documented way
+#   sbatch --time=08:00:00 bash_template.sh configs/type.yaml --set TrainCTLearnModel.n_epochs=50
+#   RUN_NAME=lr3 sbatch bash_template.sh configs/energy.yaml     # choose the run name
+#
+# Before the time limit SLURM sends USR1 (--signal below); training stops
+# after the current batch (the finished epochs are saved every epoch) and the
+# job requeues itself; the requeued job resumes from the last finished epoch.
+# MAX_RESTARTS bounds the requeues so a broken job cannot loop forever.
+#
+# Environment: VENV (default .venv) or CONDA_ENV (a conda env name, e.g. ctlearn);
+# RUN_NAME (default slurm-<job id>[-<array index>]); MAX_RESTARTS (default 10);
+# SWEEP_FILE (set by scripts/submit_sweep.py: one line of --set overrides per array element).
+#
+# Multi-node: TensorFlow's MultiWorkerMirroredStrategy can use
+# tf.distribute.cluster_resolver.SlurmClusterResolver with --nodes>1 and one
+# task per node (srun); nothing here prevents it (see docs/slurm.md).
+#
+#SBATCH --job-name=ctlearn
+#SBATCH --time=04:00:00
+#SBATCH --cpus-per-task=2
+#SBATCH --mem=16G
+##SBATCH --gres=gpu:1                 # uncomment on a GPU partition
+#SBATCH --output=slurm-%x-%j.out
+#SBATCH --open-mode=append             # a requeued job appends to the same log
+#SBATCH --signal=B:USR1@120            # USR1 to this script 120 s before the time limit
+#SBATCH --requeue
+
+set -uo pipefail
+
+CONFIG=${1:-${CONFIG:-}}
+if [ -z "$CONFIG" ]; then
+  echo "usage: sbatch bash_template.sh configs/<task>.yaml [train options]" >&2
+  exit 2
+fi
+shift
+cd "${SLURM_SUBMIT_DIR:-.}"
+
+if [ -n "${CONDA_ENV:-}" ]; then
+  # shellcheck disable=SC1091
+  source "$(conda info --base)/etc/profile.d/conda.sh" && conda activate "$CONDA_ENV"
+else
+  # shellcheck disable=SC1091
+  source "${VENV:-.venv}/bin/activate"
+fi
+
+job=${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-local}}
+if [ -n "${RUN_NAME_PREFIX:-}" ] && [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then
+  RUN_NAME=${RUN_NAME:-${RUN_NAME_PREFIX}-${SLURM_ARRAY_TASK_ID}}
+fi
+RUN_NAME=${RUN_NAME:-slurm-${job}${SLURM_ARRAY_TASK_ID:+-$SLURM_ARRAY_TASK_ID}}
+MAX_RESTARTS=${MAX_RESTARTS:-10}
+restarts=${SLURM_RESTART_COUNT:-0}
+overrides=()
+if [ -n "${SWEEP_FILE:-}" ] && [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then
+  line=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$SWEEP_FILE")
+  IFS=';' read -r -a items <<< "$line"
+  for item in "${items[@]}"; do
+    item=$(echo "$item" | sed 's/^ *//; s/ *$//')
+    [ -n "$item" ] && overrides+=(--set "$item")
+  done
+fi
+echo "$(date -Is) job ${SLURM_JOB_ID:-?} restart ${restarts}/${MAX_RESTARTS}: ${CONFIG} run ${RUN_NAME} ${overrides[*]:-}"
+
+child=0
+on_signal() {
+  echo "$(date -Is) time limit near: stopping training after the current batch"
+  [ "$child" -ne 0 ] && kill -USR1 "$child" 2>/dev/null
+}
+trap on_signal USR1 TERM
+
+# run a step in the background so the trap can fire while we wait for it
+step() {
+  "$@" &
+  child=$!
+  wait "$child"
+  local status=$?
+  while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done
+  child=0
+  return "$status"
+}
+
+step python scripts/train_model.py --config "$CONFIG" --run-name "$RUN_NAME" --auto-resume "${overrides[@]}" "$@"
+status=$?
+# 75: stopped by the warning signal after saving; 138/143: killed by USR1/TERM before it could
+if [ "$status" -eq 75 ] || [ "$status" -eq 138 ] || [ "$status" -eq 143 ]; then
+  if [ "$restarts" -ge "$MAX_RESTARTS" ]; then
+    echo "$(date -Is) stopped ${restarts} times already (MAX_RESTARTS=${MAX_RESTARTS}): not requeuing; resume by hand with scripts/rerun/resume.py" >&2
+    exit 1
+  fi
+  echo "$(date -Is) requeuing job ${SLURM_JOB_ID} to resume from the last finished epoch"
+  scontrol requeue "${SLURM_JOB_ID}"
+  exit 0
+elif [ "$status" -ne 0 ]; then
+  echo "$(date -Is) training failed with exit code ${status} (2 = config or input error: not retried)" >&2
+  exit "$status"
+fi
+
+step python scripts/test_model.py --config "$CONFIG" --run "$RUN_NAME" --overwrite "${overrides[@]}" || exit $?
+step python scripts/generate_report.py --config "$CONFIG" --run "$RUN_NAME" --overwrite "${overrides[@]}" || exit $?
+echo "$(date -Is) done: run ${RUN_NAME}"

@@ -1,0 +1,160 @@
+"""Runs that survive kill -9, signals and time limits, and reproduce exactly."""
+
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from ctlearn_mlops.tools.runs import run_state
+from ctlearn_mlops.tools.train import TrainModel
+from ctlearn_mlops.tracking import read_events
+
+from .conftest import REPO, run, shrink_config
+
+pytestmark = pytest.mark.slow
+N_EPOCHS = 6
+
+
+@pytest.fixture
+def resumable_config(toy_data, tmp_path):
+    config = shrink_config("energy", toy_data, tmp_path / "models", TrainCTLearnModel={"n_epochs": N_EPOCHS})
+    path = tmp_path / "energy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _train_process(config, run_name, *extra):
+    return subprocess.Popen(
+        [sys.executable, REPO / "scripts" / "train_model.py", "--config", config, "--run-name", run_name,
+         "--log-level", "WARN", *extra],
+        cwd=config.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait_for_epoch(run_dir, epoch, process, timeout=300):
+    state = run_dir / "state" / f"epoch_{epoch:05d}.json"
+    deadline = time.monotonic() + timeout
+    while not state.exists():
+        assert process.poll() is None, f"training ended early: {process.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline, "no progress"
+        time.sleep(0.1)
+
+
+def _epochs_in_log(run_dir):
+    with open(run_dir / "training_log.csv") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def _weights(path):
+    with h5py.File(path) as f:
+        out = {}
+        f.visititems(lambda name, obj: out.setdefault(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        return out
+
+
+def test_killed_twice_at_random_points_resumes_to_the_same_weights(resumable_config):
+    models = resumable_config.parent / "models" / "energy"
+    assert run(TrainModel(), ["--config", resumable_config, "--run-name", "straight"], cwd=resumable_config.parent) == 0
+
+    rng = random.Random(os.getpid())
+    process = _train_process(resumable_config, "killed")
+    for epoch in (1, 3):
+        _wait_for_epoch(models / "killed", epoch, process)
+        time.sleep(rng.uniform(0, 0.6))  # somewhere in the next epoch
+        process.kill()
+        process.wait()
+        assert run_state(models / "killed") == "resumable"
+        process = subprocess.Popen(
+            [sys.executable, REPO / "scripts" / "rerun" / "resume.py", "--run", models / "killed", "--log-level", "WARN"],
+            cwd=resumable_config.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+    assert process.wait() == 0, process.stderr.read()[-3000:]
+
+    assert _epochs_in_log(models / "killed") == list(range(N_EPOCHS))
+    assert _epochs_in_log(models / "killed") == _epochs_in_log(models / "straight")
+    events = read_events(models / "killed")
+    assert [e["event"] for e in events].count("resume") == 2
+    assert sorted(e["epoch"] for e in events if e["event"] == "epoch_end") == list(range(N_EPOCHS))
+    assert events[-1]["event"] == "run_end" and run_state(models / "killed") == "finished"
+    straight, killed = _weights(models / "straight" / "final.weights.h5"), _weights(models / "killed" / "final.weights.h5")
+    assert straight.keys() == killed.keys()
+    for name in straight:
+        np.testing.assert_allclose(killed[name], straight[name], rtol=0, atol=1e-6, err_msg=name)
+    with open(models / "straight" / "scalars.csv") as f, open(models / "killed" / "scalars.csv") as g:
+        assert [r[:3] for r in csv.reader(f)] == [r[:3] for r in csv.reader(g)]
+
+
+def test_warning_signal_stops_cleanly_with_exit_75_then_resumes(resumable_config):
+    run_dir = resumable_config.parent / "models" / "energy" / "signalled"
+    process = _train_process(resumable_config, "signalled")
+    _wait_for_epoch(run_dir, 0, process)
+    process.send_signal(signal.SIGUSR1)
+    assert process.wait(timeout=120) == 75
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "interrupted" and "SIGUSR1" in info["error"]
+    events = read_events(run_dir)
+    assert events[-1]["event"] == "interruption" and "SIGUSR1" in events[-1]["reason"]
+    assert run_state(run_dir) == "resumable"
+    done = _epochs_in_log(run_dir)
+    assert done == list(range(len(done))) and len(done) < N_EPOCHS
+
+    argv = ["--config", resumable_config, "--run-name", "signalled", "--auto-resume"]
+    assert run(TrainModel(), argv, cwd=resumable_config.parent) == 0
+    assert _epochs_in_log(run_dir) == list(range(N_EPOCHS))
+    assert run(TrainModel(), argv, cwd=resumable_config.parent) == 0  # finished: nothing to do
+    assert _epochs_in_log(run_dir) == list(range(N_EPOCHS))
+
+
+def test_exception_leaves_an_exception_record_and_a_nonzero_exit(resumable_config, tmp_path):
+    config = yaml.safe_load(resumable_config.read_text())
+    config["TrainCTLearnModel"]["optimizer"]["base_learning_rate"] = 1e30  # diverges at once
+    path = tmp_path / "diverging.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert run(TrainModel(), ["--config", path, "--run-name", "diverged"], cwd=tmp_path) != 0
+    run_dir = tmp_path / "models" / "energy" / "diverged"
+    events = read_events(run_dir)
+    assert events[-1]["event"] == "exception" and "Traceback" in events[-1]["traceback"]
+    assert "TrainingDiverged" in events[-1]["traceback"]
+    assert run_state(run_dir) == "failed"
+
+
+def test_same_seed_same_metrics_other_seed_other_split(resumable_config):
+    cwd = resumable_config.parent
+    models = cwd / "models" / "energy"
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        argv = ["--config", resumable_config, "--run-name", name, "--seed", str(seed), "--epochs", "2"]
+        assert run(TrainModel(), argv, cwd=cwd) == 0
+    log = {name: (models / name / "training_log.csv").read_text() for name in "abc"}
+    split = {name: (models / name / "split.csv").read_text() for name in "abc"}
+    assert log["a"] == log["b"] and split["a"] == split["b"]
+    assert split["a"] != split["c"]
+    snapshot = yaml.safe_load((models / "c" / "config.yaml").read_text())
+    assert snapshot["TrainCTLearnModel"]["random_seed"] == 8 and snapshot["TrainCTLearnModel"]["n_epochs"] == 2
+
+
+def test_status_lists_states_and_csv(resumable_config, capfd):
+    from ctlearn_mlops.tools.runs import ListRuns
+
+    cwd = resumable_config.parent
+    assert run(TrainModel(), ["--config", resumable_config, "--run-name", "done", "--epochs", "1"], cwd=cwd) == 0
+    process = _train_process(resumable_config, "alive")
+    _wait_for_epoch(cwd / "models" / "energy" / "alive", 0, process)
+    capfd.readouterr()
+    assert run(ListRuns(), ["--task", "energy", "--models-root", cwd / "models", "--csv"], cwd=cwd) == 0
+    rows = {r["run"]: r for r in csv.DictReader(capfd.readouterr().out.splitlines())}
+    assert rows["done"]["state"] == "finished" and rows["done"]["epochs"] == "1/1"
+    assert rows["alive"]["state"] == "running"
+    process.kill()
+    process.wait()
+    assert run(ListRuns(), ["--task", "energy", "--models-root", cwd / "models"], cwd=cwd) == 0
+    table = capfd.readouterr().out
+    assert any(line.split()[1:3] == ["alive", "resumable"] for line in table.splitlines())
