@@ -31,11 +31,12 @@ demo: data
 
 # pytest exits 5 when it collects nothing: that is not a failure here
 test: setup
+	@bash scripts/ci/test_prerequisites.sh
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not slurm"
 
 constraints: setup
 	{ echo "# Exact versions of the whole environment (pip install -c constraints.txt -e .[test])."; \

@@ -82,22 +82,31 @@ step() {
   return "$status"
 }
 
-step python scripts/train_model.py --config "$CONFIG" --run-name "$RUN_NAME" --auto-resume "${overrides[@]}" "$@"
-status=$?
-# 75: stopped by the warning signal after saving; 138/143: killed by USR1/TERM before it could
-if [ "$status" -eq 75 ] || [ "$status" -eq 138 ] || [ "$status" -eq 143 ]; then
-  if [ "$restarts" -ge "$MAX_RESTARTS" ]; then
-    echo "$(date -Is) stopped ${restarts} times already (MAX_RESTARTS=${MAX_RESTARTS}): not requeuing; resume by hand with scripts/rerun/resume.py" >&2
-    exit 1
+# exit code of a step -> continue, requeue (stopped by the time limit) or fail
+after() {
+  local status=$1 what=$2
+  # 75: stopped by the warning signal after saving; 138/143: killed by USR1/TERM before it could
+  if [ "$status" -eq 75 ] || [ "$status" -eq 138 ] || [ "$status" -eq 143 ]; then
+    if [ "$restarts" -ge "$MAX_RESTARTS" ]; then
+      echo "$(date -Is) stopped ${restarts} times already (MAX_RESTARTS=${MAX_RESTARTS}): not requeuing;" \
+           "resume by hand with scripts/rerun/resume.py or resubmit" >&2
+      exit 1
+    fi
+    echo "$(date -Is) ${what} stopped by the time limit: requeuing job ${SLURM_JOB_ID} (finished epochs are kept)"
+    scontrol requeue "${SLURM_JOB_ID}"
+    exit 0
+  elif [ "$status" -ne 0 ]; then
+    echo "$(date -Is) ${what} failed with exit code ${status} (2 = config or input error: not retried)" >&2
+    exit "$status"
   fi
-  echo "$(date -Is) requeuing job ${SLURM_JOB_ID} to resume from the last finished epoch"
-  scontrol requeue "${SLURM_JOB_ID}"
-  exit 0
-elif [ "$status" -ne 0 ]; then
-  echo "$(date -Is) training failed with exit code ${status} (2 = config or input error: not retried)" >&2
-  exit "$status"
-fi
+}
 
-step python scripts/test_model.py --config "$CONFIG" --run "$RUN_NAME" --overwrite "${overrides[@]}" || exit $?
-step python scripts/generate_report.py --config "$CONFIG" --run "$RUN_NAME" --overwrite "${overrides[@]}" || exit $?
+# a requeued job starts here again: training resumes (or is skipped when finished)
+step python scripts/train_model.py --config "$CONFIG" --run-name "$RUN_NAME" --auto-resume "${overrides[@]}" "$@"
+after $? training
+# outputs written atomically; a requeued job does not redo what a previous attempt finished
+step python scripts/test_model.py --config "$CONFIG" --run "$RUN_NAME" --skip-existing "${overrides[@]}"
+after $? testing
+step python scripts/generate_report.py --config "$CONFIG" --run "$RUN_NAME" --skip-existing "${overrides[@]}"
+after $? "the report"
 echo "$(date -Is) done: run ${RUN_NAME}"

@@ -115,4 +115,5 @@ class GracefulStop(keras.callbacks.Callback):
         self._check("in the middle of an epoch")
 
     def on_epoch_end(self, epoch, logs=None):
-        self._check(f"after epoch {epoch + 1}")
+        if epoch + 1 < self.params.get("epochs", epoch + 2):  # after the last epoch, let training finish
+            self._check(f"after epoch {epoch + 1}")

@@ -94,6 +94,7 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
     }
     flags = {
         "overwrite": ({"TaskConfigTool": {"overwrite": True}}, "Replace an existing DL2 output of this name."),
+        "skip-existing": ({"TaskConfigTool": {"skip_existing": True}}, "Do nothing if the DL2 output exists."),
     }
     classes = [Project, *PredictCTLearnModel.classes]
 
@@ -141,6 +142,10 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
         if not self.model_path.exists():
             raise InputDataError(f"no trained model in {self.run_dir} ({MODEL_DIR} missing)", source=source, key="--run")
         self.output_path = self.run_dir / "dl2" / f"{self.output_name}.dl2.h5"
+        self.skipped = self.skip_existing and self.output_path.exists() and not self.overwrite
+        if self.skipped:
+            self.log.info("%s exists: skipped", self.output_path)
+            return
         if self.output_path.exists() and not self.overwrite:
             raise RunExistsError(
                 f"{self.output_path} exists; pass --overwrite to replace it or --name to write another",
@@ -182,6 +187,8 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
         return np.asarray(output)
 
     def start(self):
+        if self.skipped:
+            return
         output = self._predict()
         ids = self.dl1dh_reader.example_identifiers
         table = ids[[c for c in _TRUTH_COLUMNS if c in ids.colnames]]
@@ -225,6 +232,9 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
         return result
 
     def finish(self):
+        if self.skipped:
+            print(f"DL2 table: {self.output_path} (exists, skipped)")
+            return
         self.output_path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.output_path.with_name(f".{self.output_path.name}.partial")
         partial.unlink(missing_ok=True)

@@ -57,7 +57,10 @@ class ReportTool(TaskConfigTool):
         "dl2": "ReportTool.dl2_name",
         ("o", "output-root"): "ReportTool.reports_root",
     }
-    flags = {"overwrite": ({"TaskConfigTool": {"overwrite": True}}, "Replace an existing report.")}
+    flags = {
+        "overwrite": ({"TaskConfigTool": {"overwrite": True}}, "Replace an existing report."),
+        "skip-existing": ({"TaskConfigTool": {"skip_existing": True}}, "Do nothing if the report exists."),
+    }
     classes = [Project]
 
     def setup(self):
@@ -77,11 +80,17 @@ class ReportTool(TaskConfigTool):
                 source=source, key="--run",
             )
         self.output_dir = self.reports_root / project.task / self.run_dir.name
+        self.task = project.task
+        self.skipped = self.skip_existing and self.output_dir.exists() and not self.overwrite
+        if self.skipped:
+            return
         if self.output_dir.exists() and not self.overwrite:
             raise RunExistsError(f"report {self.output_dir} exists; pass --overwrite to replace it", source=source)
         self.task = project.task
 
     def start(self):
+        if self.skipped:
+            return
         dl2 = read_dl2(self.dl2_path)
         evaluation = evaluate(self.task, dl2)
         report = Report(f"{self.task} - run {self.run_dir.name}")
@@ -122,6 +131,9 @@ class ReportTool(TaskConfigTool):
         }
 
     def finish(self):
+        if self.skipped:
+            print(f"Report: {self.output_dir / 'report.html'} (exists, skipped)")
+            return
         with atomic_directory(self.output_dir, overwrite=self.overwrite) as tmp:
             self.report.write(tmp, self.metrics)
         self.log.info("report written to %s", self.output_dir)

@@ -64,7 +64,7 @@ def main(argv=None):
         parser.error("give at least one --point or --grid")
     sweep_file = write_sweep_file(Path("sweeps") / f"{args.name}.txt", points)
     command = [
-        "sbatch", f"--array=0-{len(points) - 1}", f"--job-name={args.name}",
+        "sbatch", "--parsable", f"--array=0-{len(points) - 1}", f"--job-name={args.name}",
         f"--export=ALL,SWEEP_FILE={sweep_file.absolute()},RUN_NAME_PREFIX={args.name}",
         *args.sbatch_option, str(args.template), str(args.config),
     ]

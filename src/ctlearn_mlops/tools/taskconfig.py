@@ -56,6 +56,10 @@ class TaskConfigTool(Tool):
 
     overwrite = Bool(False, help="Replace existing outputs of this run.").tag(config=True)
 
+    skip_existing = Bool(False, help="Do nothing if the output exists (batch jobs that may run twice).").tag(
+        config=True
+    )
+
     #: options that Project owns; setting them in another section is an error
     owned_by_project = {}
 

@@ -1,0 +1,123 @@
+"""bash_template.sh on a real (one-node) SLURM cluster."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ctlearn_mlops.tracking import read_events
+
+from .conftest import REPO, TASKS, shrink_config
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+VENV = Path(sys.prefix)
+
+
+def _cluster_ready():
+    try:
+        result = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.returncode == 0 and result.stdout.split()[:1] == ["idle"] or "mix" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    if not _cluster_ready() and os.geteuid() == 0 and shutil.which("slurmctld"):
+        subprocess.run(["bash", REPO / "scripts" / "slurm" / "start_local_cluster.sh"], check=False)
+    if not _cluster_ready():
+        if os.environ.get("CI"):
+            pytest.fail("no SLURM cluster: scripts/slurm/start_local_cluster.sh (as root) starts one")
+        pytest.skip("no SLURM cluster (scripts/slurm/start_local_cluster.sh starts one as root)")
+
+
+def sbatch(*args, env=None):
+    result = subprocess.run(
+        ["sbatch", "--parsable", *map(str, args)], cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, "VENV": str(VENV), **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().split(";")[0]
+
+
+def _job_states(job_id):
+    """States of a job (all array elements), from scontrol (kept MinJobAge seconds after the end)."""
+    result = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True)
+    return [word.split("=", 1)[1] for line in result.stdout.splitlines() for word in line.split() if word.startswith("JobState=")]
+
+
+def wait_for(job_ids, timeout=900):
+    """Until every job has ended for good (a requeued job passes through several states)."""
+    active = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING", "SUSPENDED", "RESIZING"}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = [s for job in job_ids for s in _job_states(job)]
+        if states and not active.intersection(states):
+            return states
+        time.sleep(3)
+    subprocess.run(["scancel", *job_ids])
+    pytest.fail(f"jobs {job_ids} did not finish in {timeout} s")
+
+
+def _config(toy_data, tmp_path, task, **sections):
+    config = shrink_config(task, toy_data, tmp_path / "models", **sections)
+    config.setdefault("ReportTool", {})["reports_root"] = str(tmp_path / "reports")
+    path = tmp_path / f"{task}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_time_limited_job_is_interrupted_requeued_resumed_and_finishes(slurm, toy_data, tmp_path):
+    n_epochs = 30
+    config = _config(toy_data, tmp_path, "energy", TrainCTLearnModel={"n_epochs": n_epochs})
+    log = tmp_path / "slurm-%j.out"
+    job = sbatch("--time=1", "--signal=B:USR1@30", f"--output={log}", "--cpus-per-task=2", "bash_template.sh", config,
+                 env={"RUN_NAME": "limited", "MAX_RESTARTS": "12"})
+    wait_for([job], timeout=1200)
+    output = Path(str(log).replace("%j", job)).read_text()
+    run_dir = tmp_path / "models" / "energy" / "limited"
+    events = read_events(run_dir)
+    kinds = [e["event"] for e in events]
+    assert kinds.count("interruption") >= 1 and kinds.count("resume") >= 1, output[-3000:]
+    assert "requeuing job" in output
+    with open(run_dir / "training_log.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(n_epochs))
+    assert sorted(e["epoch"] for e in events if e["event"] == "epoch_end") == list(range(n_epochs))
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    assert (run_dir / "dl2" / "test.dl2.h5").exists()
+    assert (tmp_path / "reports" / "energy" / "limited" / "report.html").exists()
+
+
+def test_all_four_tasks_and_a_sweep_run_under_sbatch(slurm, toy_data, tmp_path):
+    jobs = []
+    for task in TASKS:
+        config = _config(toy_data, tmp_path, task)
+        jobs.append(sbatch("--time=15", "--cpus-per-task=1", "--mem=3G", f"--output={tmp_path}/{task}-%j.out",
+                           "bash_template.sh", config, env={"RUN_NAME": f"batch-{task}"}))
+    sweep = subprocess.run(
+        [sys.executable, REPO / "scripts" / "submit_sweep.py", _config(toy_data, tmp_path, "energy"), "--name", "lrscan",
+         "--grid", "TrainCTLearnModel.optimizer.base_learning_rate=0.001,0.003",
+         "--sbatch-option=--time=15", "--sbatch-option=--cpus-per-task=1", "--sbatch-option=--mem=3G",
+         f"--sbatch-option=--output={tmp_path}/sweep-%A_%a.out"],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "VENV": str(VENV)},
+    )
+    assert sweep.returncode == 0, sweep.stderr
+    jobs.append(sweep.stdout.strip().splitlines()[-1].split(";")[0])
+    wait_for(jobs, timeout=1200)
+    for task in TASKS:
+        run_dir = tmp_path / "models" / task / f"batch-{task}"
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "finished", task
+        assert (run_dir / "dl2" / "test.dl2.h5").exists() and (tmp_path / "reports" / task / f"batch-{task}" / "report.html").exists()
+    rates = set()
+    for i in (0, 1):
+        run_dir = tmp_path / "models" / "energy" / f"lrscan-{i}"
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+        rates.add(yaml.safe_load((run_dir / "config.yaml").read_text())["TrainCTLearnModel"]["optimizer"]["base_learning_rate"])
+    assert rates == {0.001, 0.003}
