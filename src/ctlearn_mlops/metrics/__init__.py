@@ -4,9 +4,9 @@ pyirf's implementations are used wherever pyirf has one; what it lacks
 (ROC/AUC per energy bin, background rejection) is added here.
 """
 
+from .angular import angular_resolution, containment
 from .classification import auc, auc_per_energy_bin, background_rejection_at, roc_curve
 from .energy import energy_bias_resolution, overall_energy_bias_resolution, resolution_after_bias
-from .angular import angular_resolution, containment
 
 __all__ = [
     "angular_resolution",

@@ -63,7 +63,7 @@ class Report:
         best = {}
         if highlight_best:
             for j in range(1, len(header)):
-                numbers = [r[j] for r in rows if isinstance(r[j], (int, float)) and r[j] == r[j]]
+                numbers = [r[j] for r in rows if isinstance(r[j], int | float) and r[j] == r[j]]
                 if numbers:
                     best[j] = min(numbers) if highlight_best == "min" else max(numbers)
         out = ["<table><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"]

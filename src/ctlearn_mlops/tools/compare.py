@@ -9,7 +9,6 @@ adds the mean of the runs' predictions on their common test events.
 import csv
 import datetime
 import io
-import os
 import warnings
 from pathlib import Path as PathlibPath
 
@@ -19,9 +18,7 @@ import pandas as pd
 import yaml
 from astropy.table import join
 from astropy.utils.metadata import MergeConflictWarning
-from ctapipe.core import Tool
 from ctapipe.core.traits import Bool, List, Path, Unicode
-from traitlets import default
 
 from ..exceptions import ConfigError, RunExistsError
 from ..physics.evaluation import NETWORK, evaluate, read_dl2
@@ -29,6 +26,7 @@ from ..reporting import plots
 from ..reporting.document import Report, atomic_directory
 from ..reporting.task_figures import BINNED_CURVES
 from ..rundir import CONFIG_FILE, RUN_FILE, TRAINING_LOG, read_run_info
+from .base import MLOpsTool
 
 __all__ = ["CompareTool", "main", "ENSEMBLE"]
 
@@ -62,7 +60,6 @@ def ensemble_dl2(task, tables):
     common = tables[0]
     keep = [c for c in common.colnames if c not in _PREDICTIONS[task]]
     common = common[keep]
-    stacked = {c: [] for c in _PREDICTIONS[task]}
     for i, table in enumerate(tables):
         part = table[_KEYS + _PREDICTIONS[task]]
         for c in _PREDICTIONS[task]:
@@ -83,7 +80,7 @@ def ensemble_dl2(task, tables):
     return common
 
 
-class CompareTool(Tool):
+class CompareTool(MLOpsTool):
     """Compare runs of one task into reports/compare/<name>/."""
 
     name = "ctlearn-mlops-compare"
@@ -118,13 +115,7 @@ class CompareTool(Tool):
         "overwrite": ({"CompareTool": {"overwrite": True}}, "Replace an existing comparison."),
     }
 
-    @default("log_level")
-    def _log_level_default(self):
-        return "INFO"
 
-    @default("provenance_log")
-    def _provenance_log_default(self):
-        return os.devnull
 
     def _run_dirs(self):
         dirs = []

@@ -10,22 +10,27 @@ when complete.  Under a SLURM job array each element converts only its shard.
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from pathlib import Path as PathlibPath
 
-from ctapipe.core import Tool
 from ctapipe.core.traits import Bool, Int, List, Path, Unicode
-from traitlets import default
 
 from ..dataproc.convert import convert_file
-from ..dataproc.inputs import SIMTEL_SUFFIXES, expand_inputs, output_name, parse_shard, select_shard, shard_from_environment
+from ..dataproc.inputs import (
+    SIMTEL_SUFFIXES,
+    expand_inputs,
+    output_name,
+    parse_shard,
+    select_shard,
+    shard_from_environment,
+)
 from ..exceptions import ConfigError
 from ..progress import Progress
+from .base import MLOpsTool
 from .io_checks import require_writable_directory
 
 __all__ = ["ConvertData", "main"]
 
 
-class ConvertData(Tool):
+class ConvertData(MLOpsTool):
     """simtel -> DL1 (images, peak times, parameters, simulation truth, pointing) with ctapipe-process."""
 
     name = "ctlearn-mlops-convert"
@@ -71,9 +76,6 @@ class ConvertData(Tool):
         "allow-truncated": ({"ConvertData": {"allow_truncated": True}}, "Keep events of truncated files."),
     }
 
-    @default("log_level")
-    def _log_level_default(self):
-        return "INFO"
 
     def setup(self):
         if self.output_dir is None:

@@ -11,14 +11,13 @@ is done by ctapipe's HDF5Merger.
 import os
 import sys
 
-from ctapipe.core import Tool
 from ctapipe.core.traits import Bool, List, Path, Unicode
 from ctapipe.io import HDF5Merger
-from traitlets import default
 
 from ..dataproc.inputs import expand_inputs
 from ..exceptions import ConfigError
 from ..progress import Progress
+from .base import MLOpsTool
 from .io_checks import require_writable_directory
 
 __all__ = ["ExtractImages", "main"]
@@ -34,7 +33,7 @@ def _size(path):
     return os.stat(path).st_size
 
 
-class ExtractImages(Tool):
+class ExtractImages(MLOpsTool):
     """Slim copies of DL1 files for training (same names, in --output-dir)."""
 
     name = "ctlearn-mlops-extract-images"
@@ -51,9 +50,6 @@ class ExtractImages(Tool):
     aliases = {("i", "input"): "ExtractImages.inputs", ("o", "output-dir"): "ExtractImages.output_dir"}
     flags = {"overwrite": ({"ExtractImages": {"overwrite": True}}, "Replace existing outputs.")}
 
-    @default("log_level")
-    def _log_level_default(self):
-        return "INFO"
 
     def setup(self):
         if self.output_dir is None:
@@ -87,7 +83,7 @@ class ExtractImages(Tool):
     def finish(self):
         before = sum(r[2] for r in self.rows)
         after = sum(r[3] for r in self.rows)
-        for source, target, size_in, size_out, status in self.rows:
+        for _source, target, size_in, size_out, status in self.rows:
             print(f"{status:8s} {target}  {size_in / 1e6:8.1f} MB -> {size_out / 1e6:8.1f} MB ({size_out / size_in:.0%})")
         print(f"total {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB: {1 - after / max(before, 1):.0%} smaller", file=sys.stdout)
 

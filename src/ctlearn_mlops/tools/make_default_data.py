@@ -9,11 +9,10 @@ genuine DL1 HDF5 that stock dl1-data-handler readers open.
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-from ctapipe.core import Tool
 from ctapipe.core.traits import Bool, Float, Int, Path
-from traitlets import default
 
 from ..toysim.dataset import default_dataset_plan, lst_subarray, write_toy_file
+from .base import MLOpsTool
 
 __all__ = ["MakeDefaultData", "main"]
 
@@ -22,7 +21,7 @@ def _write(spec):
     return spec, write_toy_file(spec, overwrite=True)
 
 
-class MakeDefaultData(Tool):
+class MakeDefaultData(MLOpsTool):
     """Write data/default/{train,test}/{gamma,proton}_*.dl1.h5 (skips files already complete)."""
 
     name = "ctlearn-mlops-make-default-data"
@@ -48,9 +47,6 @@ class MakeDefaultData(Tool):
     }
     flags = {"overwrite": ({"MakeDefaultData": {"overwrite": True}}, "Regenerate existing files.")}
 
-    @default("log_level")
-    def _log_level_default(self):
-        return "INFO"
 
     def setup(self):
         self.provenance_log = self.output_dir / f"{self.name}.provenance.log"

@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 
 import yaml
-from ctapipe.core import Tool
-from ctapipe.core.traits import Bool, Path as PathTrait, Unicode
-from traitlets import default
+from ctapipe.core.traits import Bool, Unicode
+from ctapipe.core.traits import Path as PathTrait
 
 from .. import TASKS
 from ..exceptions import ConfigError
 from ..rundir import CONFIG_FILE, RUN_FILE, TRAINING_LOG, read_run_info
+from .base import MLOpsTool
 
 __all__ = ["ListRuns", "resume_main", "run_state", "list_main"]
 
@@ -92,7 +92,7 @@ def describe(run_dir, reports_root):
     return row
 
 
-class ListRuns(Tool):
+class ListRuns(MLOpsTool):
     """List the runs of a task (or of all tasks): state, epochs, key settings, headline metrics."""
 
     name = "ctlearn-mlops-runs"
@@ -110,9 +110,6 @@ class ListRuns(Tool):
     aliases = {"task": "ListRuns.task", "models-root": "ListRuns.models_root", "reports-root": "ListRuns.reports_root"}
     flags = {"csv": ({"ListRuns": {"as_csv": True}}, "CSV output.")}
 
-    @default("provenance_log")
-    def _provenance_log_default(self):
-        return os.devnull
 
     def setup(self):
         if self.task and self.task not in TASKS:
@@ -152,7 +149,12 @@ def resume_main(argv=None):
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
-        print(__doc__ + "\nUsage: python scripts/rerun/resume.py --run models/<task>/<run> [more train options]")
+        print(
+            "Resume an unfinished run from its last finished epoch.\n\n"
+            "Usage: python scripts/rerun/resume.py --run models/<task>/<run> [train options]\n\n"
+            "Options:\n  --run DIR   the run directory (its config.yaml is used)\n"
+            "  any option of scripts/train_model.py (see its --help-all), e.g. --log-level WARN"
+        )
         return 0
     if "--run" not in argv or argv.index("--run") + 1 >= len(argv):
         print("resume.py: --run <run directory> is required", file=sys.stderr)

@@ -1,23 +1,18 @@
 """What the train and predict tools share: reading and checking a task config."""
 
-import os
 import warnings
-
+from argparse import ArgumentError
 from pathlib import Path as PathlibPath
 
 from astropy.utils.metadata import MergeConflictWarning
-from ctapipe.core import Tool
 from ctapipe.core.traits import Bool, List, Unicode, classes_with_traits
 from ctlearn.core.model import CTLearnModel
 from ctlearn.tools.predict_model import PredictCTLearnModel
 from ctlearn.tools.train_model import TrainCTLearnModel
 from dl1_data_handler.image_mapper import ImageMapper
 from dl1_data_handler.reader import DLDataReader, TableQualityQuery
-from argparse import ArgumentError
-
-from traitlets import TraitError, default
-from traitlets.config import Application
-from traitlets.config import Config
+from traitlets import TraitError
+from traitlets.config import Application, Config
 
 from ..config import (
     Project,
@@ -28,6 +23,7 @@ from ..config import (
     validate_sections,
 )
 from ..exceptions import ConfigError
+from .base import MLOpsTool
 
 __all__ = ["TaskConfigTool", "glob_inputs"]
 
@@ -42,7 +38,7 @@ def glob_inputs(directory, patterns, key, source):
     return files
 
 
-class TaskConfigTool(Tool):
+class TaskConfigTool(MLOpsTool):
     """A Tool driven by one task config (``--config``) plus ``--set`` overrides.
 
     The config is checked against the traits of every configurable class before
@@ -63,15 +59,7 @@ class TaskConfigTool(Tool):
     #: options that Project owns; setting them in another section is an error
     owned_by_project = {}
 
-    @default("log_level")
-    def _log_level_default(self):
-        return "INFO"
 
-    @default("provenance_log")
-    def _provenance_log_default(self):
-        # set to a file in the run directory once the config is valid: a bad
-        # config must leave nothing behind
-        return os.devnull
 
     def config_classes(self):
         """Every class a task config may configure.

@@ -16,6 +16,8 @@ import keras
 import numpy as np
 import tables
 import tensorflow as tf
+from ctapipe.core import Tool
+from ctapipe.core.traits import Bool
 from ctlearn.core.loader import DLDataLoader
 from ctlearn.tools.train_model import TrainCTLearnModel
 
@@ -37,11 +39,8 @@ from ..rundir import (
     utc_now,
     write_run_info,
 )
-from ..tracking import EventLog, ScalarRecorder
 from ..split import split_by_event
-from ctapipe.core import Tool
-from ctapipe.core.traits import Bool
-
+from ..tracking import EventLog, ScalarRecorder
 from .taskconfig import TaskConfigTool, glob_inputs
 
 __all__ = ["TrainModel", "main"]
@@ -267,7 +266,7 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         if self.resume_state is not None:
             apply_loader_state(self.resume_state, loaders)
         stateful = [cb for cb in self.callbacks if isinstance(
-            cb, (keras.callbacks.ReduceLROnPlateau, keras.callbacks.EarlyStopping, keras.callbacks.ModelCheckpoint))]
+            cb, keras.callbacks.ReduceLROnPlateau | keras.callbacks.EarlyStopping | keras.callbacks.ModelCheckpoint)]
         self.graceful_stop = GracefulStop()
         self.callbacks += [
             StopOnNonFiniteLoss(),

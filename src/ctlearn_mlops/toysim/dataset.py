@@ -9,8 +9,7 @@ from pathlib import Path
 from ctapipe.core import Provenance
 from ctapipe.image import ImageProcessor
 from ctapipe.instrument import FocalLengthKind, SubarrayDescription
-from ctapipe.io import DataWriter
-from ctapipe.io import SimTelEventSource
+from ctapipe.io import DataWriter, SimTelEventSource
 
 from ..resources import cache_dir, eventio_resource
 from .showers import ToyPhysics

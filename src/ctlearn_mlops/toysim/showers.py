@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import astropy.units as u
 import numpy as np
 from astropy.coordinates import AltAz, SkyCoord
-from ctapipe.coordinates import CameraFrame
 from astropy.time import Time
+from ctapipe.coordinates import CameraFrame
 
 __all__ = [
     "PRIMARY_ID",

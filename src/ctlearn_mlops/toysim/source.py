@@ -2,6 +2,7 @@
 
 import astropy.units as u
 import numpy as np
+from astropy.time import Time
 from ctapipe.containers import (
     ArrayEventContainer,
     DL1CameraContainer,
@@ -20,7 +21,6 @@ from ctapipe.containers import (
     TriggerContainer,
 )
 from ctapipe.io import DataLevel, EventSource
-from astropy.time import Time
 
 from .images import ImageGeometry, render_image
 from .showers import (
