@@ -65,9 +65,15 @@ fi
 echo "$(date -Is) job ${SLURM_JOB_ID:-?} restart ${restarts}/${MAX_RESTARTS}: ${CONFIG} run ${RUN_NAME} ${overrides[*]:-}"
 
 child=0
+forward=0  # only training is told to stop early; testing and reporting are short and finish
+warned=0
 on_signal() {
-  echo "$(date -Is) time limit near: stopping training after the current batch"
-  [ "$child" -ne 0 ] && kill -USR1 "$child" 2>/dev/null
+  warned=1
+  echo "$(date -Is) time limit near"
+  if [ "$forward" -eq 1 ] && [ "$child" -ne 0 ]; then
+    echo "$(date -Is) stopping training after the current batch"
+    kill -USR1 "$child" 2>/dev/null
+  fi
 }
 trap on_signal USR1 TERM
 
@@ -82,31 +88,41 @@ step() {
   return "$status"
 }
 
+requeue() {
+  if [ "$restarts" -ge "$MAX_RESTARTS" ]; then
+    echo "$(date -Is) stopped ${restarts} times already (MAX_RESTARTS=${MAX_RESTARTS}): not requeuing;" \
+         "resume by hand with scripts/rerun/resume.py or resubmit" >&2
+    exit 1
+  fi
+  echo "$(date -Is) $1: requeuing job ${SLURM_JOB_ID} (finished epochs and outputs are kept)"
+  scontrol requeue "${SLURM_JOB_ID}"
+  exit 0
+}
+
 # exit code of a step -> continue, requeue (stopped by the time limit) or fail
 after() {
   local status=$1 what=$2
   # 75: stopped by the warning signal after saving; 138/143: killed by USR1/TERM before it could
   if [ "$status" -eq 75 ] || [ "$status" -eq 138 ] || [ "$status" -eq 143 ]; then
-    if [ "$restarts" -ge "$MAX_RESTARTS" ]; then
-      echo "$(date -Is) stopped ${restarts} times already (MAX_RESTARTS=${MAX_RESTARTS}): not requeuing;" \
-           "resume by hand with scripts/rerun/resume.py or resubmit" >&2
-      exit 1
-    fi
-    echo "$(date -Is) ${what} stopped by the time limit: requeuing job ${SLURM_JOB_ID} (finished epochs are kept)"
-    scontrol requeue "${SLURM_JOB_ID}"
-    exit 0
+    requeue "${what} stopped by the time limit"
   elif [ "$status" -ne 0 ]; then
     echo "$(date -Is) ${what} failed with exit code ${status} (2 = config or input error: not retried)" >&2
     exit "$status"
   fi
+  # warned during a short step: the next one may not fit before the limit
+  if [ "$warned" -eq 1 ] && [ "${3:-}" != last ]; then requeue "no time left after ${what}"; fi
+  return 0
 }
 
 # a requeued job starts here again: training resumes (or is skipped when finished)
+forward=1
 step python scripts/train_model.py --config "$CONFIG" --run-name "$RUN_NAME" --auto-resume "${overrides[@]}" "$@"
-after $? training
+status=$?
+forward=0
+after "$status" training
 # outputs written atomically; a requeued job does not redo what a previous attempt finished
 step python scripts/test_model.py --config "$CONFIG" --run "$RUN_NAME" --skip-existing "${overrides[@]}"
 after $? testing
 step python scripts/generate_report.py --config "$CONFIG" --run "$RUN_NAME" --skip-existing "${overrides[@]}"
-after $? "the report"
+after $? "the report" last
 echo "$(date -Is) done: run ${RUN_NAME}"
