@@ -27,16 +27,11 @@ from ..reporting.document import Report, atomic_directory
 from ..reporting.task_figures import BINNED_CURVES
 from ..rundir import CONFIG_FILE, RUN_FILE, TRAINING_LOG, read_run_info
 from .base import MLOpsTool
+from .predict import PREDICTION_COLUMNS
 
 __all__ = ["CompareTool", "main", "ENSEMBLE"]
 
 ENSEMBLE = "ensemble"
-_PREDICTIONS = {
-    "energy": ["reco_energy"],
-    "type": ["gammaness"],
-    "cameradirection": ["reco_cam_coord_offset_x", "reco_cam_coord_offset_y"],
-    "skydirection": ["reco_fov_lon", "reco_fov_lat", "reco_alt", "reco_az"],
-}
 _KEYS = ["obs_id", "event_id", "tel_id"]
 
 
@@ -58,14 +53,14 @@ def _headline_values(evaluation):
 def ensemble_dl2(task, tables):
     """Mean prediction of several DL2 tables on their common images (energy: mean of log10)."""
     common = tables[0]
-    keep = [c for c in common.colnames if c not in _PREDICTIONS[task]]
+    keep = [c for c in common.colnames if c not in PREDICTION_COLUMNS[task]]
     common = common[keep]
     for i, table in enumerate(tables):
-        part = table[_KEYS + _PREDICTIONS[task]]
-        for c in _PREDICTIONS[task]:
+        part = table[_KEYS + PREDICTION_COLUMNS[task]]
+        for c in PREDICTION_COLUMNS[task]:
             part.rename_column(c, f"{c}_{i}")
         common = join(common, part, keys=_KEYS, join_type="inner")
-    for c in _PREDICTIONS[task]:
+    for c in PREDICTION_COLUMNS[task]:
         columns = [u.Quantity(common[f"{c}_{i}"]) for i in range(len(tables))]
         if c == "reco_energy":
             common[c] = 10 ** np.mean([np.log10(col.to_value(u.TeV)) for col in columns], axis=0) * u.TeV

@@ -36,9 +36,16 @@ from ..exceptions import ConfigError, InputDataError, RunExistsError
 from ..rundir import CONFIG_FILE, MODEL_DIR, read_run_info, resolve_run, write_run_info
 from .taskconfig import TaskConfigTool, glob_inputs
 
-__all__ = ["PredictModel", "main", "DL2_TABLE"]
+__all__ = ["PREDICTION_COLUMNS", "PredictModel", "main", "DL2_TABLE"]
 
 DL2_TABLE = "/dl2/event/telescope/predictions"
+#: the columns each task's prediction adds to the DL2 table
+PREDICTION_COLUMNS = {
+    "energy": ["reco_energy"],
+    "type": ["gammaness"],
+    "cameradirection": ["reco_cam_coord_offset_x", "reco_cam_coord_offset_y"],
+    "skydirection": ["reco_fov_lon", "reco_fov_lat", "reco_alt", "reco_az"],
+}
 
 #: truth and identifiers kept from the reader's example table
 _TRUTH_COLUMNS = [
