@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=/path/to/python3.11)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip==24.3.1
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,mlflow]'
 	touch $(STAMP)
 
 data: setup
@@ -39,6 +39,6 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not slurm"
 
 constraints: setup
-	{ echo "# Exact versions of the whole environment (pip install -c constraints.txt -e .[test])."; \
+	{ echo "# Exact versions of the whole environment (pip install -c constraints.txt -e .[test,mlflow])."; \
 	  echo "# Regenerate after changing dependencies: make constraints"; \
 	  $(BIN)/pip freeze --exclude-editable; } > constraints.txt

@@ -23,7 +23,8 @@ def _pins(lines):
 
 def test_pyproject_constraints_and_conda_env_agree():
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    declared = _pins(pyproject["project"]["dependencies"] + pyproject["project"]["optional-dependencies"]["test"])
+    extras = pyproject["project"]["optional-dependencies"]
+    declared = _pins(pyproject["project"]["dependencies"] + extras["test"] + extras["mlflow"])
     locked = _pins((REPO / "constraints.txt").read_text().splitlines())
     conda = yaml.safe_load((REPO / "ctlearn.yml").read_text())
     pip_section = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))

@@ -12,7 +12,9 @@ from ctapipe.core.traits import Path, Unicode
 
 from ..config import Project
 from ..exceptions import ConfigError, RunExistsError
+from ..mlflow_tracking import MLflowRun
 from ..physics.evaluation import NETWORK, evaluate, read_dl2
+from ..progress import Progress
 from ..reporting.document import Report, atomic_directory
 from ..reporting.plots import plot_training_curves
 from ..reporting.task_figures import LOWER_IS_BETTER, headline_table, network_beats, task_figures
@@ -91,8 +93,11 @@ class ReportTool(TaskConfigTool):
     def start(self):
         if self.skipped:
             return
+        # the third step, writing HTML and PDF, happens in finish()
+        self.progress = progress = Progress(3, "report", self.log, unit="step")
         dl2 = read_dl2(self.dl2_path)
         evaluation = evaluate(self.task, dl2)
+        progress.update(note="metrics and baselines")
         report = Report(f"{self.task} - run {self.run_dir.name}")
         beats = network_beats(evaluation)
         summary = ", ".join(
@@ -114,6 +119,7 @@ class ReportTool(TaskConfigTool):
                           "Loss and metrics per epoch: training (solid) and validation (dashed).")
         for name, fig, caption in task_figures(evaluation):
             report.figure(name, fig, caption)
+        progress.update(note="figures")
         report.preformatted("Configuration", (self.run_dir / CONFIG_FILE).read_text())
         provenance = json.loads((self.run_dir / PROVENANCE_FILE).read_text()) if (self.run_dir / PROVENANCE_FILE).exists() else {}
         report.preformatted("Provenance", _provenance_summary(self.info, provenance))
@@ -136,7 +142,17 @@ class ReportTool(TaskConfigTool):
             return
         with atomic_directory(self.output_dir, overwrite=self.overwrite) as tmp:
             self.report.write(tmp, self.metrics)
+        self.progress.update(note="HTML and PDF written")
+        self.progress.__exit__(None, None, None)
         self.log.info("report written to %s", self.output_dir)
+        tracked = MLflowRun.of_run_dir(self.run_dir)
+        if tracked is not None:
+            tracked.log_metrics({
+                f"test_{metric}.{method}": value
+                for metric, methods in self.metrics["headline"].items() for method, value in methods.items()
+            })
+            tracked.log_artifact(self.output_dir, "report")
+            self.log.info("report logged to MLflow run %s", tracked.run_id)
         print(f"Report: {self.output_dir / 'report.html'}")
 
 

@@ -23,6 +23,7 @@ from ..config import (
     validate_sections,
 )
 from ..exceptions import ConfigError
+from ..mlflow_tracking import MLflowTracking
 from .base import MLOpsTool
 
 __all__ = ["TaskConfigTool", "glob_inputs"]
@@ -59,8 +60,6 @@ class TaskConfigTool(MLOpsTool):
     #: options that Project owns; setting them in another section is an error
     owned_by_project = {}
 
-
-
     def config_classes(self):
         """Every class a task config may configure.
 
@@ -72,7 +71,7 @@ class TaskConfigTool(MLOpsTool):
         from .train import TrainModel
 
         classes = [
-            Project, TrainCTLearnModel, TrainModel, PredictCTLearnModel, PredictModel, ReportTool, TableQualityQuery,
+            Project, MLflowTracking, TrainCTLearnModel, TrainModel, PredictCTLearnModel, PredictModel, ReportTool, TableQualityQuery,
             *classes_with_traits(CTLearnModel), *classes_with_traits(DLDataReader), *classes_with_traits(ImageMapper),
         ]
         return list(dict.fromkeys(classes))

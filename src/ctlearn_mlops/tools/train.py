@@ -24,9 +24,11 @@ from ctlearn.tools.train_model import TrainCTLearnModel
 from .._compat import backup_epoch
 from ..config import Project
 from ..exceptions import ConfigError, InputDataError, RunExistsError, TrainingDiverged, TrainingInterrupted
+from ..mlflow_tracking import MLflowEpochLogger, MLflowRun, MLflowTracking, flatten_config
 from ..resume import BACKUP_DIR, GracefulStop, StateRestorer, StateSaver, apply_loader_state, load_state
 from ..rundir import (
     CONFIG_FILE,
+    MODEL_DIR,
     PROVENANCE_FILE,
     TRAINING_LOG,
     atomic_write_json,
@@ -123,7 +125,7 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
     auto_resume = Bool(False, help="Start, resume or skip the run depending on its state (batch jobs).").tag(config=True)
 
     resume = Bool(False, help="Continue the unfinished run of this name from its last finished epoch.").tag(config=True)
-    classes = [Project, *TrainCTLearnModel.classes]
+    classes = [Project, MLflowTracking, *TrainCTLearnModel.classes]
 
     owned_by_project = {
         "TrainCTLearnModel.input_dir_signal": _OWNED.format("Project.signal_dir"),
@@ -210,9 +212,22 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         keras.utils.set_random_seed(self.random_seed)
         tf.config.experimental.enable_op_determinism()
 
+        self.tracked = None
         if not self.resume:
+            resolved = self._resolved_config(run_name)
+            tracking = MLflowTracking(parent=self)
+            if tracking.enabled:
+                # before the run directory exists: a store that does not work leaves nothing behind
+                self.tracked = MLflowRun.create(tracking, project.task, self.run_dir, run_name, source)
             self.run_dir.mkdir(parents=True)
-            atomic_write_yaml(self.run_dir / CONFIG_FILE, self._resolved_config(run_name))
+            atomic_write_yaml(self.run_dir / CONFIG_FILE, resolved)
+            if self.tracked is not None:
+                self.tracked.record(self.run_dir)
+                self.tracked.log_params(flatten_config(resolved))
+        else:
+            self.tracked = MLflowRun.of_run_dir(self.run_dir)
+            if self.tracked is not None:
+                self.tracked.set_status("RUNNING")
         self.provenance_log = self.run_dir / f"{self.name}.provenance.log"
         self.events = EventLog(self.run_dir)
         self._add_callbacks()
@@ -230,6 +245,7 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             self.events.write(
                 "run_start", task=project.task, run_name=run_name, n_epochs=self.n_epochs,
                 config_sha256=hashlib.sha256(config_text.encode()).hexdigest(), seed=self.random_seed,
+                mlflow_run_id=self.tracked.run_id if self.tracked else None,
             )
 
     def _check_resumable(self, source):
@@ -277,6 +293,8 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             self.graceful_stop,
             StateRestorer(self.resume_state, stateful),
         ]
+        if self.tracked is not None:
+            self.callbacks.append(MLflowEpochLogger(self.tracked))
 
     def _split_by_event(self):
         """Patched from ctlearn 0.10.2 ``TrainCTLearnModel.setup``: validation by shower, not by image.
@@ -336,6 +354,8 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             reason = str(err) or "interrupted (Ctrl-C)"
             self.events.write("interruption", reason=reason)
             write_run_info(self.run_dir, status="interrupted", ended=utc_now(), error=reason)
+            if self.tracked is not None:
+                self.tracked.set_status("KILLED")
             if isinstance(err, KeyboardInterrupt):
                 raise
             self.log.warning("%s; resume with: python scripts/rerun/resume.py --run %s", reason, self.run_dir)
@@ -343,6 +363,8 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         except BaseException as err:
             self.events.exception(err)
             write_run_info(self.run_dir, status="failed", error=f"{type(err).__name__}: {err}", ended=utc_now())
+            if self.tracked is not None:
+                self.tracked.set_status("FAILED")
             raise
 
     def finish(self):
@@ -365,6 +387,11 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         shutil.rmtree(self.run_dir / BACKUP_DIR, ignore_errors=True)
         write_run_info(self.run_dir, status="finished", finished=utc_now())
         self.events.write("run_end", status="finished", epochs=self.n_epochs)
+        if self.tracked is not None:
+            for name in (CONFIG_FILE, TRAINING_LOG, PROVENANCE_FILE, "split.csv", "final.weights.h5"):
+                self.tracked.log_artifact(self.run_dir / name)
+            self.tracked.log_artifact(self.run_dir / MODEL_DIR, MODEL_DIR)
+            self.tracked.set_status("FINISHED")
         self.log.info("Run directory: %s", self.run_dir)
         print(f"Run directory: {self.run_dir}")
 
