@@ -75,13 +75,13 @@ def _config(toy_data, tmp_path, task, **sections):
 
 
 def test_time_limited_job_is_interrupted_requeued_resumed_and_finishes(slurm, toy_data, tmp_path):
-    # SLURM checks for due warning signals only every ~30 s, so with a one-minute limit the
-    # warning may come before Python has started; two minutes warned at one leave room to progress
-    n_epochs = 60
+    # a one-minute limit with more epochs than fit in it; SLURM checks for due warning signals
+    # only about once a minute, so some windows end before training has started
+    n_epochs = 40
     config = _config(toy_data, tmp_path, "energy", TrainCTLearnModel={"n_epochs": n_epochs})
     log = tmp_path / "slurm-%j.out"
-    job = sbatch("--time=2", "--signal=B:USR1@60", f"--output={log}", "--cpus-per-task=2", "bash_template.sh", config,
-                 env={"RUN_NAME": "limited", "MAX_RESTARTS": "30"})
+    job = sbatch("--time=1", "--signal=B:USR1@30", f"--output={log}", "--cpus-per-task=2", "bash_template.sh", config,
+                 env={"RUN_NAME": "limited", "MAX_RESTARTS": "40"})
     wait_for([job], timeout=1800)
     output = Path(str(log).replace("%j", job)).read_text()
     run_dir = tmp_path / "models" / "energy" / "limited"

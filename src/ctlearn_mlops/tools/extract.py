@@ -40,6 +40,7 @@ class ExtractImages(MLOpsTool):
     description = __doc__
     examples = """
     python scripts/data_processing/extract_only_images.py --input data/dl1/ --output-dir data/dl1_images
+    python scripts/data_processing/extract_only_images.py --image-cache --config configs/energy.yaml   # image cache
     """
 
     inputs = List(Unicode(), default_value=[], help="DL1 files, directories or glob patterns.").tag(config=True)
@@ -88,5 +89,12 @@ class ExtractImages(MLOpsTool):
         print(f"total {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB: {1 - after / max(before, 1):.0%} smaller", file=sys.stdout)
 
 
-def main():
-    ExtractImages().run()
+def main(argv=None):
+    """Slim DL1 copies, or with --image-cache the image cache of a task config."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--image-cache" in argv:
+        from .image_cache import ImageCacheTool
+
+        ImageCacheTool().run([a for a in argv if a != "--image-cache"])
+    else:
+        ExtractImages().run(argv)

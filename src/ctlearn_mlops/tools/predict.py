@@ -33,6 +33,7 @@ from traitlets.config import Config
 
 from ..config import Project, read_yaml
 from ..exceptions import ConfigError, InputDataError, RunExistsError
+from ..loading.loader import FastLoader, FastPath, loader_failure_message
 from ..rundir import CONFIG_FILE, MODEL_DIR, read_run_info, resolve_run, write_run_info
 from .taskconfig import TaskConfigTool, glob_inputs
 
@@ -103,7 +104,7 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
         "overwrite": ({"TaskConfigTool": {"overwrite": True}}, "Replace an existing DL2 output of this name."),
         "skip-existing": ({"TaskConfigTool": {"skip_existing": True}}, "Do nothing if the DL2 output exists."),
     }
-    classes = [Project, *PredictCTLearnModel.classes]
+    classes = [Project, FastLoader, *PredictCTLearnModel.classes]
 
     @default("keras_verbose")
     def _keras_verbose_default(self):
@@ -183,12 +184,28 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
         self.log.info("predicting %d images with %s", n, self.model_path)
 
     def _predict(self):
-        loader = CompleteDLDataLoader(
-            self.dl1dh_reader, list(range(self.dl1dh_reader._get_n_events())), tasks=[],
-            batch_size=self.batch_size,
-        )
+        indices = list(range(self.dl1dh_reader._get_n_events()))
+        fast = FastLoader(parent=self)
+        fast_path = None
+        if fast.enabled:
+            if self.inputs:  # the cache is made of the config's test files
+                fast.cache_dir = None
+            fast_path = FastPath(fast, self.dl1dh_reader, "test", self.task_config_source)
+            loader = fast_path.loader(self.dl1dh_reader, indices, [], self.batch_size, complete=True)
+            self.log.info(fast_path.describe())
+        else:
+            loader = CompleteDLDataLoader(self.dl1dh_reader, indices, tasks=[], batch_size=self.batch_size)
         model = keras.saving.load_model(self.model_path)
-        output = model.predict(loader, verbose=self.keras_verbose)
+        try:
+            output = model.predict(loader, verbose=self.keras_verbose)
+        except Exception as err:
+            loader_error = loader_failure_message(err)
+            if loader_error is None:
+                raise
+            raise InputDataError(loader_error, source=self.task_config_source, key="FastLoader") from None
+        finally:
+            if fast_path is not None:
+                fast_path.close()
         if isinstance(output, dict):
             output = output[self.task]
         return np.asarray(output)

@@ -24,6 +24,7 @@ from ctlearn.tools.train_model import TrainCTLearnModel
 from .._compat import backup_epoch
 from ..config import Project
 from ..exceptions import ConfigError, InputDataError, RunExistsError, TrainingDiverged, TrainingInterrupted
+from ..loading.loader import FastLoader, FastPath, batches_in_loader_order, loader_failure_message
 from ..mlflow_tracking import MLflowEpochLogger, MLflowRun, MLflowTracking, flatten_config
 from ..resume import BACKUP_DIR, GracefulStop, StateRestorer, StateSaver, apply_loader_state, load_state
 from ..rundir import (
@@ -125,7 +126,7 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
     auto_resume = Bool(False, help="Start, resume or skip the run depending on its state (batch jobs).").tag(config=True)
 
     resume = Bool(False, help="Continue the unfinished run of this name from its last finished epoch.").tag(config=True)
-    classes = [Project, MLflowTracking, *TrainCTLearnModel.classes]
+    classes = [Project, MLflowTracking, FastLoader, *TrainCTLearnModel.classes]
 
     owned_by_project = {
         "TrainCTLearnModel.input_dir_signal": _OWNED.format("Project.signal_dir"),
@@ -318,8 +319,19 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             tasks=self.reco_tasks, batch_size=batch, random_seed=self.random_seed,
             sort_by_intensity=self.sort_by_intensity, stack_telescope_images=self.stack_telescope_images,
         )
-        self.training_loader = DLDataLoader(self.dl1dh_reader, [int(i) for i in training], **loader_options)
-        self.validation_loader = DLDataLoader(self.dl1dh_reader, [int(i) for i in validation], **loader_options)
+        fast = FastLoader(parent=self)
+        self.fast_path = None
+        if fast.enabled:
+            self.fast_path = FastPath(fast, self.dl1dh_reader, "train", self.task_config_source)
+            self.training_loader, self.validation_loader = (
+                self.fast_path.loader(self.dl1dh_reader, [int(i) for i in indices], self.reco_tasks, batch,
+                                      random_seed=self.random_seed)
+                for indices in (training, validation)
+            )
+            self.log.info(self.fast_path.describe())
+        else:
+            self.training_loader = DLDataLoader(self.dl1dh_reader, [int(i) for i in training], **loader_options)
+            self.validation_loader = DLDataLoader(self.dl1dh_reader, [int(i) for i in validation], **loader_options)
         self.split_indices = {"training": training, "validation": validation}
         self.log.info("split by shower: %d training and %d validation images", len(training), len(validation))
 
@@ -349,7 +361,11 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         if self.already_finished:
             return
         try:
-            super().start()
+            if self.fast_path is None:
+                super().start()
+            else:
+                with batches_in_loader_order():
+                    super().start()
         except (TrainingInterrupted, KeyboardInterrupt) as err:
             reason = str(err) or "interrupted (Ctrl-C)"
             self.events.write("interruption", reason=reason)
@@ -365,7 +381,13 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             write_run_info(self.run_dir, status="failed", error=f"{type(err).__name__}: {err}", ended=utc_now())
             if self.tracked is not None:
                 self.tracked.set_status("FAILED")
+            loader_error = loader_failure_message(err)
+            if loader_error is not None:
+                raise InputDataError(loader_error, source=self.task_config_source, key="FastLoader") from None
             raise
+        finally:
+            if self.fast_path is not None:
+                self.fast_path.close()
 
     def finish(self):
         if self.already_finished:

@@ -1,0 +1,222 @@
+"""The Keras loader of the fast path: ctlearn's ``DLDataLoader`` with images read ahead by workers.
+
+Patched from ctlearn 0.10.2 ``DLDataLoader.__getitem__`` (mono only): the
+examples of a batch, their order, the shuffling between epochs and the labels
+are the stock loader's (its own ``on_epoch_end`` and ``_get_mono_item`` run);
+only the images come from a ``DL1ImageSource`` or an image cache, read by a
+``WorkerPool`` up to ``prefetch`` batches ahead.
+"""
+
+import contextlib
+import functools
+import math
+import threading
+
+import keras
+import numpy as np
+import tensorflow as tf
+from astropy.table import Table
+from ctapipe.core import Component
+from ctapipe.core.traits import Bool, Int, Path
+from ctlearn.core.loader import DLDataLoader
+
+from .pool import LoaderWorkerError, WorkerPool
+from .sources import CachedImageSource, DL1ImageSource
+
+__all__ = ["FastDataLoader", "FastLoader", "FastPath", "LoaderWorkerError", "batches_in_loader_order", "image_source",
+           "loader_failure_message"]
+
+#: example columns the stock label code reads
+_LABEL_COLUMNS = (
+    "true_shower_primary_class", "log_true_energy", "fov_lon", "fov_lat", "cam_coord_offset_x", "cam_coord_offset_y",
+)
+
+
+class FastLoader(Component):
+    """How training and test images are read: stock dl1-data-handler, or the parallel reader and image cache."""
+
+    enabled = Bool(False, help="Read images with the parallel reader (off: the stock DLImageReader / DLDataLoader).").tag(
+        config=True
+    )
+    workers = Int(2, min=0, help="Worker processes reading and mapping images ahead of the network (0: in this process).").tag(
+        config=True
+    )
+    prefetch = Int(4, min=1, help="Batches read ahead; memory is bounded by prefetch x batch size images.").tag(config=True)
+    cache_dir = Path(
+        default_value=None, allow_none=True, directory_ok=True, file_ok=False,
+        help=(
+            "Image cache of this config, made by extract_only_images.py --image-cache: train.images.h5 "
+            "and test.images.h5 hold the mapped images; refused when the data or reader settings changed."
+        ),
+    ).tag(config=True)
+
+
+class FastDataLoader(DLDataLoader):
+    """Batches identical to ``DLDataLoader``'s for the same indices, read ahead in parallel.
+
+    Parameters
+    ----------
+    source : DL1ImageSource or CachedImageSource (row i of the cache = example i of the reader)
+    pool : WorkerPool or None (read in this process)
+    complete : count the last incomplete batch (prediction) instead of dropping it (training)
+    """
+
+    def __init__(self, reader, indices, tasks, batch_size=64, random_seed=None, *, source, pool=None, prefetch=4,
+                 complete=False):
+        if reader.mode != "mono":
+            raise ValueError("the fast loader reads mono examples only (DLImageReader.mode: mono)")
+        self._lock = threading.RLock()
+        self._pending = {}
+        super().__init__(reader, indices, tasks, batch_size=batch_size, random_seed=random_seed)
+        self.source = source
+        self.pool = pool
+        self.prefetch = prefetch
+        self.complete = complete
+        ids = reader.example_identifiers
+        self._ids = {name: np.asarray(ids[name]) for name in ("file_index", "table_index", "tel_id", "tel_type_id")}
+        self._labels = {name: np.asarray(ids[name]) for name in _LABEL_COLUMNS if name in ids.colnames}
+
+    def __len__(self):
+        if self.complete:
+            return math.ceil(len(self.indices) / self.batch_size)
+        return super().__len__()
+
+    def on_epoch_end(self):
+        with self._lock:
+            super().on_epoch_end()  # the stock reshuffle: the batches read ahead are stale
+            self._forget(list(self._pending))
+
+    def _forget(self, indices):
+        for index in indices:
+            ticket = self._pending.pop(index)
+            if ticket is not None:
+                self.pool.cancel(ticket)
+
+    def _batch_indices(self, index):
+        return np.asarray(self.indices[index * self.batch_size:(index + 1) * self.batch_size], dtype=np.int64)
+
+    def _read_call(self, rows):
+        if isinstance(self.source, CachedImageSource):
+            return "read_rows", (rows,)
+        ids = self._ids
+        return "read", (ids["file_index"][rows], ids["table_index"][rows], ids["tel_id"][rows], ids["tel_type_id"][rows])
+
+    def _submit(self, index):
+        if self.pool is None:
+            return None
+        method, args = self._read_call(self._batch_indices(index))
+        return self.pool.submit(method, *args)
+
+    def __getitem__(self, index):
+        if index >= len(self) or index < -len(self):
+            raise IndexError(f"batch {index} of {len(self)}")
+        index %= len(self)
+        with self._lock:
+            future = self._pending.pop(index, None) if index in self._pending else self._submit(index)
+            # keep a window of `prefetch` batches ahead of this one; forget the rest (bounded memory)
+            window = range(index + 1, min(index + 1 + self.prefetch, len(self)))
+            self._forget(set(self._pending) - set(window))
+            for ahead in window:
+                if ahead not in self._pending:
+                    self._pending[ahead] = self._submit(ahead)
+            rows = self._batch_indices(index)
+        if future is None:
+            method, args = self._read_call(rows)
+            images = getattr(self.source, method)(*args)
+        else:
+            images = self.pool.result(future, f"batch {index}")
+        batch = Table({name: column[rows] for name, column in self._labels.items()}, copy=False)
+        batch["features"] = images
+        return self._get_mono_item(batch)
+
+    def close(self):
+        with self._lock:
+            self._forget(list(self._pending))
+
+
+def image_source(reader, cache=None):
+    """The source of the reader's images: the cache file if given (checked by the caller), else its DL1 files."""
+    if cache is not None:
+        return CachedImageSource(cache)
+    return DL1ImageSource.of_reader(reader)
+
+
+class FastPath:
+    """The source and worker pool that a tool's fast loaders share; close it when done."""
+
+    def __init__(self, settings: FastLoader, reader, split, config_source):
+        from ..exceptions import ConfigError
+        from .cache import StaleCacheError, cache_path, check_cache
+
+        self.settings = settings
+        self.cache = None
+        if settings.cache_dir is not None:
+            self.cache = cache_path(settings.cache_dir, split)
+            try:
+                check_cache(self.cache, reader)
+            except StaleCacheError as err:
+                raise ConfigError(
+                    f"image cache refused: {err}. (Re)build it: python scripts/data_processing/extract_only_images.py "
+                    f"--image-cache --config {config_source} --overwrite",
+                    source=config_source, key="FastLoader.cache_dir",
+                ) from None
+        try:
+            self.source = image_source(reader, self.cache)
+        except ValueError as err:
+            raise ConfigError(str(err), source=config_source, key="FastLoader.enabled") from None
+        self.pool = WorkerPool(self.source, settings.workers) if settings.workers else None
+        self.loaders = []
+
+    def loader(self, reader, indices, tasks, batch_size, random_seed=None, complete=False):
+        loader = FastDataLoader(
+            reader, indices, tasks, batch_size=batch_size, random_seed=random_seed, source=self.source,
+            pool=self.pool, prefetch=self.settings.prefetch, complete=complete,
+        )
+        self.loaders.append(loader)
+        return loader
+
+    def describe(self):
+        where = f"image cache {self.cache}" if self.cache else "DL1 files"
+        workers = f"{self.pool.workers} worker processes" if self.pool else "in this process"
+        return f"fast loader: {where}, {workers}, {self.settings.prefetch} batches ahead"
+
+    def close(self):
+        for loader in self.loaders:
+            loader.close()
+        if self.pool is not None:
+            self.pool.close()
+        self.source.close()
+
+
+@contextlib.contextmanager
+def batches_in_loader_order():
+    """Make ``keras.Model.fit`` draw a Sequence's batches in order (``shuffle=False``) while active.
+
+    ctlearn 0.10.2's ``TrainCTLearnModel.start`` calls ``model.fit(loader)``
+    with Keras' default ``shuffle=True``, which asks for the batches of a
+    Sequence in a random order that a read-ahead loader cannot know.  The
+    examples are reshuffled between epochs by the loader itself
+    (``DLDataLoader.on_epoch_end``), so nothing is lost.
+    """
+    original = keras.Model.fit
+
+    @functools.wraps(original)
+    def fit(model, *args, **kwargs):
+        kwargs.setdefault("shuffle", False)
+        return original(model, *args, **kwargs)
+
+    keras.Model.fit = fit
+    try:
+        yield
+    finally:
+        keras.Model.fit = original
+
+
+def loader_failure_message(err):
+    """The message of a loader worker failure that reached us through tf.data, or None."""
+    if isinstance(err, LoaderWorkerError):
+        return str(err)
+    text = getattr(err, "message", "") or ""
+    if isinstance(err, tf.errors.OpError) and "LoaderWorkerError" in text:
+        return text.split("LoaderWorkerError:", 1)[1].strip().splitlines()[0]
+    return None

@@ -1,0 +1,130 @@
+"""Worker processes that read batches while the network trains on the previous ones."""
+
+import itertools
+import multiprocessing
+import os
+import queue
+import signal
+import traceback
+
+__all__ = ["LoaderWorkerError", "WorkerPool"]
+
+_POLL_SECONDS = 0.5
+
+
+class LoaderWorkerError(RuntimeError):
+    """A worker process died or failed to read a batch."""
+
+
+def _worker_main(source, tasks, results, parent_pid):
+    # Ctrl-C and SLURM's warning signals are the main process's to handle: it stops the pool
+    for name in ("SIGINT", "SIGUSR1", "SIGUSR2"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    while True:
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent_pid:  # the main process was killed: do not linger
+                return
+            continue
+        if task is None:
+            source.close()
+            return
+        task_id, method, args = task
+        try:
+            results.put((task_id, True, getattr(source, method)(*args)))
+        except Exception as err:
+            results.put((task_id, False, f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
+
+
+class WorkerPool:
+    """``workers`` processes, each with its own copy of ``source`` and its own file handles.
+
+    Processes are spawned, not forked: a fork of a process running TensorFlow
+    threads can inherit held locks, and spawned workers import only NumPy,
+    PyTables and h5py.  Waiting for a result checks that every worker is
+    alive, so a worker that dies (killed, out of memory) raises
+    ``LoaderWorkerError`` instead of hanging the training.
+    """
+
+    def __init__(self, source, workers):
+        context = multiprocessing.get_context("spawn")
+        self._tasks = context.Queue()
+        self._results = context.Queue()
+        self._ids = itertools.count()
+        self._done = {}
+        self._cancelled = set()
+        self._processes = [
+            context.Process(
+                target=_worker_main, args=(source, self._tasks, self._results, os.getpid()),
+                name=f"ctlearn-mlops-loader-{i}", daemon=True,
+            )
+            for i in range(workers)
+        ]
+        for process in self._processes:
+            process.start()
+        self.closed = False
+
+    @property
+    def workers(self):
+        return len(self._processes)
+
+    def submit(self, method, *args):
+        """Queue ``source.method(*args)``; returns a ticket for ``result``."""
+        if self.closed:
+            raise LoaderWorkerError("the loader's worker pool is closed")
+        task_id = next(self._ids)
+        self._tasks.put((task_id, method, args))
+        return task_id
+
+    def cancel(self, task_id):
+        """Forget a ticket: its result is dropped when it arrives."""
+        if self._done.pop(task_id, None) is None:
+            self._cancelled.add(task_id)
+
+    def _check_alive(self, what):
+        for process in self._processes:
+            if not process.is_alive():
+                self.close()
+                raise LoaderWorkerError(
+                    f"loader worker {process.name} died (exit code {process.exitcode}) while reading {what}: "
+                    "killed, or out of memory (lower FastLoader.workers or FastLoader.prefetch)"
+                )
+
+    def result(self, task_id, what):
+        self._check_alive(what)
+        while task_id not in self._done:
+            try:
+                done_id, ok, value = self._results.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                self._check_alive(what)
+                continue
+            if done_id in self._cancelled:
+                self._cancelled.discard(done_id)
+                continue
+            self._done[done_id] = (ok, value)
+        ok, value = self._done.pop(task_id)
+        if not ok:
+            raise LoaderWorkerError(f"reading {what} failed in a loader worker: {value}")
+        return value
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        for _ in self._processes:
+            self._tasks.put(None)
+        for process in self._processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+        for q in (self._tasks, self._results):
+            q.cancel_join_thread()
+            q.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

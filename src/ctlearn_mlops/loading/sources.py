@@ -1,0 +1,136 @@
+"""Where worker processes get mapped images from: DL1 files or an image cache.
+
+A source is a small picklable description; each process opens its own HDF5
+handles on first use (handles opened before a fork are not safe to share, and
+dl1-data-handler serialises all reads behind one global lock because its
+handles are shared).  This module imports neither TensorFlow nor Keras, so
+worker processes start in seconds.
+"""
+
+import os
+
+import h5py
+import numpy as np
+import tables
+from dl1_data_handler.reader import get_unmapped_image
+
+__all__ = ["CachedImageSource", "DL1ImageSource"]
+
+
+class _PerProcessHandles:
+    """Open files on first use, once per process (a forked or spawned child opens its own)."""
+
+    def __init__(self):
+        self._pid = None
+        self._handles = {}
+
+    def get(self, path, opener):
+        if self._pid != os.getpid():
+            self._pid, self._handles = os.getpid(), {}
+        handle = self._handles.get(path)
+        if handle is None:
+            handle = self._handles[path] = opener(path)
+        return handle
+
+    def close(self):
+        if self._pid == os.getpid():
+            for handle in self._handles.values():
+                handle.close()
+        self._handles = {}
+
+
+class DL1ImageSource:
+    """Mapped images of mono examples read from ctapipe DL1 files.
+
+    The same numbers as ``DLImageReader._append_features`` (dl1-data-handler
+    0.14.6): the unmapped image comes from its own ``get_unmapped_image``; the
+    mapping is its ``map_image`` (``vector @ mapping_table`` per channel) done
+    for all images of a file and telescope in one sparse product, which gives
+    bit-identical results (tested).  Rows are read with one
+    ``read_coordinates`` per file and telescope instead of one read per image.
+    """
+
+    def __init__(self, filenames, channels, transforms, mapping_tables, image_shapes):
+        self.filenames = [str(f) for f in filenames]
+        self.channels = list(channels)
+        self.transforms = dict(transforms)
+        #: per telescope type id: the scipy sparse mapping table of its camera
+        self.mapping_tables = mapping_tables
+        self.image_shapes = image_shapes
+        self._handles = _PerProcessHandles()
+        self._transposed_tables = {}
+
+    @classmethod
+    def of_reader(cls, reader):
+        """The source that reads what ``reader`` (a mono ``DLImageReader``) reads."""
+        tables_by_type, shapes = {}, {}
+        for tel_type_id, tel_type in enumerate(reader.selected_telescopes):
+            camera = reader._get_camera_type(tel_type)
+            mapper = reader.image_mappers[camera]
+            if mapper.index_matrix is not None:
+                raise ValueError(f"the {type(mapper).__name__} of {camera} gives indexed images; the fast loader needs square ones")
+            tables_by_type[tel_type_id] = mapper.mapping_table
+            shapes[tel_type_id] = (mapper.image_shape, mapper.image_shape, len(reader.channels))
+        return cls(list(reader.files), reader.channels, reader.transforms, tables_by_type, shapes)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_handles"] = _PerProcessHandles()
+        state["_transposed_tables"] = {}
+        return state
+
+    def _transposed(self, tel_type_id):
+        if tel_type_id not in self._transposed_tables:
+            self._transposed_tables[tel_type_id] = self.mapping_tables[tel_type_id].transpose()
+        return self._transposed_tables[tel_type_id]
+
+    def _image_table(self, file_index, tel_id):
+        handle = self._handles.get(self.filenames[file_index], lambda p: tables.open_file(p, mode="r"))
+        return handle.root.dl1.event.telescope.images._f_get_child(f"tel_{tel_id:03d}")
+
+    def read(self, file_index, table_index, tel_id, tel_type_id):
+        """Images of the examples given by four equally long integer arrays, in their order."""
+        file_index, table_index, tel_id, tel_type_id = (
+            np.asarray(a, dtype=np.int64) for a in (file_index, table_index, tel_id, tel_type_id)
+        )
+        shape = self.image_shapes[int(tel_type_id[0])]
+        out = np.empty((len(file_index), *shape), dtype=np.float32)
+        groups = np.stack([file_index, tel_id], axis=1)
+        for f, t in np.unique(groups, axis=0):
+            where = np.flatnonzero((file_index == f) & (tel_id == t))
+            rows = self._image_table(int(f), int(t)).read_coordinates(table_index[where])
+            unmapped = np.stack([get_unmapped_image(row, self.channels, self.transforms) for row in rows])
+            transposed = self._transposed(int(tel_type_id[where[0]]))
+            side = shape[0]
+            for channel in range(unmapped.shape[2]):
+                # scipy computes vector @ csr as (csr.T @ vector.T).T: the same sums, transposed once
+                out[where, ..., channel] = (transposed @ unmapped[:, :, channel].T).T.reshape(len(where), side, side)
+        return out
+
+    def close(self):
+        self._handles.close()
+
+
+class CachedImageSource:
+    """Mapped images stored by ``extract_only_images.py --image-cache``: one chunk per image."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._handles = _PerProcessHandles()
+
+    def __getstate__(self):
+        return {"path": self.path, "_handles": _PerProcessHandles()}
+
+    def read_rows(self, rows):
+        rows = np.asarray(rows, dtype=np.int64)
+        images = self._handles.get(self.path, lambda p: h5py.File(p, "r"))["images"]
+        order = np.argsort(rows, kind="stable")
+        out = np.empty((len(rows), *images.shape[1:]), dtype=images.dtype)
+        # h5py reads increasing unique indices; repeated rows are copied after
+        unique, first = np.unique(rows[order], return_index=True)
+        block = images[unique]
+        out[order] = np.repeat(block, np.diff(np.append(first, len(rows))), axis=0)
+        return out
+
+    def close(self):
+        self._handles.close()
