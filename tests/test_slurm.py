@@ -77,7 +77,7 @@ def _config(toy_data, tmp_path, task, **sections):
 def test_time_limited_job_is_interrupted_requeued_resumed_and_finishes(slurm, toy_data, tmp_path):
     # a one-minute limit with more epochs than fit in it; SLURM checks for due warning signals
     # only about once a minute, so some windows end before training has started
-    n_epochs = 40
+    n_epochs = 25
     config = _config(toy_data, tmp_path, "energy", TrainCTLearnModel={"n_epochs": n_epochs})
     log = tmp_path / "slurm-%j.out"
     job = sbatch("--time=1", "--signal=B:USR1@30", f"--output={log}", "--cpus-per-task=2", "bash_template.sh", config,

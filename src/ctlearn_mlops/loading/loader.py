@@ -164,10 +164,16 @@ class FastPath:
             self.source = image_source(reader, self.cache)
         except ValueError as err:
             raise ConfigError(str(err), source=config_source, key="FastLoader.enabled") from None
-        self.pool = WorkerPool(self.source, settings.workers) if settings.workers else None
+        self.reader = reader
+        self.pool = None
         self.loaders = []
 
     def loader(self, reader, indices, tasks, batch_size, random_seed=None, complete=False):
+        if self.pool is None and self.settings.workers:
+            # results travel through shared memory: room for the read-ahead of a training and a validation loader
+            batch_bytes = batch_size * int(np.prod(reader.input_shape)) * 4
+            self.pool = WorkerPool(self.source, self.settings.workers, slot_bytes=batch_bytes,
+                                   n_slots=2 * (self.settings.prefetch + 1) + self.settings.workers)
         loader = FastDataLoader(
             reader, indices, tasks, batch_size=batch_size, random_seed=random_seed, source=self.source,
             pool=self.pool, prefetch=self.settings.prefetch, complete=complete,

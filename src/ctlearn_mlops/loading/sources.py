@@ -112,7 +112,12 @@ class DL1ImageSource:
 
 
 class CachedImageSource:
-    """Mapped images stored by ``extract_only_images.py --image-cache``: one chunk per image."""
+    """Mapped images stored by ``extract_only_images.py --image-cache``.
+
+    An uncompressed cache is one contiguous array in the file: it is
+    memory-mapped and a batch is one NumPy gather.  A compressed cache has one
+    chunk per image, read image by image (h5py's fancy indexing is far slower).
+    """
 
     def __init__(self, path):
         self.path = str(path)
@@ -121,16 +126,34 @@ class CachedImageSource:
     def __getstate__(self):
         return {"path": self.path, "_handles": _PerProcessHandles()}
 
+    def _open(self, path):
+        f = h5py.File(path, "r")
+        images = f["images"]
+        offset = images.id.get_offset() if images.chunks is None else None
+        if offset is not None:
+            return _MappedImages(f, np.memmap(path, dtype=images.dtype, mode="r", offset=offset, shape=images.shape))
+        return _MappedImages(f, None)
+
     def read_rows(self, rows):
         rows = np.asarray(rows, dtype=np.int64)
-        images = self._handles.get(self.path, lambda p: h5py.File(p, "r"))["images"]
-        order = np.argsort(rows, kind="stable")
+        opened = self._handles.get(self.path, self._open)
+        if opened.mapped is not None:
+            return np.asarray(opened.mapped[rows])
+        images = opened.file["images"]
         out = np.empty((len(rows), *images.shape[1:]), dtype=images.dtype)
-        # h5py reads increasing unique indices; repeated rows are copied after
-        unique, first = np.unique(rows[order], return_index=True)
-        block = images[unique]
-        out[order] = np.repeat(block, np.diff(np.append(first, len(rows))), axis=0)
+        for k, row in enumerate(rows):
+            images.read_direct(out, np.s_[row:row + 1], np.s_[k:k + 1])
         return out
 
     def close(self):
         self._handles.close()
+
+
+class _MappedImages:
+    def __init__(self, file, mapped):
+        self.file = file
+        self.mapped = mapped
+
+    def close(self):
+        self.mapped = None
+        self.file.close()

@@ -14,7 +14,7 @@ from dl1_data_handler.reader import DLDataReader
 
 from ..config import Project
 from ..exceptions import ConfigError, RunExistsError
-from ..loading.cache import cache_path, write_image_cache
+from ..loading.cache import COMPRESSIONS, cache_path, write_image_cache
 from ..loading.loader import FastLoader
 from ..progress import Progress
 from .io_checks import require_writable_directory
@@ -35,6 +35,10 @@ class ImageCacheTool(TaskConfigTool):
     """
 
     split = CaselessStrEnum(["train", "test", "both"], "both", help="Which files of the config to cache.").tag(config=True)
+    compression = CaselessStrEnum(
+        list(COMPRESSIONS), "none",
+        help="none: memory-mapped, fastest reads (97 KB per LSTCam image, two channels); lzf: ~40x smaller for cleaned images, ~20x slower reads.",
+    ).tag(config=True)
     output_dir = Path(
         default_value=None, allow_none=True, directory_ok=True, file_ok=False,
         help="Where the cache files go (default: FastLoader.cache_dir of the config).",
@@ -44,6 +48,7 @@ class ImageCacheTool(TaskConfigTool):
         "config": "Tool.config_files",
         "set": "TaskConfigTool.overrides",
         "split": "ImageCacheTool.split",
+        "compression": "ImageCacheTool.compression",
         ("o", "output-dir"): "ImageCacheTool.output_dir",
     }
     flags = {
@@ -97,7 +102,7 @@ class ImageCacheTool(TaskConfigTool):
             n = len(reader.example_identifiers)
             target = cache_path(self.output_dir, split)
             with Progress(n, f"caching {split}", self.log, unit="image") as progress:
-                write_image_cache(reader, target, progress)
+                write_image_cache(reader, target, progress, compression=self.compression)
             self.written.append((split, target, n))
 
     def finish(self):

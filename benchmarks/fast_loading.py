@@ -1,0 +1,307 @@
+"""The fast path against the stock CTLearn / dl1-data-handler path, on the same data in one run.
+
+Measures, on the training files of a task config (default: configs/energy.yaml
+on the embedded default data, `make data`):
+
+1. loader images/s: stock DLImageReader + DLDataLoader; ours from DL1 files
+   in this process and with 1 and 2 worker processes; ours from the image
+   cache (each over two passes; the second pass is the one compared, as in
+   training every epoch after the first);
+2. one training epoch (the second, after graph tracing) of the config's model
+   and batch size: stock `ctlearn-train-model`, our train tool on the fast
+   path, and the same model fed from in-memory NumPy arrays (the compute
+   limit);
+3. prediction events/s on the same files: the stock `ctlearn-predict-mono-model`
+   tool vs our predict tool on the fast path, both run in this (warm)
+   interpreter.
+
+Writes the tables, with machine and date, to docs/benchmarks.md.
+
+    python benchmarks/fast_loading.py [--config configs/energy.yaml] [--workers 2]
+"""
+
+import argparse
+import math
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ctlearn_mlops.benchmarking import write_section
+
+REPO = Path(__file__).resolve().parents[1]
+READER_SECTIONS = ("DLImageReader", "TableQualityQuery", "BilinearMapper", "SquareMapper")
+
+
+def reader_config(config):
+    from traitlets.config import Config
+
+    return Config({k: v for k, v in config.items() if k in READER_SECTIONS})
+
+
+def loader_rates(config, files, workers, cache_dir, batch_size, passes=2):
+    """images/s per loader setting over `passes` passes (in order, as Keras asks for them)."""
+    from ctlearn.core.loader import DLDataLoader
+    from dl1_data_handler.reader import DLImageReader
+
+    from ctlearn_mlops.loading.cache import cache_path
+    from ctlearn_mlops.loading.loader import FastDataLoader
+    from ctlearn_mlops.loading.pool import WorkerPool
+    from ctlearn_mlops.loading.sources import CachedImageSource, DL1ImageSource
+
+    task = config["Project"]["task"]
+
+    def measure(make_loader):
+        reader = DLImageReader(input_url_signal=[str(f) for f in files], config=reader_config(config))
+        n = len(reader.example_identifiers)
+        loader, close = make_loader(reader, list(range(n)))
+        rates = []
+        for _ in range(passes):
+            start = time.perf_counter()
+            for i in range(len(loader)):
+                loader[i]
+            rates.append(len(loader) * batch_size / (time.perf_counter() - start))
+            loader.on_epoch_end()
+        close()
+        return rates
+
+    def stock(reader, indices):
+        return DLDataLoader(reader, indices, tasks=[task], batch_size=batch_size, random_seed=0), lambda: None
+
+    def ours(source_of, n_workers):
+        def make(reader, indices):
+            source = source_of(reader)
+            batch_bytes = batch_size * int(np.prod(reader.input_shape)) * 4
+            pool = WorkerPool(source, n_workers, slot_bytes=batch_bytes, n_slots=6 + n_workers) if n_workers else None
+            loader = FastDataLoader(reader, indices, tasks=[task], batch_size=batch_size, random_seed=0,
+                                    source=source, pool=pool, prefetch=4)
+            if pool is not None:
+                pool.result(pool.submit("read_rows" if isinstance(source, CachedImageSource) else "read",
+                                        *loader._read_call(loader._batch_indices(0))[1]), "warm-up")
+            return loader, (pool.close if pool else lambda: None)
+        return make
+
+    results = {"stock DLImageReader + DLDataLoader": measure(stock)}
+    for n_workers in (0, 1, workers):
+        label = f"ours, DL1 files, {n_workers} worker{'s' if n_workers != 1 else ''}" if n_workers else "ours, DL1 files, in-process"
+        results[label] = measure(ours(DL1ImageSource.of_reader, n_workers))
+    cache = cache_path(cache_dir, "train")
+    results["ours, image cache, in-process"] = measure(ours(lambda r: CachedImageSource(cache), 0))
+    results["ours, image cache, 1 worker"] = measure(ours(lambda r: CachedImageSource(cache), 1))
+    return results
+
+
+_EPOCH_LINE = re.compile(r"^\s*(\d+)/(\d+) - .*?(\d+(?:\.\d+)?)(m?s)/step\s*$")
+
+
+def second_epoch_seconds_per_step(text):
+    """Keras verbose=2 lines '23/23 - 15s - ... - 657ms/step': seconds per step of the second epoch."""
+    steps = [m for m in (_EPOCH_LINE.match(line) for line in text.splitlines()) if m]
+    if len(steps) < 2:
+        raise RuntimeError("no second epoch found in the training output:\n" + text[-3000:])
+    value, unit = float(steps[1].group(3)), steps[1].group(4)
+    return value / 1000 if unit == "ms" else value
+
+
+def run_captured(tool, argv):
+    import contextlib
+    import io
+
+    from ctapipe.core.tool import run_tool
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = run_tool(tool, [str(a) for a in argv], cwd=REPO, raises=True)
+    if status != 0:
+        raise RuntimeError(f"{tool.name} exited with {status}")
+    return out.getvalue()
+
+
+def train_epochs(config, config_path, files, tmp, cache_dir, workers, batch_size):
+    """Seconds per training step (second epoch): stock tool, ours, compute limit; and our run directory."""
+    from ctlearn.tools.train_model import TrainCTLearnModel
+
+    from ctlearn_mlops.tools.train import TrainModel
+
+    train = config["TrainCTLearnModel"]
+    stock_config = {k: v for k, v in config.items() if k in READER_SECTIONS or k == config["TrainCTLearnModel"]["model_type"]}
+    stock_config["TrainCTLearnModel"] = {
+        **{k: v for k, v in train.items() if k not in ("n_epochs",)},
+        "input_dir_signal": str(Path(files[0]).parent), "file_pattern_signal": [Path(f).name for f in files],
+        "reco_tasks": [config["Project"]["task"]], "output_dir": str(tmp / "stock_run"), "n_epochs": 2,
+    }
+    stock_path = tmp / "stock_train.yaml"
+    stock_path.write_text(yaml.safe_dump(stock_config))
+    stock = second_epoch_seconds_per_step(run_captured(TrainCTLearnModel(), ["--config", stock_path]))
+
+    ours_out = run_captured(TrainModel(), [
+        "--config", config_path, "--run-name", "bench", "--epochs", 2, "--overwrite",
+        "--set", f"Project.output_root={tmp / 'models'}", "--set", "FastLoader.enabled=true",
+        # workers let reading overlap the network even from the cache (in-process measured 1.5x the limit, 2 workers 1.2x)
+        "--set", f"FastLoader.cache_dir={cache_dir}", "--set", f"FastLoader.workers={workers}",
+    ])
+    ours = second_epoch_seconds_per_step(ours_out)
+    run_dir = tmp / "models" / config["Project"]["task"] / "bench"
+    limit = compute_limit(config, files, cache_dir, run_dir, batch_size)
+    return stock, ours, limit, run_dir
+
+
+def compute_limit(config, files, cache_dir, run_dir, batch_size):
+    """The same model and batch size fed from in-memory arrays of the same training and validation examples."""
+    import contextlib
+    import io
+
+    import h5py
+    import keras
+    import pandas as pd
+    from ctlearn.core.model import CTLearnModel
+    from dl1_data_handler.reader import DLImageReader
+    from traitlets.config import Config
+
+    from ctlearn_mlops.loading.cache import cache_path
+
+    reader = DLImageReader(input_url_signal=[str(f) for f in files], config=reader_config(config))
+    with h5py.File(cache_path(cache_dir, "train")) as f:
+        images = f["images"][()]
+    labels = np.asarray(reader.example_identifiers["log_true_energy"], dtype=np.float32)
+    split = pd.read_csv(run_dir / "split.csv")["split"].to_numpy()
+    train, val = split == "training", split == "validation"
+    n_train = math.floor(train.sum() / batch_size) * batch_size
+    x_train, y_train = images[train][:n_train], labels[train][:n_train]
+    model_type = config["TrainCTLearnModel"]["model_type"]
+    model = CTLearnModel.from_name(
+        model_type, input_shape=images.shape[1:], tasks=["energy"], config=Config({model_type: config.get(model_type, {})}),
+    ).model
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss={"energy": keras.losses.MeanAbsoluteError()})
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        model.fit({"input": x_train}, {"energy": y_train}, validation_data=({"input": images[val]}, {"energy": labels[val]}),
+                  batch_size=batch_size, epochs=2, shuffle=True, verbose=2)
+    return second_epoch_seconds_per_step(out.getvalue())
+
+
+def predict_rates(config, config_path, files, tmp, run_dir, cache_dir, workers, batch_size):
+    """Events/s of the stock mono predict tool and of ours, on the same files, in this interpreter."""
+    import h5py
+    from ctlearn.tools.predict_model import MonoPredictCTLearnModel
+
+    from ctlearn_mlops.tools.predict import DL2_TABLE, PredictModel
+
+    task = config["Project"]["task"]
+    stock_config = {k: v for k, v in config.items() if k in READER_SECTIONS}
+    stock_config["PredictCTLearnModel"] = {"batch_size": batch_size}
+    stock_path = tmp / "stock_predict.yaml"
+    stock_path.write_text(yaml.safe_dump(stock_config))
+    start = time.perf_counter()
+    for i, f in enumerate(files):
+        run_captured(MonoPredictCTLearnModel(), [
+            "--config", stock_path, "--input_url", f, f"--{task}_model", run_dir / "ctlearn_model.cpk",
+            "--output", tmp / f"stock_{i}.dl2.h5", "--PredictCTLearnModel.overwrite_tables=True",
+        ])
+    stock_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    run_captured(PredictModel(), [
+        "--config", config_path, "--run", run_dir, "--name", "bench", "--overwrite",
+        "--set", f"Project.output_root={tmp / 'models'}", "--set", f"Project.test_signal_dir={Path(files[0]).parent}",
+        "--set", f"Project.test_signal_patterns={[Path(f).name for f in files]}", "--set", "FastLoader.enabled=true",
+        "--set", f"FastLoader.cache_dir={cache_dir}", "--set", f"FastLoader.workers={workers}",
+        "--batch-size", batch_size,
+    ])
+    ours_seconds = time.perf_counter() - start
+    with h5py.File(run_dir / "dl2" / "bench.dl2.h5") as f:
+        n_events = len(f[DL2_TABLE])
+    return n_events, stock_seconds, ours_seconds
+
+
+def build_cache(config_path, files, cache_dir):
+    from ctlearn_mlops.tools.image_cache import ImageCacheTool
+
+    start = time.perf_counter()
+    patterns = [Path(f).name for f in files]
+    run_captured(ImageCacheTool(), [
+        "--config", config_path, "--output-dir", cache_dir, "--overwrite",
+        "--set", f"Project.signal_patterns={patterns}", "--set", f"Project.test_signal_dir={Path(files[0]).parent}",
+        "--set", f"Project.test_signal_patterns={patterns}",
+    ])
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "energy.yaml")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+
+    config = yaml.safe_load(args.config.read_text())
+    project = config["Project"]
+    files = sorted(p for pattern in project.get("signal_patterns", ["*.h5"]) for p in Path(project["signal_dir"]).glob(pattern))
+    if not files:
+        raise SystemExit(f"no training files for {args.config}: run `make data` first")
+    batch_size = config["TrainCTLearnModel"]["batch_size"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cache_dir = tmp / "cache"
+        cache_seconds = build_cache(args.config, files, cache_dir)
+        loaders = loader_rates(config, files, args.workers, cache_dir, batch_size)
+        stock_step, ours_step, limit_step, run_dir = train_epochs(
+            config, args.config, files, tmp, cache_dir, args.workers, batch_size)
+        n_events, stock_predict, ours_predict = predict_rates(
+            config, args.config, files, tmp, run_dir, cache_dir, args.workers, batch_size)
+
+    stock_rate = loaders["stock DLImageReader + DLDataLoader"][-1]
+    loader_rows = "\n".join(
+        f"| {name} | {rates[0]:,.0f} | {rates[-1]:,.0f} | {rates[-1] / stock_rate:.2f} |" for name, rates in loaders.items()
+    )
+    per_image = {name: step / batch_size * 1000 for name, step in
+                 (("stock `ctlearn-train-model`", stock_step), (f"our train tool (image cache, {args.workers} workers)", ours_step), ("in-memory arrays (compute limit)", limit_step))}
+    train_rows = "\n".join(
+        f"| {name} | {ms:.2f} | {ms / per_image['in-memory arrays (compute limit)']:.2f} |" for name, ms in per_image.items()
+    )
+    body = f"""
+## Fast loading vs the stock path (`benchmarks/fast_loading.py`)
+
+Data: the training files of `{args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config}`
+({len(files)} files, {', '.join(Path(f).name for f in files)}), batch size {batch_size}.
+Image cache built in {cache_seconds:.1f} s.
+
+**Loader** (images/s through `loader[i]` for every batch; pass 2 is compared):
+
+| loader | pass 1 | pass 2 | pass 2 vs stock |
+|---|---|---|---|
+{loader_rows}
+
+**Training** (second epoch, Keras' time per step incl. validation, per 1000 training images):
+
+| path | s per 1000 images | vs compute limit |
+|---|---|---|
+{train_rows}
+
+Stock / ours: {stock_step / ours_step:.2f}x.
+
+**Prediction** ({n_events} events, tools run in a warm interpreter, model loading included):
+
+| tool | seconds | events/s | vs stock |
+|---|---|---|---|
+| stock `ctlearn-predict-mono-model` (one call per file) | {stock_predict:.1f} | {n_events / stock_predict:,.0f} | 1.00 |
+| ours (`test_model.py`, image cache, {args.workers} workers) | {ours_predict:.1f} | {n_events / ours_predict:,.0f} | {stock_predict / ours_predict:.2f} |
+
+Reading the figures: pass 1 of every DL1 loader pays for decompressing each
+HDF5 chunk once (worker processes each keep their own chunk cache, so their
+first pass is slower); later epochs run at the pass-2 rates. On a CPU node the
+network, not the loader, sets the epoch time: the image cache serves a batch
+in ~2 ms against ~0.5 s per training step, and what remains above the
+compute limit is Keras' Sequence path (a Python generator feeding tf.data one
+batch at a time, with copies) and the per-epoch checkpoints (model, backup
+and resume state) that the in-memory fit does not write.
+"""
+    write_section(args.output, "fast-loading", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
