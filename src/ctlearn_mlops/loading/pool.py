@@ -6,7 +6,7 @@ import os
 import queue
 import signal
 import traceback
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import shared_memory
 
 import numpy as np
 
@@ -35,10 +35,8 @@ class _Slots:
 
     def _memory(self, slot):
         if slot not in self.attached:
-            memory = shared_memory.SharedMemory(name=self.names[slot])
-            # the main process owns the segment: keep this process's tracker from unlinking it at exit
-            resource_tracker.unregister(memory._name, "shared_memory")
-            self.attached[slot] = memory
+            # spawned workers share the main process's resource tracker, which unlinks the segment once
+            self.attached[slot] = shared_memory.SharedMemory(name=self.names[slot])
         return self.attached[slot]
 
     def close(self):

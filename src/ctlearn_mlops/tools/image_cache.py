@@ -18,7 +18,7 @@ from ..loading.cache import COMPRESSIONS, cache_path, write_image_cache
 from ..loading.loader import FastLoader
 from ..progress import Progress
 from .io_checks import require_writable_directory
-from .taskconfig import TaskConfigTool, glob_inputs
+from .taskconfig import TaskConfigTool
 
 __all__ = ["ImageCacheTool", "main"]
 
@@ -57,23 +57,6 @@ class ImageCacheTool(TaskConfigTool):
     }
     classes = [Project, FastLoader]
 
-    def _files(self, project, split):
-        source = self.task_config_source
-        prefix = "" if split == "train" else "test_"
-        signal_dir = getattr(project, f"{prefix}signal_dir")
-        if signal_dir is None:
-            raise ConfigError(f"missing: no {split} signal files", source=source, key=f"Project.{prefix}signal_dir")
-        signal = glob_inputs(signal_dir, getattr(project, f"{prefix}signal_patterns"), f"Project.{prefix}signal_patterns", source)
-        background = []
-        if project.task == "type":
-            background_dir = getattr(project, f"{prefix}background_dir")
-            if background_dir is None:
-                raise ConfigError("the type task needs background files", source=source, key=f"Project.{prefix}background_dir")
-            background = glob_inputs(
-                background_dir, getattr(project, f"{prefix}background_patterns"), f"Project.{prefix}background_patterns", source,
-            )
-        return signal, background
-
     def setup(self):
         project = self.setup_project()
         source = self.task_config_source
@@ -82,7 +65,7 @@ class ImageCacheTool(TaskConfigTool):
             raise ConfigError("missing: where to write the cache (--output-dir or FastLoader.cache_dir)",
                               source=source, key="FastLoader.cache_dir")
         self.splits = ["train", "test"] if self.split == "both" else [self.split]
-        self.inputs = {split: self._files(project, split) for split in self.splits}
+        self.split_files = {split: self.split_inputs(project, split) for split in self.splits}
         for split in self.splits:
             target = cache_path(self.output_dir, split)
             if target.exists() and not self.overwrite:
@@ -94,7 +77,7 @@ class ImageCacheTool(TaskConfigTool):
     def start(self):
         self.written = []
         for split in self.splits:
-            signal, background = self.inputs[split]
+            signal, background = self.split_files[split]
             reader = DLDataReader.from_name(
                 self.reader_type, input_url_signal=[str(p) for p in signal],
                 input_url_background=[str(p) for p in background], parent=self,

@@ -35,7 +35,7 @@ from ..config import Project, read_yaml
 from ..exceptions import ConfigError, InputDataError, RunExistsError
 from ..loading.loader import FastLoader, FastPath, loader_failure_message
 from ..rundir import CONFIG_FILE, MODEL_DIR, read_run_info, resolve_run, write_run_info
-from .taskconfig import TaskConfigTool, glob_inputs
+from .taskconfig import TaskConfigTool
 
 __all__ = ["PREDICTION_COLUMNS", "PredictModel", "main", "DL2_TABLE"]
 
@@ -111,27 +111,6 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
         # a progress bar on a terminal; one line per call in batch logs (no carriage returns)
         return 1 if sys.stderr.isatty() else 2
 
-    def _test_inputs(self, project):
-        source = self.task_config_source
-        if self.inputs:
-            return [p for p in self.inputs], []
-        if project.test_signal_dir is None:
-            raise ConfigError(
-                "missing: no test data in the config and no --input given",
-                source=source, key="Project.test_signal_dir",
-            )
-        signal = glob_inputs(project.test_signal_dir, project.test_signal_patterns, "Project.test_signal_patterns", source)
-        background = []
-        if project.task == "type":
-            if project.test_background_dir is None:
-                raise ConfigError(
-                    "the type task needs background (proton) test data", source=source, key="Project.test_background_dir",
-                )
-            background = glob_inputs(
-                project.test_background_dir, project.test_background_patterns, "Project.test_background_patterns", source,
-            )
-        return signal, background
-
     def setup(self):
         project = self.setup_project()
         source = self.task_config_source
@@ -159,7 +138,10 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
                 f"{self.output_path} exists; pass --overwrite to replace it or --name to write another",
                 source=source, key="PredictModel.output_name",
             )
-        self.signal_files, self.background_files = self._test_inputs(project)
+        if self.inputs:
+            self.signal_files, self.background_files = list(self.inputs), []
+        else:
+            self.signal_files, self.background_files = self.split_inputs(project, "test")
         self.task = project.task
 
         # the reader must see the images exactly as in training: take its settings from the run

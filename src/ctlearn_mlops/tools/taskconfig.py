@@ -112,6 +112,30 @@ class TaskConfigTool(MLOpsTool):
         self.update_config(self.cli_config)
         self.update_logging_config()
 
+    def split_inputs(self, project, split):
+        """Signal and background files of the config's ``train`` or ``test`` split.
+
+        Background files belong to the type task only: in an energy or direction
+        fit they would enter as if they were gammas.
+        """
+        source = self.task_config_source
+        prefix = "" if split == "train" else "test_"
+        signal_dir = getattr(project, f"{prefix}signal_dir")
+        if signal_dir is None:
+            raise ConfigError(f"missing: the directory of the {split} signal (gamma) files", source=source,
+                              key=f"Project.{prefix}signal_dir")
+        signal = glob_inputs(signal_dir, getattr(project, f"{prefix}signal_patterns"), f"Project.{prefix}signal_patterns",
+                             source)
+        if project.task != "type":
+            return signal, []
+        background_dir = getattr(project, f"{prefix}background_dir")
+        if background_dir is None:
+            raise ConfigError(f"the type task needs {split} background (proton) files: set Project.{prefix}background_dir",
+                              source=source, key=f"Project.{prefix}background_dir")
+        background = glob_inputs(background_dir, getattr(project, f"{prefix}background_patterns"),
+                                 f"Project.{prefix}background_patterns", source)
+        return signal, background
+
     def setup_project(self):
         """Build the Project component and check what it needs for any task."""
         self.project = Project(parent=self)

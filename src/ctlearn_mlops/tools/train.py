@@ -44,7 +44,7 @@ from ..rundir import (
 )
 from ..split import split_by_event
 from ..tracking import EventLog, ScalarRecorder
-from .taskconfig import TaskConfigTool, glob_inputs
+from .taskconfig import TaskConfigTool
 
 __all__ = ["TrainModel", "main"]
 
@@ -138,28 +138,11 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         "TrainCTLearnModel.overwrite": "use the --overwrite flag",
     }
 
-    def _resolve_inputs(self, project):
-        source = self.task_config_source
-        if project.signal_dir is None:
-            raise ConfigError("missing: the directory of the training signal files", source=source, key="Project.signal_dir")
-        signal = glob_inputs(project.signal_dir, project.signal_patterns, "Project.signal_patterns", source)
-        background = []
-        if project.task == "type":
-            if project.background_dir is None:
-                raise ConfigError(
-                    "the type task needs background (proton) data: set Project.background_dir",
-                    source=source, key="Project.background_dir",
-                )
-            background = glob_inputs(
-                project.background_dir, project.background_patterns, "Project.background_patterns", source,
-            )
-        return signal, background
-
     def setup(self):
         self.started = utc_now()
         project = self.setup_project()
         source = self.task_config_source
-        self.signal_files, self.background_files = self._resolve_inputs(project)
+        self.signal_files, self.background_files = self.split_inputs(project, "train")
         run_name = check_run_name(project.run_name or default_run_name(), source)
         self.run_dir = project.output_root / project.task / run_name
         self.input_dir_signal = project.signal_dir
