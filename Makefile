@@ -29,6 +29,12 @@ demo: data
 	done
 	@echo "Runs are in models/<task>/, their reports in reports/<task>/ (open report.html)"
 
+# quality budget of one task (docs/physics.md): make quality-cameradirection
+quality-%: data
+	$(BIN)/python scripts/train_model.py --config configs/$*_quality.yaml --overwrite --log-level WARN
+	$(BIN)/python scripts/test_model.py --config configs/$*_quality.yaml --run quality --overwrite --log-level WARN
+	$(BIN)/python scripts/generate_report.py --config configs/$*_quality.yaml --run quality --overwrite --log-level WARN
+
 # pytest exits 5 when it collects nothing: that is not a failure here
 test: setup
 	@bash scripts/ci/test_prerequisites.sh

@@ -11,7 +11,8 @@
 # MAX_RESTARTS bounds the requeues so a broken job cannot loop forever.
 #
 # Environment: VENV (default .venv) or CONDA_ENV (a conda env name, e.g. ctlearn);
-# RUN_NAME (default slurm-<job id>[-<array index>]); MAX_RESTARTS (default 10);
+# RUN_NAME (default slurm-<job id>[-<array index>]); MAX_RESTARTS (default 10); STEP_RESERVE
+# (default 120: seconds a test or report step needs; after the warning a step starts only if they are left);
 # SWEEP_FILE (set by scripts/submit_sweep.py: one line of --set overrides per array element).
 #
 # Multi-node: TensorFlow's MultiWorkerMirroredStrategy can use
@@ -52,6 +53,8 @@ if [ -n "${RUN_NAME_PREFIX:-}" ] && [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then
 fi
 RUN_NAME=${RUN_NAME:-slurm-${job}${SLURM_ARRAY_TASK_ID:+-$SLURM_ARRAY_TASK_ID}}
 MAX_RESTARTS=${MAX_RESTARTS:-10}
+# seconds the test or report step needs at most: after the warning, a step starts only if that much is left
+STEP_RESERVE=${STEP_RESERVE:-120}
 restarts=${SLURM_RESTART_COUNT:-0}
 overrides=()
 if [ -n "${SWEEP_FILE:-}" ] && [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then
@@ -71,11 +74,19 @@ on_signal() {
   warned=1
   echo "$(date -Is) time limit near"
   if [ "$forward" -eq 1 ] && [ "$child" -ne 0 ]; then
-    echo "$(date -Is) stopping training after the current batch"
+    echo "$(date -Is) training stops when what is left does not fit before the limit"
     kill -USR1 "$child" 2>/dev/null
   fi
 }
-trap on_signal USR1 TERM
+trap on_signal USR1
+# TERM is scancel (or the hard limit, if the warning never came): stop, do not requeue
+terminated=0
+on_term() {
+  terminated=1
+  echo "$(date -Is) terminated: not requeuing (resume with scripts/rerun/resume.py or resubmit)"
+  [ "$child" -ne 0 ] && kill -TERM "$child" 2>/dev/null
+}
+trap on_term TERM
 
 # run a step in the background so the trap can fire while we wait for it
 step() {
@@ -86,6 +97,17 @@ step() {
   while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done
   child=0
   return "$status"
+}
+
+# seconds before the time limit, from squeue's %L ([days-][hours:]minutes:seconds; UNLIMITED)
+seconds_left() {
+  local left
+  left=$(squeue -h -j "${SLURM_JOB_ID}" -o %L 2>/dev/null)
+  case "$left" in
+    *[0-9]*) echo "$left" | awk -F'[-:]' '{s=$NF; if(NF>1)s+=$(NF-1)*60; if(NF>2)s+=$(NF-2)*3600; if(NF>3)s+=$(NF-3)*86400; print s}' ;;
+    UNLIMITED) echo 999999 ;;
+    *) echo 0 ;;
+  esac
 }
 
 requeue() {
@@ -102,6 +124,7 @@ requeue() {
 # exit code of a step -> continue, requeue (stopped by the time limit) or fail
 after() {
   local status=$1 what=$2
+  if [ "$terminated" -eq 1 ]; then exit 143; fi
   # 75: stopped by the warning signal after saving; 138/143: killed by USR1/TERM before it could
   if [ "$status" -eq 75 ] || [ "$status" -eq 138 ] || [ "$status" -eq 143 ]; then
     requeue "${what} stopped by the time limit"
@@ -109,8 +132,10 @@ after() {
     echo "$(date -Is) ${what} failed with exit code ${status} (2 = config or input error: not retried)" >&2
     exit "$status"
   fi
-  # warned during a short step: the next one may not fit before the limit
-  if [ "$warned" -eq 1 ] && [ "${3:-}" != last ]; then requeue "no time left after ${what}"; fi
+  # warned (SLURM may warn early): go on only if the next step fits in the time really left
+  if [ "$warned" -eq 1 ] && [ "${3:-}" != last ] && [ "$(seconds_left)" -lt "$STEP_RESERVE" ]; then
+    requeue "no time left after ${what}"
+  fi
   return 0
 }
 

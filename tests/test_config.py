@@ -6,25 +6,31 @@ import sys
 import pytest
 import yaml
 
-from ctlearn_mlops.config import Project, apply_overrides, validate_sections
+from ctlearn_mlops.config import Project, apply_overrides, import_custom_model_file, validate_sections
 from ctlearn_mlops.exceptions import ConfigError
 from ctlearn_mlops.tools.predict import PredictModel
 from ctlearn_mlops.tools.train import TrainModel
 
 from .conftest import REPO, TASKS, run
 
+SHIPPED = sorted(p.stem for p in (REPO / "configs").glob("*.yaml"))
 
-@pytest.mark.parametrize("task", TASKS)
-def test_shipped_configs_are_valid_and_name_their_task(task, toy_data):
-    content = yaml.safe_load((REPO / "configs" / f"{task}.yaml").read_text())
-    assert content["Project"]["task"] == task
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_configs_are_valid_and_name_their_task(name, toy_data):
+    content = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
+    task = name.removesuffix("_quality")
+    assert task in TASKS and content["Project"]["task"] == task
     project = content["Project"]
     for key in ("signal_dir", "background_dir", "test_signal_dir", "test_background_dir"):
         if key in project:
             # the default data is generated (make data), not shipped: check the same layout in the toy fixture
             assert project[key].startswith("data/default/"), key
             project[key] = str(toy_data / project[key].removeprefix("data/default/"))
-    validate_sections(content, TrainModel().config_classes(), f"configs/{task}.yaml")
+    if "custom_model_file" in project:
+        project["custom_model_file"] = str(REPO / project["custom_model_file"])
+        import_custom_model_file(project["custom_model_file"])
+    validate_sections(content, TrainModel().config_classes(), f"configs/{name}.yaml")
 
 
 def test_unknown_option_names_file_key_and_valid_options():

@@ -81,7 +81,7 @@ def test_time_limited_job_is_interrupted_requeued_resumed_and_finishes(slurm, to
     config = _config(toy_data, tmp_path, "energy", TrainCTLearnModel={"n_epochs": n_epochs})
     log = tmp_path / "slurm-%j.out"
     job = sbatch("--time=1", "--signal=B:USR1@30", f"--output={log}", "--cpus-per-task=2", "bash_template.sh", config,
-                 env={"RUN_NAME": "limited", "MAX_RESTARTS": "40"})
+                 env={"RUN_NAME": "limited", "MAX_RESTARTS": "40", "STEP_RESERVE": "25"})
     wait_for([job], timeout=1800)
     output = Path(str(log).replace("%j", job)).read_text()
     run_dir = tmp_path / "models" / "energy" / "limited"

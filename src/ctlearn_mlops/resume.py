@@ -10,13 +10,14 @@ With both, a resumed run continues as if it had never stopped.
 
 import json
 import random
+import time
 from pathlib import Path
 
 import keras
 
 from .exceptions import TrainingInterrupted
 from .rundir import atomic_write_json
-from .stop import catch_stop_signals, stop_requested
+from .stop import catch_stop_signals, stop_deadline, stop_requested
 
 __all__ = ["GracefulStop", "StateRestorer", "StateSaver", "load_state", "BACKUP_DIR", "STATE_DIR"]
 
@@ -95,25 +96,45 @@ class StateRestorer(keras.callbacks.Callback):
 
 
 class GracefulStop(keras.callbacks.Callback):
-    """On SIGUSR1/SIGTERM (SLURM's warning before the time limit), stop at the end of the current batch.
+    """On SIGUSR1/SIGTERM (SLURM's warning before the time limit), stop while there is time to requeue.
 
-    The interrupted epoch is not saved as finished: the run resumes from the
-    last finished epoch.  A signal received before training started (during
-    start-up) stops it before the first batch.
+    Training goes on as long as the rest of the current epoch (or the next
+    epoch) is expected to end ``margin`` seconds before the job's end (asked
+    from SLURM when the warning comes); otherwise it stops at the end of the
+    current batch.  An interrupted epoch is not saved as finished: the run
+    resumes from the last finished epoch.  Outside SLURM a stop signal stops
+    at once.
     """
+
+    margin = 15.0
 
     def on_train_begin(self, logs=None):
         catch_stop_signals()  # idempotent; covers runs not started from the script
-        self._check("before the first batch")
+        self.epoch_seconds = []
+        self._check("before the first batch", needed=0.0)
 
-    def _check(self, where):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.monotonic()
+
+    def _check(self, where, needed):
         received = stop_requested()
-        if received:
-            raise TrainingInterrupted(f"received {received}: stopped {where}")
+        if not received:
+            return
+        if needed is not None and needed + self.margin < stop_deadline() - time.monotonic():
+            return  # what comes next fits before the time limit
+        raise TrainingInterrupted(f"received {received}: stopped {where}")
 
     def on_train_batch_end(self, batch, logs=None):
-        self._check("in the middle of an epoch")
+        if batch == 0:  # the first batch also traces the graph: time the others
+            self.first_batch_end = time.monotonic()
+            self._check("in the middle of an epoch", needed=0.0)
+            return
+        steps = self.params.get("steps") or batch + 1
+        per_batch = (time.monotonic() - self.first_batch_end) / batch
+        # the validation pass costs about a fifth of a training pass here; keep room for it
+        self._check("in the middle of an epoch", needed=per_batch * ((steps - batch - 1) + steps * 0.2))
 
     def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(time.monotonic() - self.epoch_start)
         if epoch + 1 < self.params.get("epochs", epoch + 2):  # after the last epoch, let training finish
-            self._check(f"after epoch {epoch + 1}")
+            self._check(f"after epoch {epoch + 1}", needed=max(self.epoch_seconds[-3:]))
