@@ -172,15 +172,21 @@ def compute_limit(config, files, cache_dir, run_dir, batch_size):
     n_train = math.floor(train.sum() / batch_size) * batch_size
     x_train, y_train = images[train][:n_train], labels[train][:n_train]
     model_type = config["TrainCTLearnModel"]["model_type"]
-    model = CTLearnModel.from_name(
-        model_type, input_shape=images.shape[1:], tasks=["energy"], config=Config({model_type: config.get(model_type, {})}),
-    ).model
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss={"energy": keras.losses.MeanAbsoluteError()})
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        model.fit({"input": x_train}, {"energy": y_train}, validation_data=({"input": images[val]}, {"energy": labels[val]}),
-                  batch_size=batch_size, epochs=2, shuffle=True, verbose=2)
-    limit = second_epoch_seconds_per_step(out.getvalue())
+
+    def seconds_per_step(*args, **kwargs):
+        """Second-epoch time per step of a fresh model of the config, fitted with these arguments."""
+        model = CTLearnModel.from_name(
+            model_type, input_shape=images.shape[1:], tasks=["energy"],
+            config=Config({model_type: config.get(model_type, {})}),
+        ).model
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss={"energy": keras.losses.MeanAbsoluteError()})
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            model.fit(*args, epochs=2, verbose=2, **kwargs)
+        return second_epoch_seconds_per_step(out.getvalue())
+
+    limit = seconds_per_step({"input": x_train}, {"energy": y_train}, batch_size=batch_size, shuffle=True,
+                             validation_data=({"input": images[val]}, {"energy": labels[val]}))
 
     # the same fit through a keras.utils.Sequence (our loader on the cache, in this process), without the
     # train tool's callbacks: separates what Keras' Sequence path costs from what the run's checkpoints cost
@@ -193,14 +199,7 @@ def compute_limit(config, files, cache_dir, run_dir, batch_size):
                        random_seed=0, source=source)
         for part in (train, val)
     ]
-    model = CTLearnModel.from_name(
-        model_type, input_shape=images.shape[1:], tasks=["energy"], config=Config({model_type: config.get(model_type, {})}),
-    ).model
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss={"energy": keras.losses.MeanAbsoluteError()})
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        model.fit(sequences[0], validation_data=sequences[1], epochs=2, shuffle=False, verbose=2)
-    return limit, second_epoch_seconds_per_step(out.getvalue())
+    return limit, seconds_per_step(sequences[0], validation_data=sequences[1], shuffle=False)
 
 
 def predict_rates(config, config_path, files, tmp, run_dir, cache_dir, workers, batch_size):
