@@ -315,10 +315,13 @@ Reading the figures: pass 1 of every DL1 loader pays for decompressing each
 HDF5 chunk once (worker processes each keep their own chunk cache, so their
 first pass is slower); later epochs run at the pass-2 rates. On a CPU node the
 network, not the loader, sets the epoch time: the image cache serves a batch
-in ~2 ms against ~0.5 s per training step, and what remains above the
-compute limit is Keras' Sequence path (a Python generator feeding tf.data one
-batch at a time, with copies) and the per-epoch checkpoints (model, backup
-and resume state) that the in-memory fit does not write.
+in ~2 ms against ~0.3 s per training step, and the same model fitted through
+our loader as a Keras Sequence, without the run's callbacks, runs at the
+compute limit. What the train tool adds above it is the per-epoch saving that
+makes runs resumable and keeps the best model: CTLearn's `ModelCheckpoint`
+(the whole model, at every improving epoch), Keras' `BackupAndRestore` and our
+resume state; on the short epochs of this small sample (~10 s) that is the
+10-20 % over the limit, on long epochs it shrinks in proportion.
 """
     write_section(args.output, "fast-loading", body)
     print(body)
