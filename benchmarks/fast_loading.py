@@ -79,8 +79,8 @@ def loader_rates(config, files, workers, cache_dir, batch_size, passes=2):
             loader = FastDataLoader(reader, indices, tasks=[task], batch_size=batch_size, random_seed=0,
                                     source=source, pool=pool, prefetch=4)
             if pool is not None:
-                pool.result(pool.submit("read_rows" if isinstance(source, CachedImageSource) else "read",
-                                        *loader._read_call(loader._batch_indices(0))[1]), "warm-up")
+                method, args = loader._read_call(loader._batch_indices(0))
+                pool.result(pool.submit(method, *args), "warm-up")
             return loader, (pool.close if pool else lambda: None)
         return make
 

@@ -90,10 +90,11 @@ def _mlflow():
 class MLflowRun:
     """The MLflow run that belongs to one run directory."""
 
-    def __init__(self, tracking_uri, run_id):
+    def __init__(self, tracking_uri, run_id, experiment=None, client=None):
         self.tracking_uri = tracking_uri
         self.run_id = run_id
-        self.client = _mlflow().MlflowClient(tracking_uri=tracking_uri)
+        self.experiment = experiment
+        self.client = client or _mlflow().MlflowClient(tracking_uri=tracking_uri)
         self._warned = False
 
     @classmethod
@@ -118,14 +119,12 @@ class MLflowRun:
             key = "MLflowTracking.tracking_uri" if settings.tracking_uri else "MLflowTracking.store_dir"
             raise ConfigError(f"MLflow tracking at {uri} does not work: {type(err).__name__}: {err}",
                               source=source, key=key) from None
-        tracked = cls(uri, run.info.run_id)
-        tracked.experiment = experiment_name
-        return tracked
+        return cls(uri, run.info.run_id, experiment_name, client)
 
     def record(self, run_dir):
         """Note the MLflow run in ``run.json``: later steps and resumes log into it."""
         write_run_info(run_dir, mlflow={"tracking_uri": self.tracking_uri, "run_id": self.run_id,
-                                        "experiment": getattr(self, "experiment", None)})
+                                        "experiment": self.experiment})
 
     @classmethod
     def of_run_dir(cls, run_dir):

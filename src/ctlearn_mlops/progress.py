@@ -34,6 +34,9 @@ class Progress:
         return self
 
     def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
         if self._bar is not None:
             self._bar.close()
 

@@ -15,13 +15,13 @@ import time
 __all__ = ["STOP_SIGNALS", "catch_stop_signals", "parse_slurm_duration", "stop_deadline", "stop_requested"]
 
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+#: (signal name, monotonic time) of each stop signal received
 _received = []
 _deadline = []
 
 
 def _handle(signum, frame):
-    _received.append(signal.Signals(signum).name)
-    _received.append(time.monotonic())
+    _received.append((signal.Signals(signum).name, time.monotonic()))
 
 
 def catch_stop_signals():
@@ -31,7 +31,7 @@ def catch_stop_signals():
 
 def stop_requested():
     """Name of the first stop signal received, or None."""
-    return _received[0] if _received else None
+    return _received[0][0] if _received else None
 
 
 def parse_slurm_duration(text):
@@ -65,6 +65,7 @@ def stop_deadline():
     if not _received:
         return None
     if not _deadline:
-        left = _slurm_seconds_left() if _received[0] == "SIGUSR1" else None
-        _deadline.append(_received[1] if left is None else time.monotonic() + left)
+        name, received_at = _received[0]
+        left = _slurm_seconds_left() if name == "SIGUSR1" else None
+        _deadline.append(received_at if left is None else time.monotonic() + left)
     return _deadline[0]

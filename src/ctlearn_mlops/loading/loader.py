@@ -168,14 +168,15 @@ class FastPath:
         self.pool = None
         self.loaders = []
 
-    def loader(self, reader, indices, tasks, batch_size, random_seed=None, complete=False):
+    def loader(self, indices, tasks, batch_size, random_seed=None, complete=False):
+        """A loader over ``indices`` of the reader's examples, sharing this path's source and workers."""
         if self.pool is None and self.settings.workers:
             # results travel through shared memory: room for the read-ahead of a training and a validation loader
-            batch_bytes = batch_size * int(np.prod(reader.input_shape)) * 4
+            batch_bytes = batch_size * int(np.prod(self.reader.input_shape)) * 4
             self.pool = WorkerPool(self.source, self.settings.workers, slot_bytes=batch_bytes,
                                    n_slots=2 * (self.settings.prefetch + 1) + self.settings.workers)
         loader = FastDataLoader(
-            reader, indices, tasks, batch_size=batch_size, random_seed=random_seed, source=self.source,
+            self.reader, indices, tasks, batch_size=batch_size, random_seed=random_seed, source=self.source,
             pool=self.pool, prefetch=self.settings.prefetch, complete=complete,
         )
         self.loaders.append(loader)

@@ -173,7 +173,7 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
             if self.inputs:  # the cache is made of the config's test files
                 fast.cache_dir = None
             fast_path = FastPath(fast, self.dl1dh_reader, "test", self.task_config_source)
-            loader = fast_path.loader(self.dl1dh_reader, indices, [], self.batch_size, complete=True)
+            loader = fast_path.loader(indices, [], self.batch_size, complete=True)
             self.log.info(fast_path.describe())
         else:
             loader = CompleteDLDataLoader(self.dl1dh_reader, indices, tasks=[], batch_size=self.batch_size)

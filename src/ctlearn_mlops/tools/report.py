@@ -143,7 +143,7 @@ class ReportTool(TaskConfigTool):
         with atomic_directory(self.output_dir, overwrite=self.overwrite) as tmp:
             self.report.write(tmp, self.metrics)
         self.progress.update(note="HTML and PDF written")
-        self.progress.__exit__(None, None, None)
+        self.progress.close()
         self.log.info("report written to %s", self.output_dir)
         tracked = MLflowRun.of_run_dir(self.run_dir)
         if tracked is not None:

@@ -307,7 +307,7 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         if fast.enabled:
             self.fast_path = FastPath(fast, self.dl1dh_reader, "train", self.task_config_source)
             self.training_loader, self.validation_loader = (
-                self.fast_path.loader(self.dl1dh_reader, [int(i) for i in indices], self.reco_tasks, batch,
+                self.fast_path.loader([int(i) for i in indices], self.reco_tasks, batch,
                                       random_seed=self.random_seed)
                 for indices in (training, validation)
             )
