@@ -20,7 +20,9 @@
 
 Every trait tagged ``config=True`` becomes an option of the class' section
 (``python scripts/train_model.py --config ... --help-all`` lists them after the
-file is named).  Use only standard Keras layers, or register custom ones with
+file is named).  A classmethod ``check_config(tasks, section)`` raising
+``ValueError`` lets the model refuse a task before the run starts (the
+training tool reports it as a config error naming the section).  Use only standard Keras layers, or register custom ones with
 ``keras.saving.register_keras_serializable``, so the saved model loads again.
 """
 
@@ -40,10 +42,27 @@ class CustomCNN(CTLearnModel):
 
     dropout = Bool(default_value=False, help="Dropout (0.3) before the head.").tag(config=True)
 
+    mirror_augmentation = Bool(
+        default_value=False,
+        help="While training, mirror each image left-right and/or up-down at random (mirror symmetries of the "
+        "camera plane; a no-op at prediction). Only for tasks whose label a mirror keeps: type and energy.",
+    ).tag(config=True)
+
+    @classmethod
+    def check_config(cls, tasks, section):
+        moved_by_mirror = {"cameradirection", "skydirection"} & set(tasks)
+        if section.get("mirror_augmentation") and moved_by_mirror:
+            raise ValueError(
+                f"mirror_augmentation moves the source of a {sorted(moved_by_mirror)[0]} image: "
+                "use it for type and energy only"
+            )
+
     def __init__(self, input_shape, tasks, config=None, parent=None, **kwargs):
         super().__init__(config=config, parent=parent, **kwargs)
         inputs = keras.Input(shape=input_shape, name="input")
         x = inputs
+        if self.mirror_augmentation:
+            x = keras.layers.RandomFlip("horizontal_and_vertical", name="custom_mirror")(x)
         for i, n_filters in enumerate(self.filters, start=1):
             x = keras.layers.Conv2D(n_filters, 3, padding="same", activation="relu", name=f"custom_conv_{i}")(x)
             x = keras.layers.MaxPool2D(2, name=f"custom_pool_{i}")(x)

@@ -6,7 +6,13 @@ import sys
 import pytest
 import yaml
 
-from ctlearn_mlops.config import Project, apply_overrides, import_custom_model_file, validate_sections
+from ctlearn_mlops.config import (
+    Project,
+    apply_overrides,
+    check_model_accepts_task,
+    import_custom_model_file,
+    validate_sections,
+)
 from ctlearn_mlops.exceptions import ConfigError
 from ctlearn_mlops.tools.predict import PredictModel
 from ctlearn_mlops.tools.train import TrainModel
@@ -24,13 +30,16 @@ def test_shipped_configs_are_valid_and_name_their_task(name, toy_data):
     project = content["Project"]
     for key in ("signal_dir", "background_dir", "test_signal_dir", "test_background_dir"):
         if key in project:
-            # the default data is generated (make data), not shipped: check the same layout in the toy fixture
-            assert project[key].startswith("data/default/"), key
-            project[key] = str(toy_data / project[key].removeprefix("data/default/"))
+            # the data is generated (make data, make data-quality), not shipped: check the layout in the toy fixture
+            data_root = "data/quality/" if name.endswith("_quality") else "data/default/"
+            assert project[key].startswith(data_root), key
+            project[key] = str(toy_data / project[key].removeprefix(data_root))
     if "custom_model_file" in project:
         project["custom_model_file"] = str(REPO / project["custom_model_file"])
         import_custom_model_file(project["custom_model_file"])
     validate_sections(content, TrainModel().config_classes(), f"configs/{name}.yaml")
+    model_type = content.get("TrainCTLearnModel", {}).get("model_type")
+    check_model_accepts_task(model_type, task, content.get(model_type, {}), f"configs/{name}.yaml")
 
 
 def test_unknown_option_names_file_key_and_valid_options():

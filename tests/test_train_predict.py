@@ -133,7 +133,8 @@ def test_custom_model_template_trains_and_predicts(task_config, tmp_path):
         "energy",
         Project={"custom_model_file": str(REPO / "models" / "custom_model_template.py")},
         TrainCTLearnModel={"model_type": "CustomCNN"},
-        CustomCNN={"filters": [4, 8], "head_layers": {"energy": [8, 1]}, "head_activation_function": {"energy": "relu"}},
+        CustomCNN={"filters": [4, 8], "head_layers": {"energy": [8, 1]}, "head_activation_function": {"energy": "relu"},
+                   "mirror_augmentation": True},
     )
     assert run(TrainModel(), ["--config", config], cwd=tmp_path) == 0
     run_dir = tmp_path / "models" / "energy" / "tiny"
@@ -141,3 +142,20 @@ def test_custom_model_template_trains_and_predicts(task_config, tmp_path):
     assert run(PredictModel(), ["--config", config, "--run", "tiny"], cwd=tmp_path) == 0
     dl2 = read_table(run_dir / "dl2" / "test.dl2.h5", DL2_TABLE)
     assert np.isfinite(dl2["reco_energy"]).all()
+    # the mirror is a training-time layer: predicting twice gives the same energies
+    assert run(PredictModel(), ["--config", config, "--run", "tiny", "--name", "again"], cwd=tmp_path) == 0
+    again = read_table(run_dir / "dl2" / "again.dl2.h5", DL2_TABLE)
+    np.testing.assert_array_equal(dl2["reco_energy"], again["reco_energy"])
+
+
+def test_custom_model_refuses_a_task_before_the_run_starts(task_config, tmp_path, capsys):
+    config = task_config(
+        "cameradirection",
+        Project={"custom_model_file": str(REPO / "models" / "custom_model_template.py")},
+        TrainCTLearnModel={"model_type": "CustomCNN"},
+        CustomCNN={"filters": [4], "head_layers": {"cameradirection": [8, 2]},
+                   "head_activation_function": {"cameradirection": "relu"}, "mirror_augmentation": True},
+    )
+    assert run(TrainModel(), ["--config", config], cwd=tmp_path) == 2
+    assert "key 'CustomCNN'" in capsys.readouterr().err
+    assert not (tmp_path / "models").exists()

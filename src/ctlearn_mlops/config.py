@@ -168,6 +168,19 @@ def import_custom_model_file(path):
     return module
 
 
+def check_model_accepts_task(model_type, task, section: dict, source=None):
+    """Let the model class refuse a task before anything is written (``check_config`` of custom models)."""
+    from ctlearn.core.model import CTLearnModel  # imports TensorFlow: only when a model is checked
+
+    check = getattr(CTLearnModel.non_abstract_subclasses().get(model_type), "check_config", None)
+    if check is None:
+        return
+    try:
+        check([task], dict(section))
+    except ValueError as err:
+        raise ConfigError(str(err), source=source, key=model_type) from None
+
+
 def _suggest(name, valid):
     close = difflib.get_close_matches(name, valid, n=1)
     return f" Did you mean '{close[0]}'?" if close else ""

@@ -22,7 +22,7 @@ from ctlearn.core.loader import DLDataLoader
 from ctlearn.tools.train_model import TrainCTLearnModel
 
 from .._compat import backup_epoch
-from ..config import Project
+from ..config import Project, check_model_accepts_task
 from ..exceptions import ConfigError, InputDataError, RunExistsError, TrainingDiverged, TrainingInterrupted
 from ..loading.loader import FastLoader, FastPath, batches_in_loader_order, loader_failure_message
 from ..mlflow_tracking import MLflowEpochLogger, MLflowRun, MLflowTracking, flatten_config
@@ -172,6 +172,7 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             )
         if self.validation_split * 2 >= 1:
             raise ConfigError("must be below 0.5", source=source, key="TrainCTLearnModel.validation_split")
+        check_model_accepts_task(self.model_type, project.task, self.config.get(self.model_type, {}), source)
 
         if self.run_dir.exists() and not self.resume:
             self.log.warning("--overwrite: removing the existing run directory %s", self.run_dir)
