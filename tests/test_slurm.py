@@ -74,10 +74,22 @@ def _config(toy_data, tmp_path, task, **sections):
     return path
 
 
+def _epochs_lasting(seconds, toy_data, tmp_path):
+    """Epochs of the test's energy training that take about ``seconds`` here (at least 25)."""
+    (tmp_path / "timing").mkdir()
+    timing = _config(toy_data, tmp_path / "timing", "energy", TrainCTLearnModel={"n_epochs": 8})
+    subprocess.run([VENV / "bin" / "python", REPO / "scripts" / "train_model.py", "--config", timing,
+                    "--run-name", "timing", "--log-level", "WARN"], check=True, cwd=tmp_path, capture_output=True)
+    ends = [e["time"] for e in read_events(tmp_path / "timing" / "models" / "energy" / "timing") if e["event"] == "epoch_end"]
+    first, last = (time.mktime(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S")) for t in (ends[0], ends[-1]))
+    seconds_per_epoch = max((last - first) / (len(ends) - 1), 0.1)
+    return max(25, int(seconds / seconds_per_epoch))
+
+
 def test_time_limited_job_is_interrupted_requeued_resumed_and_finishes(slurm, toy_data, tmp_path):
-    # a one-minute limit with more epochs than fit in it; SLURM checks for due warning signals
-    # only about once a minute, so some windows end before training has started
-    n_epochs = 25
+    # a one-minute limit with more epochs than fit in it, whatever this machine's speed; SLURM checks for
+    # due warning signals only about once a minute, so some windows end before training has started
+    n_epochs = _epochs_lasting(90, toy_data, tmp_path)
     config = _config(toy_data, tmp_path, "energy", TrainCTLearnModel={"n_epochs": n_epochs})
     log = tmp_path / "slurm-%j.out"
     job = sbatch("--time=1", "--signal=B:USR1@30", f"--output={log}", "--cpus-per-task=2", "bash_template.sh", config,
