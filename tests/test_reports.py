@@ -22,10 +22,10 @@ from .conftest import REPO, TASKS, run, shrink_config
 pytestmark = pytest.mark.slow
 
 BASELINES = {
-    "energy": {"median predictor", "intensity fit"},
-    "type": {"Hillas width cut", "Hillas logistic regression"},
-    "cameradirection": {"Hillas centroid", "disp"},
-    "skydirection": {"Hillas centroid", "disp"},
+    "energy": {"median predictor", "intensity fit", "Hillas BDT"},
+    "type": {"Hillas width cut", "Hillas logistic regression", "Hillas BDT"},
+    "cameradirection": {"Hillas centroid", "disp", "Hillas BDT disp"},
+    "skydirection": {"Hillas centroid", "disp", "Hillas BDT disp"},
 }
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -52,6 +52,7 @@ def test_report_has_metrics_figures_pdf_and_html_with_baselines(task, reports):
             continue
         assert "CNN" in values and BASELINES[task] <= set(values), metric
     assert set(metrics["binned"]) == {"CNN"} | BASELINES[task]
+    assert metrics["baselines_fitted_on"] == f"the run's {metrics['events']['training']['images'] + metrics['events']['validation']['images']} training images"
     pngs = sorted(directory.glob("*.png"))
     assert len(pngs) >= 4 and (directory / "training_curves.png") in pngs
     assert (directory / "report.pdf").read_bytes().startswith(b"%PDF")

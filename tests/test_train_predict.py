@@ -11,7 +11,7 @@ from ctapipe.io import read_table
 from dl1_data_handler.reader import DLImageReader
 from traitlets.config import Config
 
-from ctlearn_mlops.tools.predict import DL2_TABLE, PredictModel
+from ctlearn_mlops.tools.predict import BASELINE_TRAINING_TABLE, DL2_TABLE, PredictModel
 from ctlearn_mlops.tools.train import TrainModel
 
 from .conftest import REPO, TASKS, run
@@ -89,6 +89,17 @@ def test_dl2_has_every_test_image_with_truth_ids_and_predictions(task, trained_r
         assert ((dl2["gammaness"] >= 0) & (dl2["gammaness"] <= 1)).all()
     if task == "energy":
         assert (dl2["reco_energy"] > 0).all()
+
+    # the baselines are fitted on the training files' images, after the same cuts
+    training = read_table(run_dir / "dl2" / "test.dl2.h5", BASELINE_TRAINING_TABLE)
+    training_reader = DLImageReader(
+        input_url_signal=sorted(str(p) for p in (toy_data / "train").glob("gamma_*.h5")),
+        input_url_background=sorted(str(p) for p in (toy_data / "train").glob("proton_*.h5")) if task == "type" else [],
+        config=Config({"DLImageReader": {"allowed_tels": [1, 2, 3, 4], "focal_length_choice": "EQUIVALENT"}}),
+    )
+    assert len(training) == training_reader._get_n_events()
+    assert not set(PREDICTION_COLUMNS[task]) & set(training.colnames)
+    assert np.isfinite(np.asarray(training["hillas_width"], dtype=float)).all()
 
 
 def test_second_training_into_same_run_is_refused_then_overwritten(trained_runs, capfd):

@@ -1,21 +1,33 @@
 """Classical reconstructions on the same events as the network.
 
-Every baseline that has free parameters is fitted with two-fold cross-fitting
-by shower (the parameters applied to a shower never saw it), so a baseline is
-never flattered by fitting on the events it is scored on.
+Every baseline with free parameters is fitted on the run's training images
+when the DL2 file carries them (``training``, written by the predict tool),
+as the network was.  Without them it is fitted by two-fold cross-fitting over
+the test showers (the parameters applied to a shower never saw it).  Either
+way a baseline is never flattered by fitting on the events it is scored on.
+
+The "Hillas BDT" baselines are the classical mono reconstruction of IACT
+analyses (random forests or boosted trees on the image parameters, as in
+lstchain): gradient-boosted trees on intensity, width, length, distance,
+skewness, leakage, pixel count and the time gradient.
 """
 
 import astropy.units as u
 import numpy as np
 from astropy.coordinates import AltAz, SkyCoord
 from ctapipe.coordinates import TelescopeFrame
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 __all__ = [
+    "bdt_disp_theta",
+    "bdt_energy",
+    "bdt_gamma_score",
     "centroid_theta",
     "disp_theta",
+    "head_tail_sign",
     "hillas_logistic_score",
     "intensity_fit_energy",
     "median_energy",
@@ -31,32 +43,50 @@ def shower_folds(dl2):
     return (np.bitwise_xor(key, key >> 7) * 2654435761 % 2**32 >> 16) % 2
 
 
-def _cross_fit(folds, fit, predict):
-    """predict(params fitted on the other fold) for each fold."""
-    out = np.full(len(folds), np.nan)
+def _fit_and_apply(dl2, training, fit, apply):
+    """apply(fit(table), dl2): fitted on ``training`` if given, else on the other fold of dl2's showers."""
+    if training is not None and len(training) > 0:
+        return np.asarray(apply(fit(training), dl2), dtype=float)
+    folds = shower_folds(dl2)
+    out = np.full(len(dl2), np.nan)
     for fold in (0, 1):
         train, test = folds != fold, folds == fold
-        if train.sum() == 0 or test.sum() == 0:
-            continue
-        out[test] = predict(fit(train), test)
+        if train.any() and test.any():
+            out[test] = apply(fit(dl2[train]), dl2[test])
     return out
 
 
-def median_energy(dl2):
-    """Each image predicted at the median true energy of the other fold (TeV)."""
-    log_e = np.log10(u.Quantity(dl2["true_energy"], u.TeV).to_value(u.TeV))
-    return 10 ** _cross_fit(shower_folds(dl2), lambda tr: np.median(log_e[tr]), lambda m, te: m)
+def _values(table, column, unit=None):
+    quantity = u.Quantity(table[column])
+    return np.asarray(quantity.to_value(unit) if unit is not None else quantity.value, dtype=float)
 
 
-def intensity_fit_energy(dl2):
-    """log10 E = a + b log10(intensity), fitted on the other fold (TeV)."""
-    log_e = np.log10(u.Quantity(dl2["true_energy"], u.TeV).to_value(u.TeV))
-    log_i = np.log10(np.clip(np.asarray(dl2["hillas_intensity"], dtype=float), 1e-3, None))
+def _log_energy(table):
+    return np.log10(_values(table, "true_energy", u.TeV))
 
-    def fit(train):
-        return np.polyfit(log_i[train], log_e[train], 1)
 
-    return 10 ** _cross_fit(shower_folds(dl2), fit, lambda p, te: np.polyval(p, log_i[te]))
+def _log_intensity(table):
+    return np.log10(np.clip(_values(table, "hillas_intensity"), 1e-3, None))
+
+
+def _is_gamma(table):
+    return np.asarray(table["true_shower_primary_id"]) == 0
+
+
+def median_energy(dl2, training=None):
+    """Each image predicted at the median true energy of the training images (TeV)."""
+    return 10 ** _fit_and_apply(
+        dl2, training, lambda table: np.median(_log_energy(table)), lambda median, table: np.full(len(table), median),
+    )
+
+
+def intensity_fit_energy(dl2, training=None):
+    """log10 E = a + b log10(intensity), fitted on the training images (TeV)."""
+    return 10 ** _fit_and_apply(
+        dl2, training,
+        lambda table: np.polyfit(_log_intensity(table), _log_energy(table), 1),
+        lambda line, table: np.polyval(line, _log_intensity(table)),
+    )
 
 
 def true_source_telescope_frame(dl2):
@@ -70,71 +100,161 @@ def true_source_telescope_frame(dl2):
 
 
 def _centroid(dl2):
-    return u.Quantity(dl2["hillas_fov_lon"]).to_value(u.deg), u.Quantity(dl2["hillas_fov_lat"]).to_value(u.deg)
+    return _values(dl2, "hillas_fov_lon", u.deg), _values(dl2, "hillas_fov_lat", u.deg)
 
 
-def centroid_theta(dl2):
-    """Distance (deg) between the Hillas centroid and the true direction."""
+def centroid_theta(dl2, training=None):
+    """Distance (deg) between the Hillas centroid and the true direction (nothing to fit)."""
     true_lon, true_lat = true_source_telescope_frame(dl2)
     lon, lat = _centroid(dl2)
     return np.hypot(lon - true_lon, lat - true_lat)
 
 
-def disp_theta(dl2):
+def head_tail_sign(dl2):
+    """+1 or -1 per image: which way along the major axis (psi) the shower develops.
+
+    From the sign of the time gradient along the axis, where the image has one;
+    else from the sign of the skewness.  The convention that turns it into "the
+    source is on this side" is fitted by the caller.
+    """
+    slope = _values(dl2, "timing_slope") if "timing_slope" in dl2.colnames else np.zeros(len(dl2))
+    sign = np.sign(np.nan_to_num(slope))
+    skewness = np.sign(np.nan_to_num(_values(dl2, "hillas_skewness")))
+    # time gradient and skewness agree on a developing shower only up to a
+    # convention, taken from the images that have both (no truth needed)
+    both = (sign != 0) & (skewness != 0)
+    agreement = np.median(sign[both] * skewness[both]) if both.any() else 1.0
+    sign = np.where(sign == 0, skewness * (1.0 if agreement >= 0 else -1.0), sign)
+    return np.where(sign == 0, 1.0, sign)
+
+
+def _source_along_axis(table):
+    """Distance of the true source from the centroid, and its signed offset along the major axis (deg)."""
+    true_lon, true_lat = true_source_telescope_frame(table)
+    lon, lat = _centroid(table)
+    psi = _values(table, "hillas_psi", u.rad)
+    along = (true_lon - lon) * np.cos(psi) + (true_lat - lat) * np.sin(psi)
+    return np.hypot(true_lon - lon, true_lat - lat), along
+
+
+def _theta_from_disp(table, signed_disp):
+    """Distance (deg) between the true source and centroid + signed_disp along the major axis."""
+    true_lon, true_lat = true_source_telescope_frame(table)
+    lon, lat = _centroid(table)
+    psi = _values(table, "hillas_psi", u.rad)
+    return np.hypot(lon + signed_disp * np.cos(psi) - true_lon, lat + signed_disp * np.sin(psi) - true_lat)
+
+
+def _elongation(table):
+    width, length = _values(table, "hillas_width", u.deg), _values(table, "hillas_length", u.deg)
+    return np.clip(1 - width / np.where(length > 0, length, np.nan), 1e-3, None)
+
+
+def disp_theta(dl2, training=None):
     """Distance (deg) between the disp estimate and the true direction.
 
     disp = xi (1 - width/length) along the major axis from the centroid; the
-    side comes from the sign of the skewness.  xi and the sign convention are
-    fitted on the other fold.
+    side comes from the head-tail sign (time gradient, else skewness).  xi and
+    the sign convention are fitted on the training images.
     """
-    true_lon, true_lat = true_source_telescope_frame(dl2)
-    lon, lat = _centroid(dl2)
-    psi = u.Quantity(dl2["hillas_psi"]).to_value(u.rad)
-    width = u.Quantity(dl2["hillas_width"]).to_value(u.deg)
-    length = u.Quantity(dl2["hillas_length"]).to_value(u.deg)
-    elongation = np.clip(1 - width / np.where(length > 0, length, np.nan), 1e-3, None)
-    skew_sign = np.sign(np.asarray(dl2["hillas_skewness"], dtype=float))
-    true_disp = np.hypot(true_lon - lon, true_lat - lat)
-    along = (true_lon - lon) * np.cos(psi) + (true_lat - lat) * np.sin(psi)
-
-    def fit(train):
-        xi = np.nanmedian(true_disp[train] / elongation[train])
-        # which side of the centroid the source is on, relative to the skewness
-        side = np.nanmedian(np.sign(along[train]) * skew_sign[train])
+    def fit(table):
+        distance, along = _source_along_axis(table)
+        xi = np.nanmedian(distance / _elongation(table))
+        side = np.nanmedian(np.sign(along) * head_tail_sign(table))
         return xi, 1.0 if side >= 0 else -1.0
 
-    def predict(params, test):
+    def apply(params, table):
         xi, side = params
-        disp = xi * elongation[test] * side * np.where(skew_sign[test] == 0, 1, skew_sign[test])
-        reco_lon = lon[test] + disp * np.cos(psi[test])
-        reco_lat = lat[test] + disp * np.sin(psi[test])
-        return np.hypot(reco_lon - true_lon[test], reco_lat - true_lat[test])
+        return _theta_from_disp(table, xi * _elongation(table) * side * head_tail_sign(table))
 
-    return _cross_fit(shower_folds(dl2), fit, predict)
+    return _fit_and_apply(dl2, training, fit, apply)
 
 
-def width_score(dl2):
-    """Gamma-likeness from a cut on the Hillas width alone (narrower = more gamma-like)."""
-    return -u.Quantity(dl2["hillas_width"]).to_value(u.deg)
+def width_score(dl2, training=None):
+    """Gamma-likeness from a cut on the Hillas width alone (narrower = more gamma-like; nothing to fit)."""
+    return -_values(dl2, "hillas_width", u.deg)
 
 
-def hillas_logistic_score(dl2):
-    """Logistic regression on width, length, log intensity and skewness, fitted on the other fold."""
-    features = np.column_stack([
-        u.Quantity(dl2["hillas_width"]).to_value(u.deg),
-        u.Quantity(dl2["hillas_length"]).to_value(u.deg),
-        np.log10(np.clip(np.asarray(dl2["hillas_intensity"], dtype=float), 1e-3, None)),
-        np.asarray(dl2["hillas_skewness"], dtype=float),
-    ])
-    features = np.nan_to_num(features)
-    is_gamma = np.asarray(dl2["true_shower_primary_id"]) == 0
+def hillas_logistic_score(dl2, training=None):
+    """Logistic regression on width, length, log intensity and skewness, fitted on the training images."""
+    def features(table):
+        return np.nan_to_num(np.column_stack([
+            _values(table, "hillas_width", u.deg), _values(table, "hillas_length", u.deg),
+            _log_intensity(table), _values(table, "hillas_skewness"),
+        ]))
 
-    def fit(train):
-        if len(np.unique(is_gamma[train])) < 2:
+    def fit(table):
+        if len(np.unique(_is_gamma(table))) < 2:
             return None
-        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(features[train], is_gamma[train])
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(features(table), _is_gamma(table))
 
-    def predict(model, test):
-        return np.full(test.sum(), np.nan) if model is None else model.predict_proba(features[test])[:, 1]
+    def apply(model, table):
+        return np.full(len(table), np.nan) if model is None else model.predict_proba(features(table))[:, 1]
 
-    return _cross_fit(shower_folds(dl2), fit, predict)
+    return _fit_and_apply(dl2, training, fit, apply)
+
+
+def _hillas_features(table):
+    """Image parameters of every image as a feature matrix for the BDT baselines."""
+    columns = [
+        _log_intensity(table),
+        _values(table, "hillas_width", u.deg),
+        _values(table, "hillas_length", u.deg),
+        _values(table, "hillas_r", u.deg),
+        _values(table, "hillas_skewness"),
+    ]
+    for optional in ("leakage_intensity_width_2", "morphology_n_pixels", "timing_slope"):
+        if optional in table.colnames:
+            columns.append(_values(table, optional))
+    return np.nan_to_num(np.column_stack(columns))
+
+
+def _boosted_trees(kind):
+    model = HistGradientBoostingRegressor if kind == "regressor" else HistGradientBoostingClassifier
+    return model(max_iter=200, random_state=0)
+
+
+def bdt_energy(dl2, training=None):
+    """Boosted-tree regression of log10 E on the image parameters, fitted on the training images (TeV)."""
+    return 10 ** _fit_and_apply(
+        dl2, training,
+        lambda table: _boosted_trees("regressor").fit(_hillas_features(table), _log_energy(table)),
+        lambda model, table: model.predict(_hillas_features(table)),
+    )
+
+
+def bdt_gamma_score(dl2, training=None):
+    """Boosted-tree gamma/hadron classifier on the image parameters, fitted on the training images."""
+    def fit(table):
+        if len(np.unique(_is_gamma(table))) < 2:
+            return None
+        return _boosted_trees("classifier").fit(_hillas_features(table), _is_gamma(table))
+
+    def apply(model, table):
+        return np.full(len(table), np.nan) if model is None else model.predict_proba(_hillas_features(table))[:, 1]
+
+    return _fit_and_apply(dl2, training, fit, apply)
+
+
+def bdt_disp_theta(dl2, training=None):
+    """Distance (deg) between the BDT disp estimate and the true direction.
+
+    One boosted-tree regression for the distance from the centroid along the
+    major axis, one classifier for the side (head-tail), both on the image
+    parameters and fitted on the training images.
+    """
+    def fit(table):
+        features = _hillas_features(table)
+        distance, along = _source_along_axis(table)
+        distance_model = _boosted_trees("regressor").fit(features, distance)
+        if len(np.unique(along > 0)) < 2:
+            return distance_model, None
+        return distance_model, _boosted_trees("classifier").fit(features, along > 0)
+
+    def apply(models, table):
+        distance_model, side_model = models
+        features = _hillas_features(table)
+        side = np.ones(len(table)) if side_model is None else np.where(side_model.predict(features), 1.0, -1.0)
+        return _theta_from_disp(table, distance_model.predict(features) * side)
+
+    return _fit_and_apply(dl2, training, fit, apply)

@@ -4,13 +4,14 @@ from dataclasses import dataclass, field
 
 import astropy.units as u
 import numpy as np
+import tables
 from astropy.table import QTable
 from ctapipe.io import read_table
 
 from .. import metrics
 from . import baselines
 
-__all__ = ["ENERGY_BINS", "NETWORK", "TaskEvaluation", "evaluate", "read_dl2"]
+__all__ = ["ENERGY_BINS", "NETWORK", "TaskEvaluation", "evaluate", "read_baseline_training", "read_dl2"]
 
 NETWORK = "CNN"
 #: 4 bins per decade of true energy
@@ -22,6 +23,16 @@ def read_dl2(path):
     from ..tools.predict import DL2_TABLE
 
     return QTable(read_table(path, DL2_TABLE))
+
+
+def read_baseline_training(path):
+    """The run's training images (truth and image parameters) stored next to the DL2 table, or None."""
+    from ..tools.predict import BASELINE_TRAINING_TABLE
+
+    with tables.open_file(path) as h5:
+        if BASELINE_TRAINING_TABLE not in h5:
+            return None
+    return QTable(read_table(path, BASELINE_TRAINING_TABLE))
 
 
 @dataclass
@@ -36,18 +47,21 @@ class TaskEvaluation:
     binned: dict = field(default_factory=dict)
     #: per-event arrays the figures need, by name
     arrays: dict = field(default_factory=dict)
+    #: which images the baselines' free parameters were fitted on
+    baselines_fitted_on: str = ""
 
     @property
     def methods(self):
         return list(self.binned)
 
 
-def _energy(dl2):
+def _energy(dl2, training):
     true_energy = u.Quantity(dl2["true_energy"], u.TeV)
     estimates = {
         NETWORK: u.Quantity(dl2["reco_energy"], u.TeV).to_value(u.TeV),
-        "median predictor": baselines.median_energy(dl2),
-        "intensity fit": baselines.intensity_fit_energy(dl2),
+        "median predictor": baselines.median_energy(dl2, training),
+        "intensity fit": baselines.intensity_fit_energy(dl2, training),
+        "Hillas BDT": baselines.bdt_energy(dl2, training),
     }
     result = TaskEvaluation("energy", len(dl2), headline={"resolution": {}, "bias": {}})
     for method, reco in estimates.items():
@@ -59,7 +73,7 @@ def _energy(dl2):
     return result
 
 
-def _direction(dl2, task):
+def _direction(dl2, task, training):
     true_energy = u.Quantity(dl2["true_energy"], u.TeV)
     if task == "cameradirection":
         dx = u.Quantity(dl2["reco_cam_coord_offset_x"] - dl2["cam_coord_offset_x"], u.m)
@@ -75,7 +89,8 @@ def _direction(dl2, task):
     thetas = {
         NETWORK: network_theta,
         "Hillas centroid": baselines.centroid_theta(dl2),
-        "disp": baselines.disp_theta(dl2),
+        "disp": baselines.disp_theta(dl2, training),
+        "Hillas BDT disp": baselines.bdt_disp_theta(dl2, training),
     }
     result = TaskEvaluation(task, len(dl2), headline={"containment_68_deg": {}})
     for method, theta in thetas.items():
@@ -102,13 +117,14 @@ def _binned_median(true_energy, values):
     return table
 
 
-def _type(dl2):
+def _type(dl2, training):
     is_gamma = np.asarray(dl2["true_shower_primary_id"]) == 0
     true_energy = u.Quantity(dl2["true_energy"], u.TeV)
     scores = {
         NETWORK: np.asarray(dl2["gammaness"], dtype=float),
         "Hillas width cut": baselines.width_score(dl2),
-        "Hillas logistic regression": baselines.hillas_logistic_score(dl2),
+        "Hillas logistic regression": baselines.hillas_logistic_score(dl2, training),
+        "Hillas BDT": baselines.bdt_gamma_score(dl2, training),
     }
     result = TaskEvaluation("type", len(dl2), headline={"auc": {}})
     for efficiency in REJECTION_EFFICIENCIES:
@@ -122,12 +138,22 @@ def _type(dl2):
     return result
 
 
-def evaluate(task, dl2) -> TaskEvaluation:
-    """Network and baselines of ``task`` on the events of ``dl2`` (a QTable from ``read_dl2``)."""
+def evaluate(task, dl2, training=None) -> TaskEvaluation:
+    """Network and baselines of ``task`` on the events of ``dl2`` (a QTable from ``read_dl2``).
+
+    ``training`` (from ``read_baseline_training``): the images the baselines are
+    fitted on; without it they are cross-fitted over the test showers.
+    """
     if task == "energy":
-        return _energy(dl2)
-    if task == "type":
-        return _type(dl2)
-    if task in ("cameradirection", "skydirection"):
-        return _direction(dl2, task)
-    raise ValueError(f"unknown task {task!r}")
+        result = _energy(dl2, training)
+    elif task == "type":
+        result = _type(dl2, training)
+    elif task in ("cameradirection", "skydirection"):
+        result = _direction(dl2, task, training)
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    result.baselines_fitted_on = (
+        f"the run's {len(training)} training images" if training is not None and len(training)
+        else "the other half of the test showers (two-fold cross-fitting)"
+    )
+    return result

@@ -21,7 +21,7 @@ from astropy.utils.metadata import MergeConflictWarning
 from ctapipe.core.traits import Bool, List, Path, Unicode
 
 from ..exceptions import ConfigError, RunExistsError
-from ..physics.evaluation import NETWORK, evaluate, read_dl2
+from ..physics.evaluation import NETWORK, evaluate, read_baseline_training, read_dl2
 from ..reporting import plots
 from ..reporting.document import Report, atomic_directory
 from ..reporting.task_figures import BINNED_CURVES
@@ -165,10 +165,13 @@ class CompareTool(MLOpsTool):
     def start(self):
         task = self.compared_task
         labels = self._labels()
-        dl2 = {label: read_dl2(d / "dl2" / f"{self.dl2_name}.dl2.h5") for label, d in zip(labels, self.run_dirs)}
-        evaluations = {label: evaluate(task, table) for label, table in dl2.items()}
+        paths = {label: d / "dl2" / f"{self.dl2_name}.dl2.h5" for label, d in zip(labels, self.run_dirs)}
+        dl2 = {label: read_dl2(path) for label, path in paths.items()}
+        training = {label: read_baseline_training(path) for label, path in paths.items()}
+        evaluations = {label: evaluate(task, dl2[label], training[label]) for label in labels}
         if self.ensemble:
-            evaluations[ENSEMBLE] = evaluate(task, ensemble_dl2(task, list(dl2.values())))
+            # the ensemble's baselines are the first run's
+            evaluations[ENSEMBLE] = evaluate(task, ensemble_dl2(task, list(dl2.values())), training[labels[0]])
 
         configs = {label: _flatten(yaml.safe_load((d / CONFIG_FILE).read_text())) for label, d in zip(labels, self.run_dirs)}
         keys = sorted({k for c in configs.values() for k in c})

@@ -9,7 +9,9 @@ reader type, Keras verbosity) are kept; the prediction itself is patched:
   proton probability: training labels gamma as class 1);
 * mono sky direction works (the stock mono tool ignores it);
 * the output is one table of predictions next to the true values, the image
-  parameters and the event/telescope ids, in ``<run>/dl2/<name>.dl2.h5``.
+  parameters and the event/telescope ids, in ``<run>/dl2/<name>.dl2.h5``;
+  next to it, the true values and image parameters of the run's training
+  images, on which the reports fit the classical baselines.
 """
 
 import math
@@ -37,9 +39,11 @@ from ..loading.loader import FastLoader, FastPath, loader_failure_message
 from ..rundir import CONFIG_FILE, MODEL_DIR, read_run_info, resolve_run, write_run_info
 from .taskconfig import TaskConfigTool
 
-__all__ = ["PREDICTION_COLUMNS", "PredictModel", "main", "DL2_TABLE"]
+__all__ = ["BASELINE_TRAINING_TABLE", "DL2_TABLE", "PREDICTION_COLUMNS", "PredictModel", "main"]
 
 DL2_TABLE = "/dl2/event/telescope/predictions"
+#: truth and image parameters of the images of the run's training files (no predictions)
+BASELINE_TRAINING_TABLE = "/dl2/event/telescope/baseline_training"
 #: the columns each task's prediction adds to the DL2 table
 PREDICTION_COLUMNS = {
     "energy": ["reco_energy"],
@@ -146,17 +150,18 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
 
         # the reader must see the images exactly as in training: take its settings from the run
         trained = read_yaml(self.run_dir / CONFIG_FILE)
-        reader_config = Config({
+        self.reader_config = Config({
             k: v for k, v in trained.items()
             if k not in ("Project", "TrainCTLearnModel", "PredictModel") and v
         })
+        self.reader_type = trained.get("TrainCTLearnModel", {}).get("dl1dh_reader_type", "DLImageReader")
         try:
-            self.dl1dh_reader = DLDataReader.from_name(
-                trained.get("TrainCTLearnModel", {}).get("dl1dh_reader_type", "DLImageReader"),
-                input_url_signal=[str(p) for p in self.signal_files],
-                input_url_background=[str(p) for p in self.background_files],
-                config=reader_config,
-            )
+            self.training_files = self.split_inputs(project, "train")
+        except ConfigError as err:
+            self.log.warning("no training files (%s): the reports will cross-fit the baselines on the test data", err)
+            self.training_files = None
+        try:
+            self.dl1dh_reader = self._reader(self.signal_files, self.background_files)
         except (ValueError, OSError, KeyError, tables.NoSuchNodeError) as err:
             raise InputDataError(f"the test data cannot be used: {type(err).__name__}: {err}", source=source) from None
         n = self.dl1dh_reader._get_n_events()
@@ -164,6 +169,14 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
             raise InputDataError("no test image passes the quality cuts", source=source)
         self.provenance_log = self.run_dir / f"{self.name}.provenance.log"
         self.log.info("predicting %d images with %s", n, self.model_path)
+
+    def _reader(self, signal_files, background_files):
+        return DLDataReader.from_name(
+            self.reader_type,
+            input_url_signal=[str(p) for p in signal_files],
+            input_url_background=[str(p) for p in background_files],
+            config=self.reader_config,
+        )
 
     def _predict(self):
         indices = list(range(self.dl1dh_reader._get_n_events()))
@@ -216,26 +229,28 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
             table["reco_fov_lat"] = u.Quantity(output[:, 1], u.deg)
             table["reco_alt"], table["reco_az"] = _fov_to_altaz(table)
         table["is_valid"] = np.all(np.isfinite(output.reshape(len(table), -1)), axis=1)
-        self.dl2 = self._add_image_parameters(table)
+        self.dl2 = _add_image_parameters(table, self.dl1dh_reader.files)
         self.dl2.meta["CTLEARN_MLOPS_TASK"] = self.task
         self.dl2.meta["CTLEARN_MLOPS_RUN"] = str(self.run_dir)
+        self.baseline_training = self._baseline_training_table()
 
-    def _add_image_parameters(self, table):
-        parts = []
-        files = list(self.dl1dh_reader.files)
-        for file_index, filename in enumerate(files):
-            rows = table[table["file_index"] == file_index]
-            if len(rows) == 0:
-                continue
-            params = []
-            for tel_id in np.unique(rows["tel_id"]):
-                p = read_table(filename, f"/dl1/event/telescope/parameters/tel_{tel_id:03d}")
-                params.append(p[["obs_id", "event_id", "tel_id", *[c for c in _PARAMETER_COLUMNS if c in p.colnames]]])
-            parts.append(join(rows, vstack(params), keys=["obs_id", "event_id", "tel_id"], join_type="left"))
-        result = vstack(parts)
-        result.sort(["file_index", "obs_id", "event_id", "tel_id"])
-        result.meta.update(table.meta)
-        return result
+    def _baseline_training_table(self):
+        """Truth and image parameters of the images of the config's training files, after the same cuts."""
+        if self.training_files is None:
+            return None
+        try:
+            reader = self._reader(*self.training_files)
+        except (ValueError, OSError, KeyError, tables.NoSuchNodeError) as err:
+            self.log.warning(
+                "the training data cannot be read (%s: %s): the reports will cross-fit the baselines on the test data",
+                type(err).__name__, err,
+            )
+            return None
+        ids = reader.example_identifiers
+        table = ids[[c for c in _TRUTH_COLUMNS if c in ids.colnames]]
+        table["file_index"] = ids["file_index"]
+        self.log.info("baseline training table: %d images of the training files", len(table))
+        return _add_image_parameters(table, reader.files)
 
     def finish(self):
         if self.skipped:
@@ -245,10 +260,30 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
         partial = self.output_path.with_name(f".{self.output_path.name}.partial")
         partial.unlink(missing_ok=True)
         write_table(self.dl2, partial, DL2_TABLE, overwrite=True)
+        if self.baseline_training is not None:
+            write_table(self.baseline_training, partial, BASELINE_TRAINING_TABLE)
         os.replace(partial, self.output_path)
         write_run_info(self.run_dir, **{f"dl2_{self.output_name}": str(self.output_path)})
         self.log.info("DL2 table: %s (%d images)", self.output_path, len(self.dl2))
         print(f"DL2 table: {self.output_path} ({len(self.dl2)} images)")
+
+
+def _add_image_parameters(table, files):
+    """Join the image parameters of each (file, obs, event, tel) row from the DL1 files it came from."""
+    parts = []
+    for file_index, filename in enumerate(list(files)):
+        rows = table[table["file_index"] == file_index]
+        if len(rows) == 0:
+            continue
+        params = []
+        for tel_id in np.unique(rows["tel_id"]):
+            p = read_table(filename, f"/dl1/event/telescope/parameters/tel_{tel_id:03d}")
+            params.append(p[["obs_id", "event_id", "tel_id", *[c for c in _PARAMETER_COLUMNS if c in p.colnames]]])
+        parts.append(join(rows, vstack(params), keys=["obs_id", "event_id", "tel_id"], join_type="left"))
+    result = vstack(parts)
+    result.sort(["file_index", "obs_id", "event_id", "tel_id"])
+    result.meta.update(table.meta)
+    return result
 
 
 def _fov_to_altaz(table):

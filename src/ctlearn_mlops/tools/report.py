@@ -1,8 +1,9 @@
 """Physics report of one run: metrics.json, PNG figures, report.pdf and a self-contained report.html.
 
 Every figure and metric puts the network next to classical baselines on the
-same test events (median energy and intensity fit; Hillas centroid and disp
-direction; Hillas width cut and a logistic regression on Hillas parameters).
+same test events (median energy, intensity fit; Hillas centroid, disp; Hillas
+width cut, logistic regression; and for each task boosted decision trees on the
+Hillas parameters, the classical mono reconstruction).
 """
 
 import json
@@ -13,7 +14,7 @@ from ctapipe.core.traits import Path, Unicode
 from ..config import Project
 from ..exceptions import ConfigError, RunExistsError
 from ..mlflow_tracking import MLflowRun
-from ..physics.evaluation import NETWORK, evaluate, read_dl2
+from ..physics.evaluation import NETWORK, evaluate, read_baseline_training, read_dl2
 from ..progress import Progress
 from ..reporting.document import Report, atomic_directory
 from ..reporting.plots import plot_training_curves
@@ -95,8 +96,7 @@ class ReportTool(TaskConfigTool):
             return
         # the third step, writing HTML and PDF, happens in finish()
         self.progress = progress = Progress(3, "report", self.log, unit="step")
-        dl2 = read_dl2(self.dl2_path)
-        evaluation = evaluate(self.task, dl2)
+        evaluation = evaluate(self.task, read_dl2(self.dl2_path), read_baseline_training(self.dl2_path))
         progress.update(note="metrics and baselines")
         report = Report(f"{self.task} - run {self.run_dir.name}")
         beats = network_beats(evaluation)
@@ -106,6 +106,7 @@ class ReportTool(TaskConfigTool):
         report.text("Verdict", f"{summary or 'no comparable metric'} ({evaluation.n_events} test images).")
         header, rows = headline_table(evaluation)
         report.table("Headline metrics on the test images (network first, then baselines)", header, rows)
+        report.text("Baselines", f"Free parameters of the baselines fitted on {evaluation.baselines_fitted_on}.")
 
         counts = split_counts(self.run_dir, evaluation.n_events)
         report.table(
@@ -132,6 +133,7 @@ class ReportTool(TaskConfigTool):
             "network": NETWORK,
             "headline": evaluation.headline,
             "network_beats_baselines": beats,
+            "baselines_fitted_on": evaluation.baselines_fitted_on,
             "lower_is_better": sorted(LOWER_IS_BETTER),
             "binned": {m: _table_records(t) for m, t in evaluation.binned.items()},
         }
