@@ -27,10 +27,33 @@ training tool reports it as a config error naming the section).  Use only standa
 """
 
 import keras
+import tensorflow as tf
 from ctapipe.core.traits import Bool, Int, List
 from ctlearn.core.model import CTLearnModel, build_fully_connect_head
 
-__all__ = ["CustomCNN"]
+__all__ = ["CustomCNN", "SignedLog1p"]
+
+
+@keras.saving.register_keras_serializable(package="CustomCNN")
+class SignedLog1p(keras.layers.Layer):
+    """sign(x) log(1 + |x|) on the chosen channels, the others unchanged.
+
+    Charges span 50 to several thousand p.e. while peak times stay within a few
+    ns; compressing the charge keeps bright images from dominating the first
+    convolutions.
+    """
+
+    def __init__(self, channels, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = [int(c) for c in channels]
+
+    def call(self, inputs):
+        chosen = tf.reduce_sum(tf.one_hot(self.channels, depth=tf.shape(inputs)[-1], dtype=inputs.dtype), axis=0)
+        compressed = tf.sign(inputs) * tf.math.log1p(tf.abs(inputs))
+        return chosen * compressed + (1 - chosen) * inputs
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
 
 
 class CustomCNN(CTLearnModel):
@@ -48,6 +71,12 @@ class CustomCNN(CTLearnModel):
         "camera plane; a no-op at prediction). Only for tasks whose label a mirror keeps: type and energy.",
     ).tag(config=True)
 
+    log_channels = List(
+        Int(min=0), default_value=[],
+        help="Indices of the input channels (order of DLImageReader.channels) to compress with sign(x) log(1 + |x|), "
+        "e.g. [0] for the charge of [cleaned_image, cleaned_relative_peak_time].",
+    ).tag(config=True)
+
     @classmethod
     def check_config(cls, tasks, section):
         moved_by_mirror = {"cameradirection", "skydirection"} & set(tasks)
@@ -61,6 +90,10 @@ class CustomCNN(CTLearnModel):
         super().__init__(config=config, parent=parent, **kwargs)
         inputs = keras.Input(shape=input_shape, name="input")
         x = inputs
+        if self.log_channels:
+            if max(self.log_channels) >= input_shape[-1]:
+                raise ValueError(f"log_channels {self.log_channels}: the images have {input_shape[-1]} channels")
+            x = SignedLog1p(self.log_channels, name="custom_log_channels")(x)
         if self.mirror_augmentation:
             x = keras.layers.RandomFlip("horizontal_and_vertical", name="custom_mirror")(x)
         for i, n_filters in enumerate(self.filters, start=1):

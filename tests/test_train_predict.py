@@ -145,7 +145,7 @@ def test_custom_model_template_trains_and_predicts(task_config, tmp_path):
         Project={"custom_model_file": str(REPO / "models" / "custom_model_template.py")},
         TrainCTLearnModel={"model_type": "CustomCNN"},
         CustomCNN={"filters": [4, 8], "head_layers": {"energy": [8, 1]}, "head_activation_function": {"energy": "relu"},
-                   "mirror_augmentation": True},
+                   "mirror_augmentation": True, "log_channels": [0]},
     )
     assert run(TrainModel(), ["--config", config], cwd=tmp_path) == 0
     run_dir = tmp_path / "models" / "energy" / "tiny"
@@ -153,6 +153,11 @@ def test_custom_model_template_trains_and_predicts(task_config, tmp_path):
     assert run(PredictModel(), ["--config", config, "--run", "tiny"], cwd=tmp_path) == 0
     dl2 = read_table(run_dir / "dl2" / "test.dl2.h5", DL2_TABLE)
     assert np.isfinite(dl2["reco_energy"]).all()
+    # the saved model holds the template's own layer and loads again in the predict tool
+    import keras
+
+    model = keras.saving.load_model(run_dir / "ctlearn_model.cpk")
+    assert model.get_layer("custom_log_channels").channels == [0]
     # the mirror is a training-time layer: predicting twice gives the same energies
     assert run(PredictModel(), ["--config", config, "--run", "tiny", "--name", "again"], cwd=tmp_path) == 0
     again = read_table(run_dir / "dl2" / "again.dl2.h5", DL2_TABLE)
