@@ -22,7 +22,8 @@ Every trait tagged ``config=True`` becomes an option of the class' section
 (``python scripts/train_model.py --config ... --help-all`` lists them after the
 file is named).  A classmethod ``check_config(tasks, section)`` raising
 ``ValueError`` lets the model refuse a task before the run starts (the
-training tool reports it as a config error naming the section).  Use only standard Keras layers, or register custom ones with
+training tool reports it as a config error naming the section).  Use only
+standard Keras layers, or register custom ones with
 ``keras.saving.register_keras_serializable``, so the saved model loads again.
 """
 

@@ -27,6 +27,7 @@ __all__ = [
     "bdt_gamma_score",
     "centroid_theta",
     "disp_theta",
+    "has_training",
     "head_tail_sign",
     "hillas_logistic_score",
     "intensity_fit_energy",
@@ -43,9 +44,14 @@ def shower_folds(dl2):
     return (np.bitwise_xor(key, key >> 7) * 2654435761 % 2**32 >> 16) % 2
 
 
+def has_training(training):
+    """Whether ``training`` holds images to fit on (else the baselines cross-fit over the test showers)."""
+    return training is not None and len(training) > 0
+
+
 def _fit_and_apply(dl2, training, fit, apply):
     """apply(fit(table), dl2): fitted on ``training`` if given, else on the other fold of dl2's showers."""
-    if training is not None and len(training) > 0:
+    if has_training(training):
         return np.asarray(apply(fit(training), dl2), dtype=float)
     folds = shower_folds(dl2)
     out = np.full(len(dl2), np.nan)
@@ -103,7 +109,7 @@ def _centroid(dl2):
     return _values(dl2, "hillas_fov_lon", u.deg), _values(dl2, "hillas_fov_lat", u.deg)
 
 
-def centroid_theta(dl2, training=None):
+def centroid_theta(dl2):
     """Distance (deg) between the Hillas centroid and the true direction (nothing to fit)."""
     true_lon, true_lat = true_source_telescope_frame(dl2)
     lon, lat = _centroid(dl2)
@@ -170,28 +176,36 @@ def disp_theta(dl2, training=None):
     return _fit_and_apply(dl2, training, fit, apply)
 
 
-def width_score(dl2, training=None):
+def width_score(dl2):
     """Gamma-likeness from a cut on the Hillas width alone (narrower = more gamma-like; nothing to fit)."""
     return -_values(dl2, "hillas_width", u.deg)
 
 
-def hillas_logistic_score(dl2, training=None):
-    """Logistic regression on width, length, log intensity and skewness, fitted on the training images."""
-    def features(table):
-        return np.nan_to_num(np.column_stack([
-            _values(table, "hillas_width", u.deg), _values(table, "hillas_length", u.deg),
-            _log_intensity(table), _values(table, "hillas_skewness"),
-        ]))
-
+def _gamma_score(dl2, training, make_classifier, features):
+    """Gamma-class probability of a classifier fitted on ``features`` of the training images."""
     def fit(table):
         if len(np.unique(_is_gamma(table))) < 2:
             return None
-        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(features(table), _is_gamma(table))
+        return make_classifier().fit(features(table), _is_gamma(table))
 
     def apply(model, table):
         return np.full(len(table), np.nan) if model is None else model.predict_proba(features(table))[:, 1]
 
     return _fit_and_apply(dl2, training, fit, apply)
+
+
+def _logistic_features(table):
+    return np.nan_to_num(np.column_stack([
+        _values(table, "hillas_width", u.deg), _values(table, "hillas_length", u.deg),
+        _log_intensity(table), _values(table, "hillas_skewness"),
+    ]))
+
+
+def hillas_logistic_score(dl2, training=None):
+    """Logistic regression on width, length, log intensity and skewness, fitted on the training images."""
+    return _gamma_score(
+        dl2, training, lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)), _logistic_features,
+    )
 
 
 def _hillas_features(table):
@@ -225,15 +239,7 @@ def bdt_energy(dl2, training=None):
 
 def bdt_gamma_score(dl2, training=None):
     """Boosted-tree gamma/hadron classifier on the image parameters, fitted on the training images."""
-    def fit(table):
-        if len(np.unique(_is_gamma(table))) < 2:
-            return None
-        return _boosted_trees("classifier").fit(_hillas_features(table), _is_gamma(table))
-
-    def apply(model, table):
-        return np.full(len(table), np.nan) if model is None else model.predict_proba(_hillas_features(table))[:, 1]
-
-    return _fit_and_apply(dl2, training, fit, apply)
+    return _gamma_score(dl2, training, lambda: _boosted_trees("classifier"), _hillas_features)
 
 
 def bdt_disp_theta(dl2, training=None):

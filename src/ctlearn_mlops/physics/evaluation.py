@@ -153,7 +153,7 @@ def evaluate(task, dl2, training=None) -> TaskEvaluation:
     else:
         raise ValueError(f"unknown task {task!r}")
     result.baselines_fitted_on = (
-        f"the run's {len(training)} training images" if training is not None and len(training)
+        f"the run's {len(training)} training images" if baselines.has_training(training)
         else "the other half of the test showers (two-fold cross-fitting)"
     )
     return result

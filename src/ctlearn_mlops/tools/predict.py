@@ -209,9 +209,7 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
         if self.skipped:
             return
         output = self._predict()
-        ids = self.dl1dh_reader.example_identifiers
-        table = ids[[c for c in _TRUTH_COLUMNS if c in ids.colnames]]
-        table["file_index"] = ids["file_index"]
+        table = _truth_table(self.dl1dh_reader)
         # the camera-plane truth and prediction are in metres; the focal length turns them into angles
         subarray = self.dl1dh_reader.subarray
         focal = {t: subarray.tel[t].camera.geometry.frame.focal_length.to_value(u.m) for t in subarray.tel_ids}
@@ -246,9 +244,7 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
                 type(err).__name__, err,
             )
             return None
-        ids = reader.example_identifiers
-        table = ids[[c for c in _TRUTH_COLUMNS if c in ids.colnames]]
-        table["file_index"] = ids["file_index"]
+        table = _truth_table(reader)
         self.log.info("baseline training table: %d images of the training files", len(table))
         return _add_image_parameters(table, reader.files)
 
@@ -266,6 +262,14 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
         write_run_info(self.run_dir, **{f"dl2_{self.output_name}": str(self.output_path)})
         self.log.info("DL2 table: %s (%d images)", self.output_path, len(self.dl2))
         print(f"DL2 table: {self.output_path} ({len(self.dl2)} images)")
+
+
+def _truth_table(reader):
+    """True values and ids of every image the reader selects, with the index of its file."""
+    ids = reader.example_identifiers
+    table = ids[[c for c in _TRUTH_COLUMNS if c in ids.colnames]]
+    table["file_index"] = ids["file_index"]
+    return table
 
 
 def _add_image_parameters(table, files):
