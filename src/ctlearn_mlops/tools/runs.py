@@ -145,7 +145,7 @@ def list_main():
 
 def resume_main(argv=None):
     """``resume.py --run <run directory> [train options]``: continue an unfinished run."""
-    from .train import TrainModel
+    from .train import run_training
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
@@ -165,7 +165,7 @@ def resume_main(argv=None):
     if not (run_dir / CONFIG_FILE).exists() or not (run_dir / RUN_FILE).exists():
         print(f"resume.py: {run_dir} is not a run directory", file=sys.stderr)
         sys.exit(2)
-    TrainModel().run([
+    run_training([
         "--config", str(run_dir / CONFIG_FILE), "--resume", "--run-name", run_dir.name,
         "--set", f"Project.output_root={run_dir.absolute().parents[1]}", *rest,
     ])

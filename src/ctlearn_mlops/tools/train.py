@@ -7,9 +7,11 @@ validation split, seeding, provenance and config checks.
 """
 
 import hashlib
+import logging
 import os
 import shutil
 import socket
+import sys
 import time
 
 import keras
@@ -402,5 +404,29 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         print(f"Run directory: {self.run_dir}")
 
 
+CTRL_C_EXIT_CODE = 130  # ctapipe's Tool.run for KeyboardInterrupt
+
+
+def run_training(argv=None):
+    """Run `TrainModel` as a process; an interrupted run (stop signal, Ctrl-C) ends it without interpreter teardown.
+
+    TensorFlow 2.14 can deadlock when the multi-device iterator of an
+    interrupted ``fit`` is destroyed at interpreter shutdown while it still
+    waits for a batch from the Python loader: the destructor waits for that
+    call while holding the GIL the call needs.  Everything of the run is on
+    disk by then (records, provenance, log), so the process ends at once with
+    the resume exit code.
+    """
+    try:
+        TrainModel().run(argv)
+    except SystemExit as stop:
+        if stop.code in (TrainingInterrupted.exit_code, CTRL_C_EXIT_CODE):
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(stop.code)
+        raise
+
+
 def main():
-    TrainModel().run()
+    run_training()
