@@ -60,6 +60,19 @@ def test_wrong_type_is_refused():
         validate_sections({"TrainCTLearnModel": {"batch_size": "many"}}, TrainModel().config_classes(), "x.yaml")
 
 
+@pytest.mark.parametrize("option, value, problem", [
+    ("early_stopping", {"monitor": "val_loss", "patience": 3, "verbose": 1, "restore_best_weights": True,
+                        "min_delta": 0.01}, "unknown key(s) min_delta"),
+    ("lr_reducing", {"factor": 0.5, "patience": 3, "min_lr": 1e-6}, "missing key(s) min_delta"),
+    ("optimizer", {"name": "Adam", "base_learning_rate": 1e-3}, "missing key(s) adam_epsilon"),
+])
+def test_keys_of_upstream_dict_options_are_checked(option, value, problem):
+    # ctlearn 0.10.2 ignores unknown keys of these mappings without a word; a missing one is a traceback mid-setup
+    with pytest.raises(ConfigError) as err:
+        validate_sections({"TrainCTLearnModel": {option: value}}, TrainModel().config_classes(), "x.yaml")
+    assert f"TrainCTLearnModel.{option}" in str(err.value) and problem in str(err.value)
+
+
 def test_project_owned_option_is_refused():
     with pytest.raises(ConfigError, match="Project.task"):
         validate_sections(

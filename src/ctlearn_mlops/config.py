@@ -204,6 +204,31 @@ def _trait_error_message(err):
     return str(err)
 
 
+#: keys that ctlearn 0.10.2's TrainCTLearnModel reads from its dict-valued options: (required, optional).
+#: It checks only that the required ones are present and ignores any other key without a word.
+UPSTREAM_DICT_KEYS = {
+    "TrainCTLearnModel.early_stopping": ({"monitor", "patience", "verbose", "restore_best_weights"}, set()),
+    "TrainCTLearnModel.lr_reducing": ({"factor", "patience", "min_delta", "min_lr"}, set()),
+    "TrainCTLearnModel.optimizer": ({"name", "base_learning_rate"}, {"adam_epsilon"}),
+}
+
+
+def _check_dict_keys(dotted, value, source):
+    if dotted not in UPSTREAM_DICT_KEYS or not isinstance(value, dict):
+        return
+    required, optional = UPSTREAM_DICT_KEYS[dotted]
+    unknown = sorted(set(value) - required - optional)
+    missing = sorted(required - set(value))
+    if dotted == "TrainCTLearnModel.optimizer" and value.get("name") == "Adam" and "adam_epsilon" not in value:
+        missing.append("adam_epsilon")
+    if unknown or missing:
+        problems = ([f"unknown key(s) {', '.join(unknown)} (not read by ctlearn 0.10.2)"] if unknown else []) + (
+            [f"missing key(s) {', '.join(missing)}"] if missing else [])
+        raise ConfigError(
+            f"{'; '.join(problems)}. Keys: {', '.join(sorted(required | optional))}", source=source, key=dotted
+        )
+
+
 def validate_sections(content: dict, classes, source, forbidden=None, overridden=()):
     """Check every section and key of ``content`` against the traits of ``classes``.
 
@@ -248,3 +273,4 @@ def validate_sections(content: dict, classes, source, forbidden=None, overridden
             except TraitError as err:
                 message = _trait_error_message(err).replace(f" of a {section} instance", "")
                 raise ConfigError(f"invalid value {value!r}: {message}", source=origin(dotted), key=dotted) from None
+            _check_dict_keys(dotted, value, origin(dotted))
