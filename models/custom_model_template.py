@@ -32,7 +32,7 @@ import tensorflow as tf
 from ctapipe.core.traits import Bool, Int, List
 from ctlearn.core.model import CTLearnModel, build_fully_connect_head
 
-__all__ = ["CustomCNN", "SignedLog1p"]
+__all__ = ["CustomCNN", "MirrorMean", "MirrorViews", "SignedLog1p"]
 
 
 @keras.saving.register_keras_serializable(package="CustomCNN")
@@ -57,6 +57,27 @@ class SignedLog1p(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels}
 
 
+@keras.saving.register_keras_serializable(package="CustomCNN")
+class MirrorViews(keras.layers.Layer):
+    """Outside training, the batch followed by its left-right, up-down and both-ways mirrors (4x the batch)."""
+
+    def call(self, inputs, training=None):
+        if training:
+            return inputs
+        return tf.concat([inputs, tf.reverse(inputs, [2]), tf.reverse(inputs, [1]), tf.reverse(inputs, [1, 2])], 0)
+
+
+@keras.saving.register_keras_serializable(package="CustomCNN")
+class MirrorMean(keras.layers.Layer):
+    """Outside training, the mean of the outputs of the four mirrors made by `MirrorViews`."""
+
+    def call(self, inputs, training=None):
+        if training:
+            return inputs
+        views = tf.reshape(inputs, tf.concat([[4, -1], tf.shape(inputs)[1:]], 0))
+        return tf.reduce_mean(views, axis=0)
+
+
 class CustomCNN(CTLearnModel):
     """Plain convolution blocks ending in Flatten, which keeps where the image lies in the camera."""
 
@@ -72,6 +93,12 @@ class CustomCNN(CTLearnModel):
         "camera plane; a no-op at prediction). Only for tasks whose label a mirror keeps: type and energy.",
     ).tag(config=True)
 
+    mirror_average = Bool(
+        default_value=False,
+        help="At validation and prediction, average the outputs over the image and its three mirrors "
+        "(4x the prediction time). Only for tasks whose label a mirror keeps: type and energy.",
+    ).tag(config=True)
+
     log_channels = List(
         Int(min=0), default_value=[],
         help="Indices of the input channels (order of DLImageReader.channels) to compress with sign(x) log(1 + |x|), "
@@ -81,11 +108,12 @@ class CustomCNN(CTLearnModel):
     @classmethod
     def check_config(cls, tasks, section):
         moved_by_mirror = {"cameradirection", "skydirection"} & set(tasks)
-        if section.get("mirror_augmentation") and moved_by_mirror:
-            raise ValueError(
-                f"mirror_augmentation moves the source of a {sorted(moved_by_mirror)[0]} image: "
-                "use it for type and energy only"
-            )
+        for option in ("mirror_augmentation", "mirror_average"):
+            if section.get(option) and moved_by_mirror:
+                raise ValueError(
+                    f"{option} moves the source of a {sorted(moved_by_mirror)[0]} image: "
+                    "use it for type and energy only"
+                )
 
     def __init__(self, input_shape, tasks, config=None, parent=None, **kwargs):
         super().__init__(config=config, parent=parent, **kwargs)
@@ -97,6 +125,8 @@ class CustomCNN(CTLearnModel):
             x = SignedLog1p(self.log_channels, name="custom_log_channels")(x)
         if self.mirror_augmentation:
             x = keras.layers.RandomFlip("horizontal_and_vertical", name="custom_mirror")(x)
+        if self.mirror_average:
+            x = MirrorViews(name="custom_mirror_views")(x)
         for i, n_filters in enumerate(self.filters, start=1):
             x = keras.layers.Conv2D(n_filters, 3, padding="same", activation="relu", name=f"custom_conv_{i}")(x)
             x = keras.layers.MaxPool2D(2, name=f"custom_pool_{i}")(x)
@@ -104,4 +134,9 @@ class CustomCNN(CTLearnModel):
         if self.dropout:
             x = keras.layers.Dropout(0.3, name="custom_dropout")(x)
         logits = build_fully_connect_head(x, self.head_layers, self.head_activation_function, tasks)
+        if self.mirror_average:
+            if isinstance(logits, dict):
+                logits = {task: MirrorMean(name=f"custom_mirror_mean_{task}")(out) for task, out in logits.items()}
+            else:
+                logits = MirrorMean(name="custom_mirror_mean")(logits)
         self.model = keras.Model(inputs, logits, name="CTLearn_model")

@@ -145,7 +145,7 @@ def test_custom_model_template_trains_and_predicts(task_config, tmp_path):
         Project={"custom_model_file": str(REPO / "models" / "custom_model_template.py")},
         TrainCTLearnModel={"model_type": "CustomCNN"},
         CustomCNN={"filters": [4, 8], "head_layers": {"energy": [8, 1]}, "head_activation_function": {"energy": "relu"},
-                   "mirror_augmentation": True, "log_channels": [0]},
+                   "mirror_augmentation": True, "mirror_average": True, "log_channels": [0]},
     )
     assert run(TrainModel(), ["--config", config], cwd=tmp_path) == 0
     run_dir = tmp_path / "models" / "energy" / "tiny"
@@ -158,6 +158,12 @@ def test_custom_model_template_trains_and_predicts(task_config, tmp_path):
 
     model = keras.saving.load_model(run_dir / "ctlearn_model.cpk")
     assert model.get_layer("custom_log_channels").channels == [0]
+    # averaged over the four mirrors, the prediction is the same for an image and its mirror
+    images = np.random.default_rng(0).exponential(20.0, size=(3, *model.input_shape[1:])).astype(np.float32)
+    energies = model.predict(images, verbose=0)["energy"]
+    assert energies.shape == (3, 1)
+    np.testing.assert_allclose(model.predict(images[:, ::-1], verbose=0)["energy"], energies, rtol=1e-5)
+    np.testing.assert_allclose(model.predict(images[:, :, ::-1], verbose=0)["energy"], energies, rtol=1e-5)
     # the mirror is a training-time layer: predicting twice gives the same energies
     assert run(PredictModel(), ["--config", config, "--run", "tiny", "--name", "again"], cwd=tmp_path) == 0
     again = read_table(run_dir / "dl2" / "again.dl2.h5", DL2_TABLE)
