@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TASKS := energy type cameradirection skydirection
 
-.PHONY: setup data data-quality demo test test-fast constraints lint clean-runs
+.PHONY: setup data data-quality demo test test-fast constraints clean-runs
 
 setup: $(STAMP)
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -81,8 +82,8 @@ def _epochs_lasting(seconds, toy_data, tmp_path):
     subprocess.run([VENV / "bin" / "python", REPO / "scripts" / "train_model.py", "--config", timing,
                     "--run-name", "timing", "--log-level", "WARN"], check=True, cwd=tmp_path, capture_output=True)
     ends = [e["time"] for e in read_events(tmp_path / "timing" / "models" / "energy" / "timing") if e["event"] == "epoch_end"]
-    first, last = (time.mktime(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S")) for t in (ends[0], ends[-1]))
-    seconds_per_epoch = max((last - first) / (len(ends) - 1), 0.1)
+    first, last = (datetime.fromisoformat(t) for t in (ends[0], ends[-1]))
+    seconds_per_epoch = max((last - first).total_seconds() / (len(ends) - 1), 0.1)
     return max(25, int(seconds / seconds_per_epoch))
 
 
