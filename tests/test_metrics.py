@@ -93,3 +93,26 @@ def test_auc_per_energy_bin_counts_each_class():
     table = metrics.auc_per_energy_bin(true, is_gamma, score, BINS)
     assert list(table["n_gamma"]) == [50, 50] and list(table["n_background"]) == [50, 50]
     assert table["auc"][0] == 1.0 and 0.3 < table["auc"][1] < 0.8
+
+
+def test_paired_bootstrap_of_the_same_method_is_exactly_zero():
+    values = np.random.default_rng(1).normal(size=300)
+    mean = lambda idx: values[idx].mean()  # noqa: E731
+    assert metrics.paired_bootstrap_difference(mean, mean, np.arange(300)) == (0.0, 0.0)
+
+
+def test_paired_bootstrap_known_standard_error_and_whole_groups():
+    rng = np.random.default_rng(2)
+    first, second = rng.normal(1.0, 1.0, 4000), rng.normal(0.0, 1.0, 4000)
+    difference, sd = metrics.paired_bootstrap_difference(
+        lambda idx: first[idx].mean(), lambda idx: second[idx].mean(), np.arange(4000), n_resamples=400,
+    )
+    assert difference == pytest.approx(first.mean() - second.mean())
+    assert sd == pytest.approx(np.sqrt(2 / 4000), rel=0.15)  # independent events: sqrt(2 sigma^2 / n)
+    # each value repeated in 4 events of one group: 1000 independent groups, twice the standard error
+    groups = np.repeat(np.arange(1000), 4)
+    first, second = np.repeat(first[:1000], 4), np.repeat(second[:1000], 4)
+    _, grouped_sd = metrics.paired_bootstrap_difference(
+        lambda idx: first[idx].mean(), lambda idx: second[idx].mean(), groups, n_resamples=400,
+    )
+    assert grouped_sd == pytest.approx(np.sqrt(2 / 1000), rel=0.15)

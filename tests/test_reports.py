@@ -52,6 +52,14 @@ def test_report_has_metrics_figures_pdf_and_html_with_baselines(task, reports):
             continue
         assert "CNN" in values and BASELINES[task] <= set(values), metric
     assert set(metrics["binned"]) == {"CNN"} | BASELINES[task]
+    # the margin to the best baseline is the headline difference, with a bootstrap spread over showers
+    (metric, margin), = metrics["margin_to_best_baseline"].items()
+    values = metrics["headline"][metric]
+    best = (min if metric in metrics["lower_is_better"] else max)(v for m, v in values.items() if m != "CNN")
+    assert values[margin["baseline"]] == best
+    assert margin["difference"] == pytest.approx(values["CNN"] - best)
+    assert 0 < margin["uncertainty"] < abs(values["CNN"]) + abs(best)
+    assert f"{margin['difference']:+.4f} +- {margin['uncertainty']:.4f}" in (directory / "report.html").read_text()
     assert metrics["baselines_fitted_on"] == f"the run's {metrics['events']['training']['images'] + metrics['events']['validation']['images']} training images"
     pngs = sorted(directory.glob("*.png"))
     assert len(pngs) >= 4 and (directory / "training_curves.png") in pngs

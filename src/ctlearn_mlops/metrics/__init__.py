@@ -5,6 +5,7 @@ pyirf's implementations are used wherever pyirf has one; what it lacks
 """
 
 from .angular import angular_resolution, containment
+from .bootstrap import paired_bootstrap_difference
 from .classification import auc, auc_per_energy_bin, background_rejection_at, roc_curve
 from .energy import energy_bias_resolution, overall_energy_bias_resolution, resolution_after_bias
 
@@ -16,6 +17,7 @@ __all__ = [
     "containment",
     "energy_bias_resolution",
     "overall_energy_bias_resolution",
+    "paired_bootstrap_difference",
     "resolution_after_bias",
     "roc_curve",
 ]

@@ -11,12 +11,14 @@ from ctapipe.io import read_table
 from .. import metrics
 from . import baselines
 
-__all__ = ["ENERGY_BINS", "NETWORK", "TaskEvaluation", "evaluate", "read_baseline_training", "read_dl2"]
+__all__ = ["ENERGY_BINS", "LOWER_IS_BETTER", "NETWORK", "TaskEvaluation", "evaluate", "read_baseline_training", "read_dl2"]
 
 NETWORK = "CNN"
 #: 4 bins per decade of true energy
 ENERGY_BINS = 10 ** np.arange(-1.5, 1.76, 0.25) * u.TeV
 REJECTION_EFFICIENCIES = (0.5, 0.7, 0.9)
+#: headline metrics where lower is better
+LOWER_IS_BETTER = {"resolution", "containment_68_deg"}
 
 
 def read_dl2(path):
@@ -49,6 +51,11 @@ class TaskEvaluation:
     arrays: dict = field(default_factory=dict)
     #: which images the baselines' free parameters were fitted on
     baselines_fitted_on: str = ""
+    #: statistics[metric][method]: the headline metric on a subset of the events (an index array)
+    statistics: dict = field(default_factory=dict, repr=False)
+    #: margins[metric] -> {"baseline", "difference", "uncertainty"}: network minus the best baseline,
+    #: with the standard deviation of a paired bootstrap over the test showers
+    margins: dict = field(default_factory=dict)
 
     @property
     def methods(self):
@@ -70,6 +77,10 @@ def _energy(dl2, training):
         result.headline["bias"][method] = bias
         result.binned[method] = metrics.energy_bias_resolution(true_energy, reco * u.TeV, ENERGY_BINS)
     result.arrays = {"true_energy": true_energy.to_value(u.TeV), "reco_energy": estimates[NETWORK]}
+    result.statistics = {"resolution": {
+        method: (lambda idx, reco=reco: metrics.overall_energy_bias_resolution(true_energy[idx], reco[idx] * u.TeV)[1])
+        for method, reco in estimates.items()
+    }}
     return result
 
 
@@ -97,6 +108,9 @@ def _direction(dl2, task, training):
         result.headline["containment_68_deg"][method] = metrics.containment(theta)
         result.binned[method] = metrics.angular_resolution(true_energy, theta * u.deg, ENERGY_BINS)
     result.arrays = {"theta": thetas, "residuals": residuals}
+    result.statistics = {"containment_68_deg": {
+        method: (lambda idx, theta=theta: metrics.containment(theta[idx])) for method, theta in thetas.items()
+    }}
     if task == "skydirection":
         d_alt = u.Quantity(dl2["reco_alt"] - dl2["true_alt"], u.deg).to_value(u.deg)
         d_az = (u.Quantity(dl2["reco_az"] - dl2["true_az"], u.deg).to_value(u.deg) + 180) % 360 - 180
@@ -135,7 +149,29 @@ def _type(dl2, training):
             result.headline[f"background_rejection_at_{efficiency:.0%}_gamma_efficiency"][method] = rejection
         result.binned[method] = metrics.auc_per_energy_bin(true_energy, is_gamma, score, ENERGY_BINS)
     result.arrays = {"is_gamma": is_gamma, "scores": scores}
+    result.statistics = {"auc": {
+        method: (lambda idx, score=score: metrics.auc(is_gamma[idx], score[idx])) for method, score in scores.items()
+    }}
     return result
+
+
+def shower_labels(dl2):
+    """One label per image: images of the same shower share it."""
+    return np.char.add(np.char.add(np.asarray(dl2["obs_id"]).astype(str), "/"), np.asarray(dl2["event_id"]).astype(str))
+
+
+def _margins(result, showers):
+    margins = {}
+    for metric, by_method in result.statistics.items():
+        values = result.headline[metric]
+        baselines_ = {m: v for m, v in values.items() if m != NETWORK and np.isfinite(v)}
+        if NETWORK not in by_method or not baselines_:
+            continue
+        pick = min if metric in LOWER_IS_BETTER else max
+        best = pick(baselines_, key=baselines_.get)
+        difference, uncertainty = metrics.paired_bootstrap_difference(by_method[NETWORK], by_method[best], showers)
+        margins[metric] = {"baseline": best, "difference": difference, "uncertainty": uncertainty}
+    return margins
 
 
 def evaluate(task, dl2, training=None) -> TaskEvaluation:
@@ -152,6 +188,7 @@ def evaluate(task, dl2, training=None) -> TaskEvaluation:
         result = _direction(dl2, task, training)
     else:
         raise ValueError(f"unknown task {task!r}")
+    result.margins = _margins(result, shower_labels(dl2))
     result.baselines_fitted_on = (
         f"the run's {len(training)} training images" if baselines.has_training(training)
         else "the other half of the test showers (two-fold cross-fitting)"

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..physics.evaluation import NETWORK, TaskEvaluation
+from ..physics.evaluation import LOWER_IS_BETTER, NETWORK, TaskEvaluation
 from . import plots
 
 __all__ = ["BINNED_CURVES", "headline_table", "task_figures"]
@@ -15,9 +15,6 @@ BINNED_CURVES = {
     "cameradirection": [("angular_resolution_68", "68% containment / deg", "Camera-direction resolution", False)],
     "skydirection": [("angular_resolution_68", "68% containment / deg", "Angular resolution", False)],
 }
-
-#: headline metrics where lower is better
-LOWER_IS_BETTER = {"resolution", "containment_68_deg"}
 
 
 def headline_table(evaluation: TaskEvaluation):

@@ -14,11 +14,11 @@ from ctapipe.core.traits import Path, Unicode
 from ..config import Project
 from ..exceptions import ConfigError, RunExistsError
 from ..mlflow_tracking import MLflowRun
-from ..physics.evaluation import NETWORK, evaluate, read_baseline_training, read_dl2
+from ..physics.evaluation import LOWER_IS_BETTER, NETWORK, evaluate, read_baseline_training, read_dl2
 from ..progress import Progress
 from ..reporting.document import Report, atomic_directory
 from ..reporting.plots import plot_training_curves
-from ..reporting.task_figures import LOWER_IS_BETTER, headline_table, network_beats, task_figures
+from ..reporting.task_figures import headline_table, network_beats, task_figures
 from ..rundir import CONFIG_FILE, PROVENANCE_FILE, TRAINING_LOG, read_run_info, resolve_run
 from .taskconfig import TaskConfigTool
 
@@ -101,7 +101,8 @@ class ReportTool(TaskConfigTool):
         report = Report(f"{self.task} - run {self.run_dir.name}")
         beats = network_beats(evaluation)
         summary = ", ".join(
-            f"{metric}: {NETWORK} {'beats' if ok else 'does NOT beat'} every baseline" for metric, ok in beats.items()
+            f"{metric}: {NETWORK} {'beats' if ok else 'does NOT beat'} every baseline{_margin_text(evaluation, metric)}"
+            for metric, ok in beats.items()
         )
         report.text("Verdict", f"{summary or 'no comparable metric'} ({evaluation.n_events} test images).")
         header, rows = headline_table(evaluation)
@@ -133,6 +134,7 @@ class ReportTool(TaskConfigTool):
             "network": NETWORK,
             "headline": evaluation.headline,
             "network_beats_baselines": beats,
+            "margin_to_best_baseline": evaluation.margins,
             "baselines_fitted_on": evaluation.baselines_fitted_on,
             "lower_is_better": sorted(LOWER_IS_BETTER),
             "binned": {m: _table_records(t) for m, t in evaluation.binned.items()},
@@ -176,6 +178,14 @@ def _provenance_summary(info, provenance):
             "inputs:",
         ] + [f"  {i['role']}: {i['path']} ({i['size']} bytes, sha256 {i['sha256'][:12]}...)" for i in provenance.get("inputs", [])]
     return "\n".join(lines)
+
+
+def _margin_text(evaluation, metric):
+    margin = evaluation.margins.get(metric)
+    if margin is None:
+        return ""
+    return (f" ({NETWORK} - {margin['baseline']} = {margin['difference']:+.4f} +- {margin['uncertainty']:.4f}, "
+            "bootstrap over test showers)")
 
 
 def main():
