@@ -11,7 +11,7 @@ from ctapipe.io import read_table
 from .. import metrics
 from . import baselines
 
-__all__ = ["ENERGY_BINS", "LOWER_IS_BETTER", "NETWORK", "TaskEvaluation", "evaluate", "read_baseline_training", "read_dl2"]
+__all__ = ["ENERGY_BINS", "LOWER_IS_BETTER", "NETWORK", "best_baseline", "TaskEvaluation", "evaluate", "read_baseline_training", "read_dl2"]
 
 NETWORK = "CNN"
 #: 4 bins per decade of true energy
@@ -160,15 +160,21 @@ def shower_labels(dl2):
     return np.char.add(np.char.add(np.asarray(dl2["obs_id"]).astype(str), "/"), np.asarray(dl2["event_id"]).astype(str))
 
 
+def best_baseline(values, metric):
+    """The baseline with the best finite value of ``metric`` in ``values`` ({method: value}), or None."""
+    finite = {m: v for m, v in values.items() if m != NETWORK and np.isfinite(v)}
+    if not finite:
+        return None
+    pick = min if metric in LOWER_IS_BETTER else max
+    return pick(finite, key=finite.get)
+
+
 def _margins(result, showers):
     margins = {}
     for metric, by_method in result.statistics.items():
-        values = result.headline[metric]
-        baselines_ = {m: v for m, v in values.items() if m != NETWORK and np.isfinite(v)}
-        if NETWORK not in by_method or not baselines_:
+        best = best_baseline(result.headline[metric], metric)
+        if NETWORK not in by_method or best is None:
             continue
-        pick = min if metric in LOWER_IS_BETTER else max
-        best = pick(baselines_, key=baselines_.get)
         difference, uncertainty = metrics.paired_bootstrap_difference(by_method[NETWORK], by_method[best], showers)
         margins[metric] = {"baseline": best, "difference": difference, "uncertainty": uncertainty}
     return margins

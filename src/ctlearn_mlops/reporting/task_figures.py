@@ -1,8 +1,6 @@
 """The figures and tables of one task's evaluation, shared by the run report and the comparison."""
 
-import numpy as np
-
-from ..physics.evaluation import LOWER_IS_BETTER, NETWORK, TaskEvaluation
+from ..physics.evaluation import LOWER_IS_BETTER, NETWORK, TaskEvaluation, best_baseline
 from . import plots
 
 __all__ = ["BINNED_CURVES", "headline_table", "task_figures"]
@@ -68,11 +66,9 @@ def network_beats(evaluation: TaskEvaluation):
     """{metric: True/False}: is the network better than every baseline on that headline metric?"""
     verdict = {}
     for metric, values in evaluation.headline.items():
-        others = [v for m, v in values.items() if m != NETWORK and np.isfinite(v)]
-        if NETWORK not in values or not others:
-            continue
-        if metric.startswith("bias"):
+        best = best_baseline(values, metric)
+        if NETWORK not in values or best is None or metric.startswith("bias"):
             continue
         lower = metric in LOWER_IS_BETTER
-        verdict[metric] = bool(values[NETWORK] < min(others)) if lower else bool(values[NETWORK] > max(others))
+        verdict[metric] = bool(values[NETWORK] < values[best]) if lower else bool(values[NETWORK] > values[best])
     return verdict
