@@ -86,3 +86,22 @@ def trained_runs(toy_data, tmp_path_factory):
         assert run(PredictModel(), ["--config", config, "--run", "tiny"], cwd=root) == 0, f"predicting {task} failed"
         runs[task] = (config, root / "models" / task / "tiny")
     return runs
+
+
+@pytest.fixture(scope="session")
+def sst1m_dl1(tmp_path_factory):
+    """DL1 of the real SST-1M sample (eventio sdist): 70 telescopes, 4 of which never trigger in it."""
+    from ctapipe.core.tool import run_tool
+
+    from ctlearn_mlops.resources import eventio_resource
+    from ctlearn_mlops.tools.convert import ConvertData
+
+    out = tmp_path_factory.mktemp("sst1m")
+    inputs = out / "simtel"
+    inputs.mkdir()
+    (inputs / "sst1m.simtel.zst").symlink_to(eventio_resource(
+        "gamma_20deg_0deg_run102___cta-prod4-sst-1m_desert-2150m-Paranal-sst-1m.simtel.zst"))
+    argv = ["--input", inputs, "--output-dir", out / "dl1", "--processing-config",
+            REPO / "configs" / "processing" / "dl1_images.yaml", "--max-events", "12"]
+    assert run_tool(ConvertData(), [str(a) for a in argv], cwd=out, raises=False) == 0
+    return out / "dl1" / "sst1m.dl1.h5"

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
+from ctlearn_mlops._compat import backup_epoch
 from ctlearn_mlops.tools.runs import run_state
 from ctlearn_mlops.tools.train import TrainModel
 from ctlearn_mlops.tracking import read_events
@@ -158,3 +159,50 @@ def test_status_lists_states_and_csv(resumable_config, capfd):
     assert run(ListRuns(), ["--task", "energy", "--models-root", cwd / "models"], cwd=cwd) == 0
     table = capfd.readouterr().out
     assert any(line.split()[1:3] == ["alive", "resumable"] for line in table.splitlines())
+
+
+def _complete_files_only(root):
+    """No half-written file anywhere: no temporary names left, every JSON record parses, a model directory is whole."""
+    assert not [p for p in root.rglob("*") if ".partial" in p.name], "temporary files left behind"
+    for record in root.rglob("*.json"):
+        json.loads(record.read_text())
+    for model in root.rglob("ctlearn_model.cpk"):
+        assert (model / "saved_model.pb").exists() and (model / "variables").is_dir()
+
+
+def test_killed_ten_times_at_random_points_loses_no_finished_epoch(resumable_config):
+    """SIGKILL anywhere (start-up, an epoch, the checkpoints, the final save), then --auto-resume, ten times."""
+    n_epochs = 12
+    models = resumable_config.parent / "models"
+    run_dir = models / "energy" / "tenkills"
+    rng = random.Random(os.getpid())
+    expected_resumes = []
+    process = None
+    for _kill in range(10):
+        process = _train_process(resumable_config, "tenkills", "--auto-resume", "--epochs", str(n_epochs))
+        time.sleep(rng.uniform(1.0, 10.0))
+        if process.poll() is not None:
+            break
+        process.kill()
+        process.wait()
+        _complete_files_only(models)
+        # a run that exists (possibly set aside while a resume was starting) resumes after its last finished epoch
+        for where in (run_dir, run_dir.with_name(".tenkills.resuming")):
+            if (where / "run.json").exists() and json.loads((where / "run.json").read_text())["status"] != "finished":
+                last = backup_epoch(where / "backup")
+                expected_resumes.append(0 if last is None else last + 1)
+    if process.poll() is None or process.returncode != 0:
+        process = _train_process(resumable_config, "tenkills", "--auto-resume", "--epochs", str(n_epochs))
+        assert process.wait(timeout=600) == 0, process.stderr.read()[-3000:]
+    _complete_files_only(models)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    assert _epochs_in_log(run_dir) == list(range(n_epochs))
+    events = read_events(run_dir)
+    # every resume started right after the last finished epoch: nothing finished was done twice or lost
+    # finished epochs are never lost: what a resume would continue from never goes back, and every resume
+    # continued right after the last epoch finished before the kill (a kill during start-up records no resume)
+    assert expected_resumes == sorted(expected_resumes)
+    resumes = [e["from_epoch"] for e in events if e["event"] == "resume"]
+    assert resumes == sorted(resumes) and set(resumes) <= set(expected_resumes), (resumes, expected_resumes)
+    assert sorted({e["epoch"] for e in events if e["event"] == "epoch_end"}) == list(range(n_epochs))
+    assert not list(models.rglob("*.lock"))

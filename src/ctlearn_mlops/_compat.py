@@ -1,10 +1,81 @@
-"""The one place that relies on upstream internals (pinned: keras 2.14 / tensorflow 2.14)."""
+"""The one place that relies on upstream internals.
 
+Every shim names the upstream version it was written for; importing this
+module checks those versions and fails loudly on any other (a shim written
+for one release may silently do the wrong thing on the next).  Each shim has
+a test (tests/test_compat.py).
+"""
+
+import contextlib
 import os
+import re
+from importlib.metadata import version
 
-import tensorflow as tf
+import numpy as np
 
-__all__ = ["backup_epoch"]
+__all__ = [
+    "ReaderHooks",
+    "mono_item",
+    "stereo_batch_with_images",
+    "stereo_item",
+    "TARGETS",
+    "backup_epoch",
+    "camera_type",
+    "check_versions",
+    "n_examples",
+    "parse_command_line",
+    "tolerate_missing_telescopes",
+    "tool_exit_stack",
+    "validate_trait",
+]
+
+#: the upstream releases the shims below were written for
+TARGETS = {
+    "dl1-data-handler": "0.14.6",
+    "ctlearn": "0.10.2",
+    "ctapipe": "0.23.2",
+    "keras": "2.14.0",
+    "tensorflow": "2.14.1",
+    "traitlets": "5.16.1",
+}
+
+
+def check_versions():
+    """Raise ImportError naming every package whose installed version is not the one the shims target."""
+    wrong = {name: version(name) for name, wanted in TARGETS.items() if version(name) != wanted}
+    if wrong:
+        listing = ", ".join(f"{name} {found} (shims written for {TARGETS[name]})" for name, found in wrong.items())
+        raise ImportError(f"ctlearn_mlops._compat: installed {listing}; install with -c constraints.txt")
+
+
+check_versions()
+
+
+# --- traitlets 5.14 / ctapipe 0.23 -----------------------------------------------------------------------------
+
+
+def validate_trait(trait, owner, value):
+    """Validate ``value`` for ``trait`` as if assigned to ``owner`` (traitlets ``TraitType._validate``)."""
+    return trait._validate(owner, value)
+
+
+def parse_command_line(application, argv):
+    """traitlets ``Application.parse_command_line`` without its ``catch_config_error`` wrapper.
+
+    The wrapper exits with code 1 on a bad option; unwrapped, the TraitError
+    or ArgumentError reaches the caller, which exits with the config-error code.
+    """
+    from traitlets.config import Application
+
+    return Application.parse_command_line.__wrapped__(application, argv)
+
+
+def tool_exit_stack(tool):
+    """ctapipe 0.23 ``Tool._exit_stack``: closed when ``Tool.run`` ends, whatever the outcome."""
+    return tool._exit_stack
+
+
+# --- keras 2.14 / tensorflow 2.14 -------------------------------------------------------------------------------
 
 
 def backup_epoch(backup_dir):
@@ -12,14 +83,214 @@ def backup_epoch(backup_dir):
 
     Keras 2.14 stores it as the checkpointed variable ``ckpt_saved_epoch``
     (keras/src/distribute/worker_training_state.py); it is read here from the
-    checkpoint file without building a model.
+    checkpoint file without building a model.  A checkpoint that cannot be
+    read raises ``ValueError`` naming it.
     """
+    import tensorflow as tf
+
     checkpoint = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
     if checkpoint is None:
         return None
-    reader = tf.train.load_checkpoint(checkpoint)
-    for name in reader.get_variable_to_shape_map():
-        if "ckpt_saved_epoch" in name:
-            epoch = int(reader.get_tensor(name))
-            return epoch if epoch >= 0 else None
+    try:
+        reader = tf.train.load_checkpoint(checkpoint)
+        for name in reader.get_variable_to_shape_map():
+            if "ckpt_saved_epoch" in name:
+                epoch = int(reader.get_tensor(name))
+                return epoch if epoch >= 0 else None
+    except (tf.errors.OpError, ValueError) as err:
+        raise ValueError(f"{checkpoint} cannot be read ({type(err).__name__}: {str(err).splitlines()[0]})") from None
     return None
+
+
+# --- dl1-data-handler 0.14.6 ------------------------------------------------------------------------------------
+
+
+def mono_item(loader, batch):
+    """(features, labels) of a mono batch table, ctlearn 0.10.2 ``DLDataLoader._get_mono_item``."""
+    return loader._get_mono_item(batch)
+
+
+def stereo_item(loader, batch):
+    """(features, labels) of a stereo batch table, ctlearn 0.10.2 ``DLDataLoader._get_stereo_item``."""
+    return loader._get_stereo_item(batch)
+
+
+_FEATURES_LOCK = __import__("threading").Lock()
+
+
+def stereo_batch_with_images(reader, event_indices, images):
+    """dl1-data-handler 0.14.6 ``generate_stereo_batch`` with the images already read.
+
+    The stock batch (its rows, the blank images it adds for the telescopes an
+    event lacks, its order) is built by the reader itself; only its
+    ``_append_features`` is replaced, for this call, by attaching ``images``
+    (one per example row of the events, in the order of the reader's grouped
+    example table).
+    """
+    def attach(batch):
+        if len(batch) != len(images):
+            raise ValueError(f"{len(images)} images for a batch of {len(batch)} rows")
+        batch.add_column(np.asarray(images), name="features", index=7)
+        return batch
+
+    with _FEATURES_LOCK:
+        reader._append_features = attach
+        try:
+            return reader.generate_stereo_batch(list(event_indices))
+        finally:
+            del reader._append_features
+
+
+def n_examples(reader):
+    """Examples of a reader: images in mono mode, array events in stereo mode (``DLDataReader._get_n_events``)."""
+    return reader._get_n_events()
+
+
+def camera_type(reader, tel_type):
+    """Camera name of a telescope type string, as the reader keys its image mappers (``_get_camera_type``)."""
+    return reader._get_camera_type(tel_type)
+
+
+_TELESCOPE_NODE = re.compile(r"^(/dl1/event/telescope/(?:parameters|images)|/configuration/telescope/pointing)/tel_\d{3}$")
+
+
+def _template_node(h5file, path):
+    """Another telescope's node in the same group of ``h5file`` (same camera type: same columns), or None."""
+    group_path = path.rsplit("/", 1)[0]
+    if group_path not in h5file:
+        return None
+    children = sorted(h5file.get_node(group_path)._v_children)
+    return h5file.get_node(f"{group_path}/{children[0]}") if children else None
+
+
+@contextlib.contextmanager
+def tolerate_missing_telescopes(missing):
+    """While a dl1-data-handler 0.14.6 reader is built, a telescope without tables in a file has empty ones.
+
+    ctapipe writes no tables for a telescope that never triggered in a file;
+    the reader reads every selected telescope of every file.  Here its reads
+    of such a telescope's parameter, image and pointing tables
+    (``dl1_data_handler.reader.read_table`` and, for the image table of the
+    first file, PyTables' ``Group._f_get_child``) get a zero-row table with the
+    columns of another telescope of the same file.  Each file and telescope
+    met this way is added to ``missing`` (a set of (file name, tel_id)).
+    """
+    import tables
+    from ctapipe.io import read_table as ctapipe_read_table
+    from dl1_data_handler import reader as reader_module
+
+    original_get_child = tables.Group._f_get_child
+
+    def read_table(h5file, path, *args, **kwargs):
+        if isinstance(h5file, tables.File) and _TELESCOPE_NODE.match(path) and path not in h5file:
+            template = _template_node(h5file, path)
+            if template is not None:
+                missing.add((h5file.filename, int(path.rsplit("_", 1)[1])))
+                table = ctapipe_read_table(h5file, template._v_pathname, *args, **kwargs)
+                return table[:0]
+        return ctapipe_read_table(h5file, path, *args, **kwargs)
+
+    def get_child(group, name):
+        path = f"{group._v_pathname}/{name}"
+        if name not in group._v_children and _TELESCOPE_NODE.match(path):
+            template = _template_node(group._v_file, path)
+            if template is not None:
+                missing.add((group._v_file.filename, int(name.removeprefix("tel_"))))
+                return template
+        return original_get_child(group, name)
+
+    reader_module.read_table = read_table
+    tables.Group._f_get_child = get_child
+    try:
+        yield missing
+    finally:
+        reader_module.read_table = ctapipe_read_table
+        tables.Group._f_get_child = original_get_child
+
+
+class ReaderHooks:
+    """Mixin for a dl1-data-handler 0.14.6 ``DLImageReader``: hooks around how it builds its example table.
+
+    * ``restore_examples()`` may set the example table (and return True)
+      instead of the reader reading every file; ``examples_built()`` is called
+      after the reader built it.
+    * ``telescopes_in(filename)`` says which telescopes have tables in a file;
+      where a selected telescope has none, the example table is built file by
+      file with the telescopes each file has (the stock code reads every
+      selected telescope of every file, and astropy cannot join the empty
+      table of a telescope that never triggered there).  The result is the
+      stock reader's for the telescopes with data (tested).
+    """
+
+    def restore_examples(self):
+        return False
+
+    def examples_built(self):
+        pass
+
+    def telescopes_in(self, filename):
+        return None  # unknown: every selected telescope
+
+    def _construct_mono_example_identifiers(self):
+        self._build_examples(super()._construct_mono_example_identifiers, stereo=False)
+
+    def _construct_stereo_example_identifiers(self):
+        self._build_examples(super()._construct_stereo_example_identifiers, stereo=True)
+
+    def _build_examples(self, upstream, stereo):
+        if self.restore_examples():
+            return
+        available = self.telescopes_available = {name: self.telescopes_in(name) for name in self.files}
+        selected = self.selected_telescopes
+        if all(tels is None or all(np.isin(ids, list(tels)).all() for ids in selected.values())
+               for tels in available.values()):
+            upstream()
+        else:
+            self._build_examples_per_file(upstream, stereo, available)
+        self.examples_built()
+
+    def _build_examples_per_file(self, upstream, stereo, available):
+        from collections import OrderedDict
+
+        from astropy.table import unique, vstack
+        from ctapipe.io import read_table
+
+        files, selected, keep = self.files, self.selected_telescopes, list(self.example_ids_keep_columns)
+        parts, simulation_info = [], []
+        try:
+            for file_index, (name, handle) in enumerate(files.items()):
+                here = {t: ids[np.isin(ids, list(available[name]))] for t, ids in selected.items()}
+                if not any(len(ids) for ids in here.values()):
+                    if "/configuration/simulation/run" in handle:
+                        simulation_info.append(read_table(handle, "/configuration/simulation/run"))
+                    continue
+                self.files, self.selected_telescopes = OrderedDict([(name, handle)]), here
+                self.example_ids_keep_columns = list(keep)
+                upstream()
+                part = self.example_identifiers
+                if "index" in part.colnames:
+                    part.remove_indices("index")
+                    part.remove_column("index")
+                part["file_index"] = file_index
+                parts.append(part)
+                if hasattr(self, "simulation_info"):
+                    simulation_info.append(self.simulation_info)
+        finally:
+            self.files, self.selected_telescopes = files, selected
+        examples = vstack(parts)
+        examples.sort(["obs_id", "event_id", "tel_id", "tel_type_id"])
+        if simulation_info:
+            self.simulation_info = vstack(simulation_info)
+        if stereo:
+            self.example_identifiers = examples
+            self.example_identifiers_grouped = examples.group_by(["obs_id", "event_id"])
+            self.unique_example_identifiers = unique(examples, keys=["obs_id", "event_id"])
+            counted = self.unique_example_identifiers
+        else:
+            examples.add_column(np.arange(len(examples)), name="index", index=0)
+            examples.add_index("index")
+            self.example_identifiers = counted = examples
+        if "true_shower_primary_class" in counted.colnames:
+            self.n_signal_events = np.count_nonzero(counted["true_shower_primary_class"] == 1)
+            if self.input_url_background:
+                self.n_bkg_events = np.count_nonzero(counted["true_shower_primary_class"] == 0)

@@ -13,6 +13,7 @@ code 2.
 """
 
 import copy
+import hashlib
 import difflib
 import importlib.util
 import sys
@@ -154,7 +155,8 @@ def overridden_keys(overrides):
 def import_custom_model_file(path):
     """Import a user's model file so that its CTLearnModel subclasses become known."""
     path = PathlibPath(path).resolve()
-    module_name = f"ctlearn_mlops_custom_{path.stem}"
+    # one module per file (two files named alike in different directories are two modules)
+    module_name = f"ctlearn_mlops_custom_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
     if module_name in sys.modules:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)

@@ -1,14 +1,60 @@
-"""Errors with a meaning for the command line: each carries its exit code."""
+"""Errors with a meaning for the command line, and the one place that turns them into exit codes.
+
+The exit-code contract of every script (docs/task_execution.md#exit-codes):
+
+====  ==========================================================================
+0     done
+1     unexpected failure (a traceback is logged), or the machine failed the run
+      (no space left): one message, the run marked failed
+2     configuration or input error, found before work starts (or a config that
+      cannot work, such as a diverging loss): rerunning unchanged will not help
+75    stopped in a way that can be resumed: stop signal, time limit, a dead
+      loader worker (``bash_template.sh`` requeues, ``resume.py`` continues)
+130   Ctrl-C
+====  ==========================================================================
+
+Errors of code 2 are ctapipe's ``ToolConfigurationError`` (ctapipe's ``Tool.run``
+logs them in one line).  The others that end a tool with a message and no
+traceback derive from ``Stop``, a ``BaseException`` (ctapipe logs every
+``Exception`` with its traceback); ``tools.base.MLOpsTool`` ends the tool on
+them.  ``typed_error`` turns the low-level errors that have such a meaning
+(``ENOSPC`` from any library, a dead loader worker seen through TensorFlow)
+into these types.
+"""
+
+import errno
+import re
 
 from ctapipe.core.tool import ToolConfigurationError
 
-__all__ = ["ConfigError", "InputDataError", "RunExistsError", "TrainingDiverged", "TrainingInterrupted"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_CTRL_C",
+    "EXIT_FAILURE",
+    "EXIT_RESUMABLE",
+    "ConfigError",
+    "InputDataError",
+    "LoaderWorkerDied",
+    "NoSpaceLeft",
+    "ResumableStop",
+    "RunExistsError",
+    "RunLockedError",
+    "Stop",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "typed_error",
+]
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_RESUMABLE = 75  # EX_TEMPFAIL
+EXIT_CTRL_C = 130  # ctapipe's Tool.run for KeyboardInterrupt
 
 
 class ConfigError(ToolConfigurationError):
-    """A task config is invalid. Exit code 2 (ctapipe's code for config errors)."""
+    """A task config or an input is invalid. Exit code 2 (ctapipe's code for config errors)."""
 
-    exit_code = 2
+    exit_code = EXIT_CONFIG
 
     def __init__(self, message, source=None, key=None):
         self.source = source
@@ -29,6 +75,10 @@ class RunExistsError(ConfigError):
     """The run directory or output exists and --overwrite was not given."""
 
 
+class RunLockedError(ConfigError):
+    """Another living process (or SLURM job) holds the run."""
+
+
 class InputDataError(ConfigError):
     """An input file is missing, unreadable or not what the task needs."""
 
@@ -37,10 +87,67 @@ class TrainingDiverged(ConfigError):
     """The loss became NaN or infinite: rerunning the same config will not help."""
 
 
-class TrainingInterrupted(Exception):
-    """Training was stopped by a signal; the run can be resumed.
+class Stop(BaseException):  # noqa: N818 (a control-flow stop, like KeyboardInterrupt)
+    """Ends a tool with one message and ``exit_code``, without a traceback.
 
-    Exit code 75 (EX_TEMPFAIL): the batch script requeues the job on it.
+    A ``BaseException``: ctapipe's ``Tool.run`` logs every ``Exception`` with
+    its traceback; ``MLOpsTool.run`` logs these in one line.
     """
 
-    exit_code = 75
+    exit_code = EXIT_FAILURE
+
+
+class NoSpaceLeft(Stop):
+    """A write failed for lack of space (or quota). Exit code 1."""
+
+    def __init__(self, where=None):
+        self.where = where
+        super().__init__(f"no space left on {where or 'the output file system'}")
+
+
+class ResumableStop(Stop):
+    """Stopped in a way that a rerun continues. Exit code 75: the batch script requeues."""
+
+    exit_code = EXIT_RESUMABLE
+
+
+class TrainingInterrupted(ResumableStop):
+    """Training was stopped by a signal (SLURM's warning before the time limit, SIGTERM)."""
+
+
+class LoaderWorkerDied(ResumableStop):
+    """A loader worker process died (killed, out of memory): the run resumes from its last finished epoch."""
+
+
+_NO_SPACE = re.compile(r"no space left on device|disk quota exceeded", re.IGNORECASE)
+#: names of the loader pool's errors (``loading.pool``); through tf.data they arrive as text in an OpError
+_WORKER_DIED = "LoaderWorkerDiedError"
+_WORKER_FAILED = "LoaderWorkerError"
+
+
+def _path_in(text):
+    match = re.search(r"'(/[^']+)'|\"(/[^\"]+)\"|(/[\w./+-]{3,})", text)
+    return next((g for g in match.groups() if g), None) if match else None
+
+
+def typed_error(err, output=None):
+    """The typed error that ``err`` means, or None (an unexpected error: keep its traceback).
+
+    Parameters
+    ----------
+    err : BaseException
+        What a tool phase raised.
+    output : path-like, optional
+        Where the tool writes: named in the no-space message when ``err`` does not say.
+    """
+    if isinstance(err, (Stop, ToolConfigurationError, KeyboardInterrupt, SystemExit)):
+        return None
+    text = str(err)
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT) or _NO_SPACE.search(text):
+        where = getattr(err, "filename", None) or _path_in(text) or output
+        return NoSpaceLeft(where)
+    for name, kind in ((_WORKER_DIED, LoaderWorkerDied), (_WORKER_FAILED, InputDataError)):
+        if type(err).__name__ == name or f"{name}:" in text:
+            message = text.split(f"{name}:", 1)[-1].strip() or name
+            return kind(message.splitlines()[0]) if kind is LoaderWorkerDied else kind(message.splitlines()[0], key="FastLoader")
+    return None

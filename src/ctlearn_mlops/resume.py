@@ -57,10 +57,17 @@ class StateSaver(keras.callbacks.Callback):
 
 
 def load_state(run_dir, epoch):
+    """The saved state of ``epoch``, None if there is none; ValueError naming the file if it cannot be read."""
     path = _state_file(run_dir, epoch)
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        state = json.loads(path.read_text())
+        if not isinstance(state, dict) or state.get("epoch") != epoch:
+            raise ValueError("not the state of this epoch")
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} cannot be read ({err})") from None
+    return state
 
 
 def apply_loader_state(state, loaders, advance=("training",)):

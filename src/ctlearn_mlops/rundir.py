@@ -22,6 +22,10 @@ import yaml
 from .exceptions import ConfigError
 
 __all__ = [
+    "replaced_runs",
+    "restore_replaced",
+    "run_directories",
+    "set_aside_for_overwrite",
     "CONFIG_FILE",
     "MODEL_DIR",
     "PROVENANCE_FILE",
@@ -64,14 +68,31 @@ def check_run_name(name, source):
     return name
 
 
+def _file_mode():
+    """Mode of a new file under the process umask (temporary files are created 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write_text(path, text):
+    """Write ``text`` to ``path`` through a temporary file in the same directory (removed if the write fails)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
+    tmp = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False)
+    try:
+        with tmp:
+            tmp.write(text)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp.name, _FILE_MODE)
+        os.replace(tmp.name, path)
+    except BaseException:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_json(path, data):
@@ -95,6 +116,41 @@ def read_run_info(run_dir) -> dict:
         return json.load(f)
 
 
+def run_directories(task_dir):
+    """The run directories of a task, sorted by name (hidden ones, being set aside or replaced, excluded)."""
+    task_dir = Path(task_dir)
+    if not task_dir.is_dir():
+        return []
+    return sorted(d for d in task_dir.iterdir() if not d.name.startswith(".") and (d / RUN_FILE).exists())
+
+
+def replaced_runs(run_dir):
+    """Old runs that an overwrite of ``run_dir`` set aside (deleted once the new run has finished)."""
+    run_dir = Path(run_dir)
+    return sorted(run_dir.parent.glob(f".{run_dir.name}.replaced-*"))
+
+
+def set_aside_for_overwrite(run_dir):
+    """Move ``run_dir`` to a hidden sibling; it comes back (``restore_replaced``) if the new run fails its checks."""
+    run_dir = Path(run_dir)
+    aside = run_dir.with_name(f".{run_dir.name}.replaced-{datetime.datetime.now():%Y%m%dT%H%M%S%f}")
+    os.replace(run_dir, aside)
+    return aside
+
+
+def restore_replaced(run_dir):
+    """Put back the newest run set aside by an overwrite if ``run_dir`` is missing (the overwrite never got going).
+
+    Returns the restored directory, or None.
+    """
+    run_dir = Path(run_dir)
+    aside = replaced_runs(run_dir)
+    if run_dir.exists() or not aside:
+        return None
+    os.replace(aside[-1], run_dir)
+    return aside[-1]
+
+
 def resolve_run(run, output_root, task, source) -> Path:
     """A run given as a directory or as a name under ``<output_root>/<task>/``.
 
@@ -105,10 +161,7 @@ def resolve_run(run, output_root, task, source) -> Path:
         run_dir = candidate
     elif run == "latest":
         task_dir = Path(output_root) / task
-        finished = [
-            d for d in task_dir.glob("*")
-            if (d / RUN_FILE).exists() and read_run_info(d).get("status") == "finished"
-        ]
+        finished = [d for d in run_directories(task_dir) if read_run_info(d).get("status") == "finished"]
         if not finished:
             raise ConfigError(f"no finished run of task '{task}' in {task_dir}", source=source, key="--run")
         run_dir = max(finished, key=lambda d: read_run_info(d).get("finished", ""))

@@ -7,6 +7,7 @@ a temporary name and renamed only when complete and checked.
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +16,10 @@ from pathlib import Path
 
 import tables
 
-__all__ = ["ConversionResult", "convert_file", "count_events"]
+__all__ = ["NO_SPACE", "ConversionResult", "convert_file", "count_events"]
+
+#: the reason of a conversion that failed for lack of space
+NO_SPACE = "no space left"
 
 _ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*)(Error|Exception)\b.*")
 _TRUNCATED = re.compile(r"truncated", re.IGNORECASE)
@@ -37,6 +41,19 @@ def count_events(path):
         if "/dl1/event/subarray/trigger" not in h5.root:
             return 0
         return h5.root.dl1.event.subarray.trigger.nrows
+
+
+#: below this much free space in the output directory, a failed conversion is taken for a full disk
+_LOW_SPACE_BYTES = 8 * 1024 * 1024
+
+
+def _no_space(stderr, directory):
+    if re.search(r"no space left on device|disk quota exceeded", stderr, re.IGNORECASE):
+        return True
+    try:
+        return shutil.disk_usage(directory).free < _LOW_SPACE_BYTES
+    except OSError:
+        return False
 
 
 def _failure_reason(stderr):
@@ -74,10 +91,15 @@ def convert_file(source, output, processing_config, allowed_tels=(), max_events=
 
     def failed(reason):
         partial.unlink(missing_ok=True)
-        (log_dir / f"{output.name}.log").write_text(result.stderr)
+        try:
+            (log_dir / f"{output.name}.log").write_text(result.stderr)
+        except OSError:
+            pass  # no room for the log either: the reason says why
         return ConversionResult(source, output, "failed", seconds=seconds, reason=reason)
 
     if result.returncode != 0:
+        if _no_space(result.stderr, output.parent):
+            return failed(NO_SPACE)
         return failed(_failure_reason(result.stderr))
     if not partial.exists():
         return failed("ctapipe-process wrote no output")

@@ -22,6 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .reader import configured_reader_type
 from .sources import DL1ImageSource
 
 __all__ = ["CACHE_SUFFIX", "COMPRESSIONS", "StaleCacheError", "cache_path", "check_cache", "reader_settings", "write_image_cache"]
@@ -50,7 +51,8 @@ def reader_settings(reader):
         traits = {name: getattr(mapper, name) for name in sorted(mapper.class_trait_names(config=True))}
         mappers[str(camera)] = {"class": type(mapper).__name__, **traits}
     return _jsonable({
-        "reader": type(reader).__name__,
+        # ImageReader reads what DLImageReader reads: a cache of one serves the other
+        "reader": configured_reader_type(type(reader).__name__),
         "mode": reader.mode,
         "channels": list(reader.channels),
         "tel_ids": [int(t) for t in reader.tel_ids],
@@ -85,7 +87,7 @@ def write_image_cache(reader, path, progress=None, compression="none"):
     source = DL1ImageSource.of_reader(reader)
     ids = reader.example_identifiers
     n = len(ids)
-    shape = reader.input_shape
+    shape = source.image_shapes[0]  # one telescope type: the shape of one mapped image
     partial = path.with_name(f".{path.name}.partial")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

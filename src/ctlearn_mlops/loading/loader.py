@@ -1,9 +1,10 @@
 """The Keras loader of the fast path: ctlearn's ``DLDataLoader`` with images read ahead by workers.
 
-Patched from ctlearn 0.10.2 ``DLDataLoader.__getitem__`` (mono only): the
-examples of a batch, their order, the shuffling between epochs and the labels
-are the stock loader's (its own ``on_epoch_end`` and ``_get_mono_item`` run);
-only the images come from a ``DL1ImageSource`` or an image cache, read by a
+Patched from ctlearn 0.10.2 ``DLDataLoader.__getitem__``: the examples of a
+batch, their order, the shuffling between epochs and the labels are the stock
+loader's (its own ``on_epoch_end`` and item code run; in stereo mode the
+reader's own batch with its blank images for missing telescopes); only the
+images come from a ``DL1ImageSource`` or an image cache, read by a
 ``WorkerPool`` up to ``prefetch`` batches ahead.
 """
 
@@ -14,17 +15,16 @@ import threading
 
 import keras
 import numpy as np
-import tensorflow as tf
 from astropy.table import Table
 from ctapipe.core import Component
 from ctapipe.core.traits import Bool, Int, Path
 from ctlearn.core.loader import DLDataLoader
 
-from .pool import LoaderWorkerError, WorkerPool
+from .._compat import mono_item, stereo_batch_with_images, stereo_item
+from .pool import WorkerPool
 from .sources import CachedImageSource, DL1ImageSource
 
-__all__ = ["FastDataLoader", "FastLoader", "FastPath", "LoaderWorkerError", "batches_in_loader_order", "image_source",
-           "loader_failure_message"]
+__all__ = ["FastDataLoader", "FastLoader", "FastPath", "batches_in_loader_order", "image_source"]
 
 #: example columns the stock label code reads
 _LABEL_COLUMNS = (
@@ -62,19 +62,25 @@ class FastDataLoader(DLDataLoader):
     """
 
     def __init__(self, reader, indices, tasks, batch_size=64, random_seed=None, *, source, pool=None, prefetch=4,
-                 complete=False):
-        if reader.mode != "mono":
-            raise ValueError("the fast loader reads mono examples only (DLImageReader.mode: mono)")
+                 complete=False, stack_telescope_images=False, sort_by_intensity=False):
         self._lock = threading.RLock()
         self._pending = {}
-        super().__init__(reader, indices, tasks, batch_size=batch_size, random_seed=random_seed)
+        super().__init__(reader, indices, tasks, batch_size=batch_size, random_seed=random_seed,
+                         stack_telescope_images=stack_telescope_images, sort_by_intensity=sort_by_intensity)
         self.source = source
         self.pool = pool
         self.prefetch = prefetch
         self.complete = complete
+        self.stereo = reader.mode == "stereo"
         ids = reader.example_identifiers
         self._ids = {name: np.asarray(ids[name]) for name in ("file_index", "table_index", "tel_id", "tel_type_id")}
         self._labels = {name: np.asarray(ids[name]) for name in _LABEL_COLUMNS if name in ids.colnames}
+        if self.stereo:
+            # the reader's grouped table (by array event) keeps the example table's row order
+            grouped = reader.example_identifiers_grouped
+            if not np.array_equal(np.asarray(grouped["tel_id"]), self._ids["tel_id"]):
+                raise ValueError("the reader's events are not in the order of its examples")
+            self._event_starts = np.asarray(grouped.groups.indices)
 
     def __len__(self):
         if self.complete:
@@ -95,6 +101,14 @@ class FastDataLoader(DLDataLoader):
     def _batch_indices(self, index):
         return np.asarray(self.indices[index * self.batch_size:(index + 1) * self.batch_size], dtype=np.int64)
 
+    def _example_rows(self, batch):
+        """Rows of the example table a batch reads: its examples (mono), every image of its events (stereo)."""
+        if not self.stereo:
+            return batch
+        starts = self._event_starts
+        # astropy's TableGroups[indices], which the stock batch is built from, keeps the groups in table order
+        return np.concatenate([np.arange(starts[e], starts[e + 1]) for e in np.sort(batch)]).astype(np.int64)
+
     def _read_call(self, rows):
         if isinstance(self.source, CachedImageSource):
             return "read_rows", (rows,)
@@ -104,7 +118,7 @@ class FastDataLoader(DLDataLoader):
     def _submit(self, index):
         if self.pool is None:
             return None
-        method, args = self._read_call(self._batch_indices(index))
+        method, args = self._read_call(self._example_rows(self._batch_indices(index)))
         return self.pool.submit(method, *args)
 
     def __getitem__(self, index):
@@ -121,13 +135,16 @@ class FastDataLoader(DLDataLoader):
                     self._pending[ahead] = self._submit(ahead)
             rows = self._batch_indices(index)
         if future is None:
-            method, args = self._read_call(rows)
+            method, args = self._read_call(self._example_rows(rows))
             images = getattr(self.source, method)(*args)
         else:
             images = self.pool.result(future, f"batch {index}")
+        if self.stereo:
+            # the stock batch (blank images for missing telescopes, event order, labels) around our images
+            return stereo_item(self, stereo_batch_with_images(self.DLDataReader, rows, images))
         batch = Table({name: column[rows] for name, column in self._labels.items()}, copy=False)
         batch["features"] = images
-        return self._get_mono_item(batch)
+        return mono_item(self, batch)
 
     def close(self):
         with self._lock:
@@ -168,16 +185,22 @@ class FastPath:
         self.pool = None
         self.loaders = []
 
-    def loader(self, indices, tasks, batch_size, random_seed=None, complete=False):
-        """A loader over ``indices`` of the reader's examples, sharing this path's source and workers."""
+    def loader(self, indices, tasks, batch_size, random_seed=None, complete=False, stack_telescope_images=False,
+                sort_by_intensity=False):
+        """A loader over ``indices`` of the reader's examples (events in stereo mode), sharing source and workers."""
         if self.pool is None and self.settings.workers:
             # results travel through shared memory: room for the read-ahead of a training and a validation loader
-            batch_bytes = batch_size * int(np.prod(self.reader.input_shape)) * 4
+            images_per_example = 1 if self.reader.mode == "mono" else max(
+                len(ids) for ids in self.reader.selected_telescopes.values())
+            image_shape = next(iter(self.source.image_shapes.values())) if hasattr(self.source, "image_shapes") \
+                else self.reader.input_shape
+            batch_bytes = batch_size * images_per_example * int(np.prod(image_shape)) * 4
             self.pool = WorkerPool(self.source, self.settings.workers, slot_bytes=batch_bytes,
                                    n_slots=2 * (self.settings.prefetch + 1) + self.settings.workers)
         loader = FastDataLoader(
             self.reader, indices, tasks, batch_size=batch_size, random_seed=random_seed, source=self.source,
             pool=self.pool, prefetch=self.settings.prefetch, complete=complete,
+            stack_telescope_images=stack_telescope_images, sort_by_intensity=sort_by_intensity,
         )
         self.loaders.append(loader)
         return loader
@@ -217,13 +240,3 @@ def batches_in_loader_order():
         yield
     finally:
         keras.Model.fit = original
-
-
-def loader_failure_message(err):
-    """The message of a loader worker failure that reached us through tf.data, or None."""
-    if isinstance(err, LoaderWorkerError):
-        return str(err)
-    text = getattr(err, "message", "") or ""
-    if isinstance(err, tf.errors.OpError) and "LoaderWorkerError" in text:
-        return text.split("LoaderWorkerError:", 1)[1].strip().splitlines()[0]
-    return None

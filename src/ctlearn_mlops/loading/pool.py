@@ -10,13 +10,17 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-__all__ = ["LoaderWorkerError", "WorkerPool"]
+__all__ = ["LoaderWorkerDiedError", "LoaderWorkerError", "WorkerPool"]
 
 _POLL_SECONDS = 0.5
 
 
 class LoaderWorkerError(RuntimeError):
-    """A worker process died or failed to read a batch."""
+    """A worker process failed to read a batch (an input problem: rerunning will fail again)."""
+
+
+class LoaderWorkerDiedError(LoaderWorkerError):
+    """A worker process died (killed, out of memory): the run can resume (``exceptions.LoaderWorkerDied``)."""
 
 
 class _Slots:
@@ -139,7 +143,7 @@ class WorkerPool:
         for process in self._processes:
             if not process.is_alive():
                 self.close()
-                raise LoaderWorkerError(
+                raise LoaderWorkerDiedError(
                     f"loader worker {process.name} died (exit code {process.exitcode}) while reading {what}: "
                     "killed, or out of memory (lower FastLoader.workers or FastLoader.prefetch)"
                 )

@@ -14,6 +14,8 @@ import numpy as np
 import tables
 from dl1_data_handler.reader import get_unmapped_image
 
+from .._compat import camera_type
+
 __all__ = ["CachedImageSource", "DL1ImageSource"]
 
 
@@ -62,10 +64,10 @@ class DL1ImageSource:
 
     @classmethod
     def of_reader(cls, reader):
-        """The source that reads what ``reader`` (a mono ``DLImageReader``) reads."""
+        """The source that reads what ``reader`` (a ``DLImageReader``, mono or stereo) reads."""
         tables_by_type, shapes = {}, {}
         for tel_type_id, tel_type in enumerate(reader.selected_telescopes):
-            camera = reader._get_camera_type(tel_type)
+            camera = camera_type(reader, tel_type)
             mapper = reader.image_mappers[camera]
             if mapper.index_matrix is not None:
                 raise ValueError(f"the {type(mapper).__name__} of {camera} gives indexed images; the fast loader needs square ones")

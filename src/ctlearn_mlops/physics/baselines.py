@@ -21,12 +21,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..showers import shower_keys
+
 __all__ = [
+    "bdt_disp_direction",
     "bdt_disp_theta",
     "bdt_energy",
     "bdt_gamma_score",
     "centroid_theta",
     "disp_theta",
+    "gamma_images",
     "has_training",
     "head_tail_sign",
     "hillas_logistic_score",
@@ -38,15 +42,27 @@ __all__ = [
 ]
 
 
+def _shower_reuse(table):
+    return np.asarray(table["shower_reuse"]) if "shower_reuse" in table.colnames else 1
+
+
 def shower_folds(dl2):
-    """0/1 fold of each image; all images of a shower share the fold."""
-    key = np.asarray(dl2["obs_id"], dtype=np.int64) * 1_000_003 + np.asarray(dl2["event_id"], dtype=np.int64)
+    """0/1 fold of each image; all images of a shower (and all reuses of a CORSIKA shower) share the fold."""
+    keys = shower_keys(dl2["obs_id"], dl2["event_id"], _shower_reuse(dl2))
+    key = keys["obs_id"] * 1_000_003 + keys["shower"]
     return (np.bitwise_xor(key, key >> 7) * 2654435761 % 2**32 >> 16) % 2
 
 
 def has_training(training):
     """Whether ``training`` holds images to fit on (else the baselines cross-fit over the test showers)."""
     return training is not None and len(training) > 0
+
+
+def gamma_images(table):
+    """The gamma images of a table (energy and direction are fitted on gammas only)."""
+    if table is None or "true_shower_primary_id" not in table.colnames:
+        return table
+    return table[_is_gamma(table)]
 
 
 def _fit_and_apply(dl2, training, fit, apply):
@@ -80,16 +96,16 @@ def _is_gamma(table):
 
 
 def median_energy(dl2, training=None):
-    """Each image predicted at the median true energy of the training images (TeV)."""
+    """Each image predicted at the median true energy of the training gamma images (TeV)."""
     return 10 ** _fit_and_apply(
-        dl2, training, lambda table: np.median(_log_energy(table)), lambda median, table: np.full(len(table), median),
+        dl2, gamma_images(training), lambda table: np.median(_log_energy(table)), lambda median, table: np.full(len(table), median),
     )
 
 
 def intensity_fit_energy(dl2, training=None):
-    """log10 E = a + b log10(intensity), fitted on the training images (TeV)."""
+    """log10 E = a + b log10(intensity), fitted on the training gamma images (TeV)."""
     return 10 ** _fit_and_apply(
-        dl2, training,
+        dl2, gamma_images(training),
         lambda table: np.polyfit(_log_intensity(table), _log_energy(table), 1),
         lambda line, table: np.polyval(line, _log_intensity(table)),
     )
@@ -143,12 +159,18 @@ def _source_along_axis(table):
     return np.hypot(true_lon - lon, true_lat - lat), along
 
 
+def _disp_position(table, signed_disp):
+    """(fov_lon, fov_lat) in deg of centroid + signed_disp along the major axis, in the telescope frame."""
+    lon, lat = _centroid(table)
+    psi = _values(table, "hillas_psi", u.rad)
+    return lon + signed_disp * np.cos(psi), lat + signed_disp * np.sin(psi)
+
+
 def _theta_from_disp(table, signed_disp):
     """Distance (deg) between the true source and centroid + signed_disp along the major axis."""
     true_lon, true_lat = true_source_telescope_frame(table)
-    lon, lat = _centroid(table)
-    psi = _values(table, "hillas_psi", u.rad)
-    return np.hypot(lon + signed_disp * np.cos(psi) - true_lon, lat + signed_disp * np.sin(psi) - true_lat)
+    lon, lat = _disp_position(table, signed_disp)
+    return np.hypot(lon - true_lon, lat - true_lat)
 
 
 def _elongation(table):
@@ -173,7 +195,7 @@ def disp_theta(dl2, training=None):
         xi, side = params
         return _theta_from_disp(table, xi * _elongation(table) * side * head_tail_sign(table))
 
-    return _fit_and_apply(dl2, training, fit, apply)
+    return _fit_and_apply(dl2, gamma_images(training), fit, apply)
 
 
 def width_score(dl2):
@@ -229,9 +251,9 @@ def _boosted_trees(kind):
 
 
 def bdt_energy(dl2, training=None):
-    """Boosted-tree regression of log10 E on the image parameters, fitted on the training images (TeV)."""
+    """Boosted-tree regression of log10 E on the image parameters, fitted on the training gamma images (TeV)."""
     return 10 ** _fit_and_apply(
-        dl2, training,
+        dl2, gamma_images(training),
         lambda table: _boosted_trees("regressor").fit(_hillas_features(table), _log_energy(table)),
         lambda model, table: model.predict(_hillas_features(table)),
     )
@@ -242,25 +264,35 @@ def bdt_gamma_score(dl2, training=None):
     return _gamma_score(dl2, training, lambda: _boosted_trees("classifier"), _hillas_features)
 
 
-def bdt_disp_theta(dl2, training=None):
-    """Distance (deg) between the BDT disp estimate and the true direction.
+def _bdt_disp_models(table):
+    features = _hillas_features(table)
+    distance, along = _source_along_axis(table)
+    distance_model = _boosted_trees("regressor").fit(features, distance)
+    if len(np.unique(along > 0)) < 2:
+        return distance_model, None
+    return distance_model, _boosted_trees("classifier").fit(features, along > 0)
+
+
+def _bdt_signed_disp(models, table):
+    distance_model, side_model = models
+    features = _hillas_features(table)
+    side = np.ones(len(table)) if side_model is None else np.where(side_model.predict(features), 1.0, -1.0)
+    return distance_model.predict(features) * side
+
+
+def bdt_disp_direction(dl2, training=None):
+    """(fov_lon, fov_lat) in deg, telescope frame: the BDT disp estimate of the source position.
 
     One boosted-tree regression for the distance from the centroid along the
     major axis, one classifier for the side (head-tail), both on the image
-    parameters and fitted on the training images.
+    parameters and fitted on the training gamma images.
     """
-    def fit(table):
-        features = _hillas_features(table)
-        distance, along = _source_along_axis(table)
-        distance_model = _boosted_trees("regressor").fit(features, distance)
-        if len(np.unique(along > 0)) < 2:
-            return distance_model, None
-        return distance_model, _boosted_trees("classifier").fit(features, along > 0)
+    signed = _fit_and_apply(dl2, gamma_images(training), _bdt_disp_models, _bdt_signed_disp)
+    return _disp_position(dl2, signed)
 
-    def apply(models, table):
-        distance_model, side_model = models
-        features = _hillas_features(table)
-        side = np.ones(len(table)) if side_model is None else np.where(side_model.predict(features), 1.0, -1.0)
-        return _theta_from_disp(table, distance_model.predict(features) * side)
 
-    return _fit_and_apply(dl2, training, fit, apply)
+def bdt_disp_theta(dl2, training=None):
+    """Distance (deg) between the BDT disp estimate and the true direction."""
+    lon, lat = bdt_disp_direction(dl2, training)
+    true_lon, true_lat = true_source_telescope_frame(dl2)
+    return np.hypot(lon - true_lon, lat - true_lat)

@@ -9,6 +9,7 @@ from astropy.table import QTable
 from ctapipe.io import read_table
 
 from .. import metrics
+from ..showers import shower_groups
 from . import baselines
 
 __all__ = ["ENERGY_BINS", "LOWER_IS_BETTER", "NETWORK", "best_baseline", "TaskEvaluation", "evaluate", "read_baseline_training", "read_dl2"]
@@ -156,8 +157,9 @@ def _type(dl2, training):
 
 
 def shower_labels(dl2):
-    """One label per image: images of the same shower share it."""
-    return np.char.add(np.char.add(np.asarray(dl2["obs_id"]).astype(str), "/"), np.asarray(dl2["event_id"]).astype(str))
+    """One label per image: images of the same shower (and reuses of one CORSIKA shower) share it."""
+    reuse = np.asarray(dl2["shower_reuse"]) if "shower_reuse" in dl2.colnames else 1
+    return shower_groups(dl2["obs_id"], dl2["event_id"], reuse)
 
 
 def best_baseline(values, metric):

@@ -25,7 +25,7 @@ from ..physics.evaluation import NETWORK, evaluate, read_baseline_training, read
 from ..reporting import plots
 from ..reporting.document import Report, atomic_directory
 from ..reporting.task_figures import BINNED_CURVES
-from ..rundir import CONFIG_FILE, RUN_FILE, TRAINING_LOG, read_run_info
+from ..rundir import CONFIG_FILE, RUN_FILE, TRAINING_LOG, read_run_info, run_directories
 from .base import MLOpsTool
 from .predict import PREDICTION_COLUMNS
 
@@ -117,10 +117,7 @@ class CompareTool(MLOpsTool):
         if self.all_runs:
             if not self.task:
                 raise ConfigError("--all needs --task", key="--task")
-            dirs += sorted(
-                d for d in (self.models_root / self.task).glob("*")
-                if (d / RUN_FILE).exists() and read_run_info(d).get("status") == "finished"
-            )
+            dirs += [d for d in run_directories(self.models_root / self.task) if read_run_info(d).get("status") == "finished"]
         for run in self.runs:
             path = PathlibPath(run)
             if not path.is_dir():

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from ctapipe.core.traits import Bool, Int, List, Path, Unicode
 
-from ..dataproc.convert import convert_file
+from ..dataproc.convert import NO_SPACE, convert_file
 from ..dataproc.inputs import (
     SIMTEL_SUFFIXES,
     expand_inputs,
@@ -22,7 +22,7 @@ from ..dataproc.inputs import (
     select_shard,
     shard_from_environment,
 )
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, NoSpaceLeft
 from ..progress import Progress
 from .base import MLOpsTool
 from .io_checks import require_writable_directory
@@ -113,10 +113,18 @@ class ConvertData(MLOpsTool):
             for future in as_completed(futures):
                 result = future.result()
                 self.results.append(result)
+                if result.reason == NO_SPACE:
+                    # every other file would fail the same way
+                    for other in futures:
+                        other.cancel()
+                    raise NoSpaceLeft(self.output_dir)
                 note = f"{result.output.name}: {result.n_events} events" if result.status == "done" else (
                     f"{result.source.name} FAILED")
                 progress.update(note=note)
         self.seconds = time.monotonic() - t0
+
+    def output_location(self):
+        return self.output_dir
 
     def finish(self):
         done = [r for r in self.results if r.status == "done"]

@@ -16,6 +16,7 @@ from ..config import Project
 from ..exceptions import ConfigError, RunExistsError
 from ..loading.cache import COMPRESSIONS, cache_path, write_image_cache
 from ..loading.loader import FastLoader
+from ..loading.reader import reader_type_for
 from ..progress import Progress
 from .io_checks import require_writable_directory
 from .taskconfig import TaskConfigTool
@@ -72,7 +73,8 @@ class ImageCacheTool(TaskConfigTool):
                 raise RunExistsError(f"{target} exists; pass --overwrite to replace it", source=source)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         require_writable_directory(self.output_dir, "--output-dir")
-        self.reader_type = (self.task_config.get("TrainCTLearnModel") or {}).get("dl1dh_reader_type", "DLImageReader")
+        self.reader_type = reader_type_for(
+            (self.task_config.get("TrainCTLearnModel") or {}).get("dl1dh_reader_type", "DLImageReader"))
 
     def start(self):
         self.written = []

@@ -2,24 +2,29 @@
 
 Targets ctapipe 0.23.2 ``MergeTool``: all its options are kept.  Added: every
 input is checked first (same subarray, data model and processing products),
-an incompatible set is refused naming the offending file, the output is
-written under a temporary name and renamed when complete, and the events of
-each input and the total are reported.
+an incompatible set is refused naming the offending file before anything is
+written (no output, no directory, no provenance log), the output is written
+under a temporary name and renamed when complete, and the events of each
+input and the total are reported.
 """
 
 import os
 from pathlib import Path
 
-from ctapipe.core.tool import ToolConfigurationError
 from ctapipe.tools.merge import MergeTool
+from traitlets import default
 
 from ..dataproc.compat import incompatibility, summarize
 from ..dataproc.inputs import expand_inputs
+from ..exceptions import ConfigError
+from ..io.dl1 import hdf5_problem
+from .base import ExitCodes
+from .io_checks import check_writable
 
 __all__ = ["MergeDL1", "main"]
 
 
-class MergeDL1(MergeTool):
+class MergeDL1(ExitCodes, MergeTool):
     """Check, merge and report DL1 files."""
 
     name = "ctlearn-mlops-merge"
@@ -28,27 +33,50 @@ class MergeDL1(MergeTool):
     python scripts/data_processing/run_merge.py -o merged.dl1.h5 --input-dir data/dl1 --pattern 'proton_*.h5'
     """
 
+    @default("provenance_log")
+    def _provenance_log_default(self):
+        return os.devnull  # until the inputs passed their checks (set in setup)
+
+    def _requested_inputs(self):
+        """The inputs ctapipe 0.23's ``MergeTool.setup`` will merge: positional files, then --input-dir matches."""
+        files = list(self.input_files) + list(self.parser.parse_args(self.extra_args).input_files)
+        if self.input_dir is not None:
+            files += sorted(self.input_dir.glob(self.file_pattern))
+        return [Path(p) for p in expand_inputs(files, (".h5", ".hdf5"), key="input files")] if files else []
+
     def setup(self):
         output = self.config.HDF5Merger.get("output_path")
         if not output:
-            raise ToolConfigurationError("missing: --output FILE")
+            raise ConfigError("missing: the merged file", key="--output")
         self.final_output = Path(os.path.expandvars(str(output))).absolute()
         if self.final_output.exists() and not self.config.HDF5Merger.get("overwrite", False):
-            raise ToolConfigurationError(f"{self.final_output} exists; pass --overwrite to replace it")
+            raise ConfigError(f"{self.final_output} exists; pass --overwrite to replace it", key="--output")
+        inputs = self._requested_inputs()
+        if not inputs:
+            raise ConfigError("no input files: give them as arguments or with --input-dir", key="input files")
+        for path in inputs:
+            problem = hdf5_problem(path)
+            if problem is not None:
+                raise ConfigError(f"cannot merge {path}: it {problem}", key="input files")
+        self.summaries = [summarize(p) for p in inputs]
+        reference = self.summaries[0]
+        for summary in self.summaries[1:]:
+            reason = incompatibility(reference, summary)
+            if reason is not None:
+                raise ConfigError(f"cannot merge {summary.path}: {reason}", key="input files")
+        check_writable(self.final_output.parent, "--output")
+
+        # every check passed: from here on files are written
         self.partial = self.final_output.with_name(f".{self.final_output.name}.partial")
-        self._exit_stack.callback(self.partial.unlink, missing_ok=True)
+        self.enter_context(_RemovedAtExit(self.partial))
         self.final_output.parent.mkdir(parents=True, exist_ok=True)
         self.config.HDF5Merger.output_path = str(self.partial)
         self.config.HDF5Merger.overwrite = True
         self.provenance_log = self.final_output.with_name(f"{self.final_output.name}.provenance.log")
         super().setup()
-        self.input_files = [Path(p) for p in expand_inputs(self.input_files, (".h5", ".hdf5"), key="input files")]
-        self.summaries = [summarize(p) for p in self.input_files]
-        reference = self.summaries[0]
-        for summary in self.summaries[1:]:
-            reason = incompatibility(reference, summary)
-            if reason is not None:
-                raise ToolConfigurationError(f"cannot merge {summary.path}: {reason}")
+
+    def output_location(self):
+        return getattr(self, "final_output", None)
 
     def finish(self):
         super().finish()
@@ -56,8 +84,22 @@ class MergeDL1(MergeTool):
         os.replace(self.partial, self.final_output)
         width = max(len(s.path.name) for s in self.summaries)
         for s in self.summaries:
+            self.log.info("%s  %9d events", f"{s.path.name:<{width}}", s.n_events)
             print(f"{s.path.name:<{width}}  {s.n_events:>9d} events")
         print(f"{'total':<{width}}  {sum(s.n_events for s in self.summaries):>9d} events -> {self.final_output}")
+
+
+class _RemovedAtExit:
+    """Context manager that removes a temporary file when the tool ends, whatever the outcome."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        return self.path
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
 
 
 def main():

@@ -33,9 +33,10 @@ from dl1_data_handler.reader import DLDataReader
 from traitlets import default
 from traitlets.config import Config
 
+from .._compat import n_examples
 from ..config import Project, read_yaml
 from ..exceptions import ConfigError, InputDataError, RunExistsError
-from ..loading.loader import FastLoader, FastPath, loader_failure_message
+from ..loading.loader import FastLoader, FastPath
 from ..rundir import CONFIG_FILE, MODEL_DIR, read_run_info, resolve_run, write_run_info
 from .taskconfig import TaskConfigTool
 
@@ -164,7 +165,7 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
             self.dl1dh_reader = self._reader(self.signal_files, self.background_files)
         except (ValueError, OSError, KeyError, tables.NoSuchNodeError) as err:
             raise InputDataError(f"the test data cannot be used: {type(err).__name__}: {err}", source=source) from None
-        n = self.dl1dh_reader._get_n_events()
+        n = n_examples(self.dl1dh_reader)
         if n == 0:
             raise InputDataError("no test image passes the quality cuts", source=source)
         self.provenance_log = self.run_dir / f"{self.name}.provenance.log"
@@ -179,7 +180,7 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
         )
 
     def _predict(self):
-        indices = list(range(self.dl1dh_reader._get_n_events()))
+        indices = list(range(n_examples(self.dl1dh_reader)))
         fast = FastLoader(parent=self)
         fast_path = None
         if fast.enabled:
@@ -193,11 +194,6 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
         model = keras.saving.load_model(self.model_path)
         try:
             output = model.predict(loader, verbose=self.keras_verbose)
-        except Exception as err:
-            loader_error = loader_failure_message(err)
-            if loader_error is None:
-                raise
-            raise InputDataError(loader_error, source=self.task_config_source, key="FastLoader") from None
         finally:
             if fast_path is not None:
                 fast_path.close()

@@ -20,7 +20,7 @@ from ctapipe.core.traits import Path as PathTrait
 
 from .. import TASKS
 from ..exceptions import ConfigError
-from ..rundir import CONFIG_FILE, RUN_FILE, TRAINING_LOG, read_run_info
+from ..rundir import CONFIG_FILE, RUN_FILE, TRAINING_LOG, read_run_info, run_directories
 from .base import MLOpsTool
 
 __all__ = ["ListRuns", "resume_main", "run_state", "list_main"]
@@ -116,7 +116,7 @@ class ListRuns(MLOpsTool):
             raise ConfigError(f"unknown task {self.task!r}; tasks: {', '.join(TASKS)}", key="--task")
         tasks = [self.task] if self.task else list(TASKS)
         self.run_dirs = sorted(
-            (d for t in tasks for d in (self.models_root / t).glob("*") if (d / RUN_FILE).exists()),
+            (d for t in tasks for d in run_directories(self.models_root / t)),
             key=lambda d: (read_run_info(d).get("task", ""), read_run_info(d).get("created", "")),
         )
 

@@ -6,6 +6,7 @@ set in the YAML); this subclass adds the run directory, event-wise
 validation split, seeding, provenance and config checks.
 """
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -21,18 +22,33 @@ import tensorflow as tf
 from ctapipe.core import Tool
 from ctapipe.core.traits import Bool
 from ctlearn.core.loader import DLDataLoader
+from ctlearn.core.model import CTLearnModel
 from ctlearn.tools.train_model import TrainCTLearnModel
 
-from .._compat import backup_epoch
+from .._compat import backup_epoch, tool_exit_stack
+from ..checkpoints import BestWeights, save_model_atomically, save_weights_atomically
 from ..config import Project, check_model_accepts_task
-from ..exceptions import ConfigError, InputDataError, RunExistsError, TrainingDiverged, TrainingInterrupted
-from ..loading.loader import FastLoader, FastPath, batches_in_loader_order, loader_failure_message
+from ..exceptions import (
+    EXIT_CTRL_C,
+    EXIT_RESUMABLE,
+    ConfigError,
+    InputDataError,
+    NoSpaceLeft,
+    ResumableStop,
+    RunExistsError,
+    TrainingDiverged,
+    typed_error,
+)
+from ..io.dl1 import check_dl1_files
+from ..loading.reader import reader_type_for
+from ..loading.loader import FastLoader, FastPath, batches_in_loader_order
 from ..mlflow_tracking import MLflowEpochLogger, MLflowRun, MLflowTracking, flatten_config
 from ..resume import BACKUP_DIR, GracefulStop, StateRestorer, StateSaver, apply_loader_state, load_state
 from ..rundir import (
     CONFIG_FILE,
     MODEL_DIR,
     PROVENANCE_FILE,
+    RUN_FILE,
     TRAINING_LOG,
     atomic_write_json,
     atomic_write_text,
@@ -41,16 +57,23 @@ from ..rundir import (
     collect_provenance,
     default_run_name,
     read_run_info,
+    replaced_runs,
+    restore_replaced,
+    set_aside_for_overwrite,
     utc_now,
     write_run_info,
 )
-from ..split import split_by_event
+from ..runlock import RunLock
+from ..showers import shower_reuse_of
+from ..split import split_by_shower
 from ..tracking import EventLog, ScalarRecorder
+from .io_checks import check_writable
 from .taskconfig import TaskConfigTool
 
 __all__ = ["TrainModel", "main"]
 
 _OWNED = "is set from the Project section ({}); set that instead"
+FINAL_WEIGHTS_FILE = "final.weights.h5"
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -144,6 +167,7 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         self.started = utc_now()
         project = self.setup_project()
         source = self.task_config_source
+        self._check_values(source)
         self.signal_files, self.background_files = self.split_inputs(project, "train")
         run_name = check_run_name(project.run_name or default_run_name(), source)
         self.run_dir = project.output_root / project.task / run_name
@@ -157,9 +181,31 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             self.input_dir_background = None
         self.reco_tasks = [project.task]
         self.output_dir = self.run_dir
+        self.dl1dh_reader_type = reader_type_for(self.dl1dh_reader_type)
         self.resume_state = None
         self.already_finished = False
-        if self.auto_resume and (self.run_dir / "run.json").exists():
+        self.replaced = None
+        check_model_accepts_task(self.model_type, project.task, self.config.get(self.model_type, {}), source)
+        check_dl1_files([*self.signal_files, *self.background_files], source)
+        check_writable(self.run_dir.parent, "Project.output_root", source)
+
+        # from here on the run is ours alone: nothing of it is read or moved before the lock is held
+        created = _make_directories(self.run_dir.parent)
+        self.lock = RunLock(self.run_dir, self.name)
+        try:
+            self.lock.acquire(source)
+        except ConfigError:
+            _remove_if_empty(created)
+            raise
+        tool_exit_stack(self).callback(self.lock.release)
+        resuming = self.run_dir.with_name(f".{self.run_dir.name}.resuming")
+        if not self.run_dir.exists() and resuming.exists():
+            os.replace(resuming, self.run_dir)  # a resume killed while ctlearn's setup ran
+        restored = restore_replaced(self.run_dir)
+        if restored is not None:
+            self.log.warning("%s: an earlier --overwrite stopped before its new run started; the old run is back",
+                             self.run_dir)
+        if self.auto_resume and (self.run_dir / RUN_FILE).exists():
             if read_run_info(self.run_dir).get("status") == "finished":
                 self.already_finished = True
                 self.log.info("run %s is already finished: nothing to do", self.run_dir)
@@ -172,28 +218,22 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
                 f"run directory {self.run_dir} exists; choose another Project.run_name (--run-name), "
                 "pass --overwrite to replace it, or --resume to continue it", source=source, key="Project.run_name",
             )
-        if self.validation_split * 2 >= 1:
-            raise ConfigError("must be below 0.5", source=source, key="TrainCTLearnModel.validation_split")
-        check_model_accepts_task(self.model_type, project.task, self.config.get(self.model_type, {}), source)
-
-        if self.run_dir.exists() and not self.resume:
-            self.log.warning("--overwrite: removing the existing run directory %s", self.run_dir)
-            shutil.rmtree(self.run_dir)
-        # ctlearn refuses an existing output directory: a resumed run steps aside while it checks
-        aside = self.run_dir.with_name(f".{self.run_dir.name}.resuming")
-        if self.resume:
-            os.replace(self.run_dir, aside)
         try:
-            super().setup()
-        except (ValueError, OSError, KeyError, tables.NoSuchNodeError) as err:
-            raise InputDataError(
-                f"the training data cannot be used: {type(err).__name__}: {err}", source=source,
-                key="Project.signal_dir",
-            ) from None
-        finally:
-            if self.resume:
-                os.replace(aside, self.run_dir)
-        self._split_by_event()
+            with self._run_dir_out_of_the_way():
+                try:
+                    super().setup()
+                except (ValueError, OSError, KeyError, tables.NoSuchNodeError) as err:
+                    raise InputDataError(
+                        f"the training data cannot be used: {type(err).__name__}: {err}", source=source,
+                        key="TrainCTLearnModel.batch_size" if "batch" in str(err) else "Project.signal_dir",
+                    ) from None
+                self._split_by_shower()
+                self._check_model_builds(source)
+        except BaseException:
+            if created:
+                self.lock.release()
+                _remove_if_empty(created)
+            raise
         # ctlearn seeds only the split and shuffling; the weights need Keras' seed too, and
         # deterministic kernels make a resumed run end with the same weights as an uninterrupted one
         keras.utils.set_random_seed(self.random_seed)
@@ -224,6 +264,7 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             config_source=source, model_type=self.model_type, n_epochs=self.n_epochs,
             host=socket.gethostname(), pid=os.getpid(), slurm_job_id=os.environ.get("SLURM_JOB_ID"),
             **({} if self.resume else {"created": self.started}),
+            **({"replaces": self.replaced.name} if self.replaced is not None else {}),
         )
         if self.resume:
             epoch = self.resume_state["epoch"] + 1 if self.resume_state else 0
@@ -236,24 +277,91 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             )
 
     def _check_resumable(self, source):
-        aside = self.run_dir.with_name(f".{self.run_dir.name}.resuming")
-        if not self.run_dir.exists() and aside.exists():
-            os.replace(aside, self.run_dir)  # a resume killed while it was checking
         if not self.run_dir.exists():
             raise ConfigError(f"nothing to resume: {self.run_dir} does not exist", source=source, key="Project.run_name")
         info = read_run_info(self.run_dir)
         if info.get("status") == "finished":
             raise ConfigError(f"run {self.run_dir} is already finished", source=source, key="Project.run_name")
-        last = backup_epoch(self.run_dir / BACKUP_DIR)
-        if last is not None:
-            self.resume_state = load_state(self.run_dir, last)
-            if self.resume_state is None:
-                raise ConfigError(
-                    f"run {self.run_dir} has a backup of epoch {last + 1} but no saved state for it", source=source,
-                )
+        try:
+            last = backup_epoch(self.run_dir / BACKUP_DIR)
+            if last is not None:
+                self.resume_state = load_state(self.run_dir, last)
+        except ValueError as err:
+            raise InputDataError(
+                f"cannot resume: {err}; the run cannot continue from its last epoch (train it again with --overwrite)",
+                source=source, key="Project.run_name",
+            ) from None
+        if last is not None and self.resume_state is None:
+            raise InputDataError(
+                f"run {self.run_dir} has a backup of epoch {last + 1} but no saved state for it", source=source,
+                key="Project.run_name",
+            )
         completed = 0 if last is None else last + 1
         self._truncate_training_log(completed)
         self.log.info("resuming %s after %d finished epochs", self.run_dir, completed)
+
+    def _check_values(self, source):
+        """Values that ctlearn 0.10.2 accepts but cannot train with (a run without a model, a division by zero)."""
+        for key, value in (("TrainCTLearnModel.n_epochs", self.n_epochs), ("TrainCTLearnModel.batch_size", self.batch_size)):
+            if value < 1:
+                raise ConfigError(f"must be at least 1, got {value}", source=source, key=key)
+        if not 0 < self.validation_split < 0.5:
+            raise ConfigError(f"must be above 0 and below 0.5, got {self.validation_split}", source=source,
+                              key="TrainCTLearnModel.validation_split")
+
+    @contextlib.contextmanager
+    def _run_dir_out_of_the_way(self):
+        """While ctlearn's setup runs (it refuses an existing output directory), the run directory steps aside.
+
+        A resumed run comes back whatever happens.  An overwritten run comes
+        back if the new run fails any check; once they all passed it stays
+        aside until the new run finishes (``replaced`` in run.json).
+        """
+        if self.resume:
+            aside = self.run_dir.with_name(f".{self.run_dir.name}.resuming")
+            os.replace(self.run_dir, aside)
+            try:
+                yield
+            finally:
+                os.replace(aside, self.run_dir)
+        elif self.run_dir.exists():
+            aside = set_aside_for_overwrite(self.run_dir)
+            try:
+                yield
+            except BaseException:
+                os.replace(aside, self.run_dir)
+                raise
+            self.replaced = aside
+            self.log.warning("--overwrite: %s set aside as %s; it is deleted when the new run finishes",
+                             self.run_dir, aside.name)
+        else:
+            yield
+
+    def _check_model_builds(self, source):
+        """Build the network once, before the run directory exists: a model that cannot be built is a config error.
+
+        ctlearn builds it only in ``start``, after the run directory is made.
+        Keras' state is reset afterwards, so the real build gets the same layer
+        names and (seeded) weights as without this check.
+        """
+        section = self.model_type
+        try:
+            with self.strategy.scope():
+                built = CTLearnModel.from_name(
+                    self.model_type, input_shape=self.training_loader.input_shape, tasks=self.reco_tasks, parent=self,
+                )
+                model = getattr(built, "model", None)
+        except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError) as err:
+            raise ConfigError(f"the network cannot be built: {type(err).__name__}: {err}", source=source,
+                              key=section) from None
+        if not isinstance(model, keras.Model):
+            raise ConfigError(
+                f"{type(built).__name__} leaves {type(model).__name__ if model is not None else 'nothing'} in "
+                "self.model; it must assign a keras.Model (see models/custom_model_template.py)",
+                source=source, key=section,
+            )
+        del built, model
+        keras.backend.clear_session()
 
     def _truncate_training_log(self, completed):
         """Keep the rows of finished epochs only (an interrupted epoch may have been logged)."""
@@ -268,8 +376,17 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         loaders = {"training": self.training_loader, "validation": self.validation_loader}
         if self.resume_state is not None:
             apply_loader_state(self.resume_state, loaders)
+        # ctlearn's ModelCheckpoint writes the whole model at every improving epoch, in place: keep the best
+        # weights instead (the model is written once at the end, atomically)
+        self.best_weights = None
+        for i, callback in enumerate(self.callbacks):
+            if isinstance(callback, keras.callbacks.ModelCheckpoint):
+                self.best_weights = self.callbacks[i] = BestWeights(
+                    self.run_dir, callback.monitor, "min" if callback.monitor_op is np.less else "max",
+                    callback.save_best_only,
+                )
         stateful = [cb for cb in self.callbacks if isinstance(
-            cb, keras.callbacks.ReduceLROnPlateau | keras.callbacks.EarlyStopping | keras.callbacks.ModelCheckpoint)]
+            cb, keras.callbacks.ReduceLROnPlateau | keras.callbacks.EarlyStopping | BestWeights)]
         self.graceful_stop = GracefulStop()
         self.callbacks += [
             StopOnNonFiniteLoss(),
@@ -283,15 +400,17 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         if self.tracked is not None:
             self.callbacks.append(MLflowEpochLogger(self.tracked))
 
-    def _split_by_event(self):
+    def _split_by_shower(self):
         """Patched from ctlearn 0.10.2 ``TrainCTLearnModel.setup``: validation by shower, not by image.
 
         The stock split puts images of one shower on both sides (optimistic
-        validation metrics); here all telescopes of a shower go to one side.
+        validation metrics); here all telescopes of a shower, and all reuses
+        of a CORSIKA shower, go to one side.
         """
         ids = self.dl1dh_reader.example_identifiers
-        training, validation = split_by_event(
-            ids["file_index"], ids["event_id"], self.validation_split, self.random_seed,
+        reuse = shower_reuse_of(ids["obs_id"], getattr(self.dl1dh_reader, "simulation_info", None))
+        training, validation = split_by_shower(
+            ids["obs_id"], ids["event_id"], self.validation_split, self.random_seed, shower_reuse=reuse,
         )
         batch = self.batch_size * self.strategy.num_replicas_in_sync
         for name, indices in (("training", training), ("validation", validation)):
@@ -352,35 +471,50 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             else:
                 with batches_in_loader_order():
                     super().start()
-        except (TrainingInterrupted, KeyboardInterrupt) as err:
-            reason = str(err) or "interrupted (Ctrl-C)"
-            self.events.write("interruption", reason=reason)
-            write_run_info(self.run_dir, status="interrupted", ended=utc_now(), error=reason)
-            if self.tracked is not None:
-                self.tracked.set_status("KILLED")
-            if isinstance(err, KeyboardInterrupt):
-                raise
-            self.log.warning("%s; resume with: python scripts/rerun/resume.py --run %s", reason, self.run_dir)
-            raise SystemExit(TrainingInterrupted.exit_code) from None
         except BaseException as err:
-            self.events.exception(err)
-            write_run_info(self.run_dir, status="failed", error=f"{type(err).__name__}: {err}", ended=utc_now())
-            if self.tracked is not None:
-                self.tracked.set_status("FAILED")
-            loader_error = loader_failure_message(err)
-            if loader_error is not None:
-                raise InputDataError(loader_error, source=self.task_config_source, key="FastLoader") from None
-            raise
+            typed = typed_error(err, self.run_dir)
+            self._record_end(typed or err)
+            if typed is None:
+                raise
+            raise typed from None
         finally:
             if self.fast_path is not None:
                 self.fast_path.close()
+
+    def _record_end(self, err):
+        """Note in run.json, events.jsonl and MLflow how training ended; a run without space left says so."""
+        interrupted = isinstance(err, (ResumableStop, KeyboardInterrupt))
+        reason = str(err) or ("interrupted (Ctrl-C)" if isinstance(err, KeyboardInterrupt) else type(err).__name__)
+        try:
+            if interrupted:
+                self.events.write("interruption", reason=reason)
+                write_run_info(self.run_dir, status="interrupted", ended=utc_now(), error=reason)
+            else:
+                self.events.exception(err)
+                write_run_info(self.run_dir, status="failed", error=f"{type(err).__name__}: {err}", ended=utc_now())
+        except OSError as write_error:
+            if not isinstance(typed_error(write_error), NoSpaceLeft):
+                raise
+            self.log.error("the end of the run could not be recorded (no space left on %s): once this process has "
+                           "ended the run shows as resumable (scripts/rerun/status.py)", self.run_dir)
+        if self.tracked is not None:
+            self.tracked.set_status("KILLED" if interrupted else "FAILED")
+        if interrupted:
+            self.log.warning("%s; resume with: python scripts/rerun/resume.py --run %s", reason, self.run_dir)
+
+    def output_location(self):
+        return getattr(self, "run_dir", None)
 
     def finish(self):
         if self.already_finished:
             print(f"Run directory: {self.run_dir} (already finished)")
             return
         super().finish()
-        self.model.save_weights(str(self.run_dir / "final.weights.h5"))
+        save_weights_atomically(self.model, self.run_dir / FINAL_WEIGHTS_FILE)
+        if self.best_weights is not None and self.best_weights.restore_best(self.model):
+            self.log.info("model of the best epoch (%s = %.4g) saved to %s", self.best_weights.monitor,
+                          self.best_weights.best, self.run_dir / MODEL_DIR)
+        save_model_atomically(self.model, self.run_dir / MODEL_DIR)
         ids = self.dl1dh_reader.example_identifiers
         split = np.full(len(ids), "", dtype="<U10")
         for name, indices in self.split_indices.items():
@@ -395,8 +529,12 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         shutil.rmtree(self.run_dir / BACKUP_DIR, ignore_errors=True)
         write_run_info(self.run_dir, status="finished", finished=utc_now())
         self.events.write("run_end", status="finished", epochs=self.n_epochs)
+        for old in replaced_runs(self.run_dir):
+            # the run this one replaced (--overwrite) goes only now that its replacement is complete
+            shutil.rmtree(old, ignore_errors=True)
+            self.log.info("removed %s, the run replaced by this one", old.name)
         if self.tracked is not None:
-            for name in (CONFIG_FILE, TRAINING_LOG, PROVENANCE_FILE, "split.csv", "final.weights.h5"):
+            for name in (CONFIG_FILE, TRAINING_LOG, PROVENANCE_FILE, "split.csv", FINAL_WEIGHTS_FILE):
                 self.tracked.log_artifact(self.run_dir / name)
             self.tracked.log_artifact(self.run_dir / MODEL_DIR, MODEL_DIR)
             self.tracked.set_status("FINISHED")
@@ -404,7 +542,24 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         print(f"Run directory: {self.run_dir}")
 
 
-CTRL_C_EXIT_CODE = 130  # ctapipe's Tool.run for KeyboardInterrupt
+def _make_directories(directory):
+    """Create ``directory`` and its missing parents; return the ones created, deepest first."""
+    created = []
+    path = directory.absolute()
+    while not path.exists():
+        created.append(path)
+        path = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_if_empty(directories):
+    """Remove the directories (deepest first) that a refused run created, if nothing else went into them."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
 
 
 def run_training(argv=None):
@@ -420,7 +575,7 @@ def run_training(argv=None):
     try:
         TrainModel().run(argv)
     except SystemExit as stop:
-        if stop.code in (TrainingInterrupted.exit_code, CTRL_C_EXIT_CODE):
+        if stop.code in (EXIT_RESUMABLE, EXIT_CTRL_C):
             logging.shutdown()
             sys.stdout.flush()
             sys.stderr.flush()

@@ -1,0 +1,80 @@
+"""Checks of DL1 input files, made before a reader touches them.
+
+A zero-byte file, a text file named ``.dl1.h5`` or a truncated copy makes
+HDF5 print a back trace of dozens of lines; here each becomes one sentence
+naming the file.  Telescopes that never triggered in a file have no tables
+there (ctapipe writes none): ``available_telescopes`` says which have.
+"""
+
+from pathlib import Path
+
+import tables
+
+from ..exceptions import InputDataError
+
+__all__ = ["DL1_IMAGE_NODES", "available_telescopes", "check_dl1_files", "hdf5_problem"]
+
+#: what a DL1 file must hold for the image readers (dl1-data-handler 0.14) and our DL2 writer
+DL1_IMAGE_NODES = (
+    "/configuration/instrument/subarray/layout",
+    "/dl1/event/subarray/trigger",
+    "/dl1/event/telescope/parameters",
+    "/dl1/event/telescope/images",
+)
+
+# HDF5 prints its own back trace to stderr for every failed open unless told not to
+tables.silence_hdf5_messages(True)
+
+
+def hdf5_problem(path):
+    """Why ``path`` is not a readable HDF5 file (a short phrase), or None."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    if size == 0:
+        return "is empty (0 bytes)"
+    try:
+        if not tables.is_hdf5_file(str(path)):
+            return "is not an HDF5 file"
+        with tables.open_file(str(path), mode="r"):
+            pass
+    except (tables.HDF5ExtError, OSError, ValueError) as err:
+        text = str(err)
+        if "truncated file" in text:
+            detail = next((line.strip() for line in text.splitlines() if "truncated file" in line), "")
+            return f"is truncated ({detail})" if detail else "is truncated"
+        lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("File ")]
+        return f"is not a readable HDF5 file ({lines[-1] if lines else type(err).__name__})"
+    return None
+
+
+def check_dl1_files(files, source=None, key="Project.signal_dir", nodes=DL1_IMAGE_NODES):
+    """Raise InputDataError naming the first file that is not a readable DL1 file with ``nodes``."""
+    for path in files:
+        problem = hdf5_problem(path)
+        if problem is None:
+            with tables.open_file(str(path), mode="r") as h5:
+                missing = [node for node in nodes if node not in h5]
+            if missing:
+                problem = f"is not a ctapipe DL1 file with images and parameters (no {missing[0]})"
+        if problem is not None:
+            raise InputDataError(f"{path} {problem}", source=source, key=key)
+
+
+def available_telescopes(path, group="/dl1/event/telescope/parameters"):
+    """Ids of the telescopes with a non-empty table under ``group`` in ``path`` (a path or an open file)."""
+    if isinstance(path, tables.File):
+        return _telescopes_with_rows(path, group)
+    with tables.open_file(str(path), mode="r") as h5:
+        return _telescopes_with_rows(h5, group)
+
+
+def _telescopes_with_rows(h5, group):
+    if group not in h5:
+        return set()
+    return {
+        int(name.removeprefix("tel_")) for name, node in h5.get_node(group)._v_children.items()
+        if name.startswith("tel_") and node.nrows > 0
+    }

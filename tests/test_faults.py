@@ -1,0 +1,347 @@
+"""Runs that cannot be lost or corrupted: refused overwrites, run locks, exit codes, bad inputs, a full disk."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from ctlearn_mlops.exceptions import EXIT_CONFIG, EXIT_FAILURE, EXIT_RESUMABLE
+from ctlearn_mlops.runlock import RunLock, lock_path
+from ctlearn_mlops.tools.train import TrainModel
+from ctlearn_mlops.tracking import read_events
+
+from .conftest import REPO, run, shrink_config
+
+pytestmark = pytest.mark.slow
+
+
+def _snapshot(run_dir):
+    """Every file of a run with its content (bytes), to show that nothing changed."""
+    return {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def finished_run(task_config, tmp_path):
+    config = task_config("energy")
+    assert run(TrainModel(), ["--config", config, "--run-name", "keep"], cwd=tmp_path) == 0
+    run_dir = tmp_path / "models" / "energy" / "keep"
+    return config, run_dir, _snapshot(run_dir)
+
+
+def _leftovers(root):
+    return [p for p in root.rglob("*") if ".partial" in p.name or p.name.endswith(".lock")]
+
+
+@pytest.mark.parametrize("case", ["validation split smaller than a batch", "unreadable training data"])
+def test_a_refused_overwrite_keeps_the_old_run(case, finished_run, tmp_path, capfd):
+    config, run_dir, before = finished_run
+    argv = ["--config", config, "--run-name", "keep", "--overwrite"]
+    if case == "validation split smaller than a batch":
+        argv += ["--set", "TrainCTLearnModel.batch_size=100"]
+        expected = "fewer than one batch"
+    else:
+        bad = tmp_path / "bad"
+        bad.mkdir()
+        (bad / "gamma_broken.dl1.h5").write_text("this is not HDF5\n")
+        argv += ["--set", f"Project.signal_dir={bad}"]
+        expected = "gamma_broken.dl1.h5 is not an HDF5 file"
+    capfd.readouterr()
+    assert run(TrainModel(), argv, cwd=tmp_path) == EXIT_CONFIG
+    err = capfd.readouterr().err
+    assert expected in err, err
+    assert _snapshot(run_dir) == before
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["keep"]
+
+
+def test_an_overwrite_keeps_the_old_run_aside_until_the_new_one_finishes(finished_run, tmp_path):
+    config, run_dir, before = finished_run
+    # an interrupted overwrite: its checks passed, it started, and was stopped before the end
+    process = subprocess.Popen(
+        [sys.executable, REPO / "scripts" / "train_model.py", "--config", config, "--run-name", "keep", "--overwrite",
+         "--epochs", "30", "--log-level", "WARN"], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 300
+    # the old run is set aside once the new one passed its checks; then the new run finishes an epoch
+    while not (list(run_dir.parent.glob(".keep.replaced-*")) and (run_dir / "state" / "epoch_00000.json").exists()):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
+        time.sleep(0.1)
+    process.send_signal(signal.SIGUSR1)
+    assert process.wait(timeout=120) == EXIT_RESUMABLE
+    aside = list(run_dir.parent.glob(".keep.replaced-*"))
+    assert len(aside) == 1 and _snapshot(aside[0]) == before
+    assert json.loads((run_dir / "run.json").read_text())["replaces"] == aside[0].name
+    # once the new run has finished, the old one goes
+    assert run(TrainModel(), ["--config", config, "--run-name", "keep", "--resume", "--epochs", "2"], cwd=tmp_path) == 0
+    assert not list(run_dir.parent.glob(".keep.replaced-*"))
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+
+
+def test_an_overwrite_killed_before_its_run_started_gets_the_old_run_back(finished_run, tmp_path, capfd):
+    config, run_dir, before = finished_run
+    # what a kill between setting the old run aside and creating the new one leaves behind
+    os.replace(run_dir, run_dir.with_name(".keep.replaced-20260101T000000000000"))
+    assert run(TrainModel(), ["--config", config, "--run-name", "keep"], cwd=tmp_path) == EXIT_CONFIG
+    assert "the old run is back" in capfd.readouterr().err
+    assert _snapshot(run_dir) == before
+
+
+def _train(config, cwd, *argv):
+    """The train script in its own process (TensorFlow closes pytest's captured streams in-process)."""
+    return subprocess.run([sys.executable, REPO / "scripts" / "train_model.py", "--config", config, *argv],
+                          cwd=cwd, capture_output=True, text=True)
+
+
+def _sleeper():
+    """A living process of ours whose pid a lock can name."""
+    return subprocess.Popen(["sleep", "300"])
+
+
+def _fake_lock(run_dir, pid, **fields):
+    from ctlearn_mlops.runlock import _process_start_time
+
+    record = {"host": os.uname().nodename, "pid": pid, "pid_start": _process_start_time(pid), "slurm_job_id": None,
+              "slurm_restart_count": 0, "since": "2026-11-30T00:00:00+00:00", "tool": "ctlearn-mlops-train", **fields}
+    lock_path(run_dir).write_text(json.dumps(record))
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_a_stale_lock_is_taken_over(finished_run, tmp_path, capfd):
+    config, run_dir, before = finished_run
+    holder = _sleeper()
+    try:
+        _fake_lock(run_dir, holder.pid)
+        capfd.readouterr()
+        for argv in (["--overwrite"], ["--auto-resume"]):
+            assert run(TrainModel(), ["--config", config, "--run-name", "keep", *argv], cwd=tmp_path) == EXIT_CONFIG
+            err = capfd.readouterr().err
+            assert f"in use by ctlearn-mlops-train process {holder.pid}" in err and str(lock_path(run_dir)) in err
+        resume = subprocess.run([sys.executable, REPO / "scripts" / "rerun" / "resume.py", "--run", run_dir],
+                                cwd=tmp_path, capture_output=True, text=True)
+        assert resume.returncode == EXIT_CONFIG and f"process {holder.pid}" in resume.stderr
+        assert _snapshot(run_dir) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale, taken over and logged
+    result = _train(config, tmp_path, "--run-name", "keep", "--auto-resume")
+    assert result.returncode == 0 and f"process {holder.pid} on" in result.stderr, result.stderr[-2000:]
+    assert not lock_path(run_dir).exists()
+
+
+def test_lock_of_a_reused_pid_or_an_ended_slurm_job_is_stale(tmp_path):
+    from ctlearn_mlops.runlock import stale_reason
+
+    me = {"host": os.uname().nodename, "pid": os.getpid()}
+    from ctlearn_mlops.runlock import _process_start_time
+
+    assert stale_reason({**me, "pid_start": _process_start_time(os.getpid())}) is None
+    assert "another process" in stale_reason({**me, "pid_start": 1})
+    elsewhere = {"host": "node-that-does-not-exist", "pid": 1, "slurm_job_id": None}
+    assert stale_reason(elsewhere) is None  # cannot be checked from here: refused
+    with RunLock(tmp_path / "run", "test").acquire() as lock:
+        assert lock.read()["pid"] == os.getpid()
+    assert not lock_path(tmp_path / "run").exists()
+
+
+BAD_TRAINING = {
+    "no epochs": ({"TrainCTLearnModel": {"n_epochs": 0}}, "TrainCTLearnModel.n_epochs': must be at least 1"),
+    "zero batch": ({"TrainCTLearnModel": {"batch_size": 0}}, "TrainCTLearnModel.batch_size': must be at least 1"),
+    "no keras model": ("custom:none", "leaves nothing in self.model"),
+    "not a keras model": ("custom:dict", "leaves dict in self.model"),
+}
+
+_BAD_MODEL = '''
+from ctlearn.core.model import CTLearnModel
+
+
+class BrokenCNN(CTLearnModel):
+    def __init__(self, input_shape, tasks, config=None, parent=None, **kwargs):
+        super().__init__(config=config, parent=parent, **kwargs)
+        {body}
+'''
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TRAINING))
+def test_bad_training_settings_exit_2_and_leave_nothing(case, task_config, tmp_path):
+    sections, expected = BAD_TRAINING[case]
+    if isinstance(sections, str):
+        body = {"custom:none": "pass", "custom:dict": "self.model = {}"}[sections]
+        model_file = tmp_path / "broken.py"
+        model_file.write_text(_BAD_MODEL.format(body=body))
+        sections = {"Project": {"custom_model_file": str(model_file)}, "TrainCTLearnModel": {"model_type": "BrokenCNN"}}
+    config = task_config("energy", **sections)
+    result = _train(config, tmp_path)
+    assert result.returncode == EXIT_CONFIG
+    assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("truncated", "is truncated"), ("empty", "is empty (0 bytes)"), ("text", "is not an HDF5 file"),
+])
+def test_broken_dl1_files_get_one_line_naming_the_file(case, expected, toy_data, task_config, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(toy_data / "train", data)
+    victim = data / "gamma_broken.dl1.h5"
+    original = sorted(data.glob("gamma_*.h5"))[0].read_bytes()
+    victim.write_bytes({"truncated": original[: len(original) // 2], "empty": b"", "text": b"not a DL1 file\n"}[case])
+    config = task_config("energy", Project={"signal_dir": str(data)})
+    result = subprocess.run([sys.executable, REPO / "scripts" / "train_model.py", "--config", config],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == EXIT_CONFIG
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert any(f"{victim} {expected}" in line for line in errors), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "H5F.c" not in result.stderr
+    assert len(result.stderr.splitlines()) < 10
+    assert not (tmp_path / "models").exists()
+
+
+def test_an_unwritable_output_root_is_refused_before_the_data_is_read(task_config, tmp_path, capfd):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a file where a directory should be")
+    config = task_config("energy", Project={"output_root": str(blocker / "models")})
+    assert run(TrainModel(), ["--config", config], cwd=tmp_path) == EXIT_CONFIG
+    err = capfd.readouterr().err
+    assert "Project.output_root" in err and "cannot write to" in err
+    assert "Number of events loaded" not in err
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to run as another user")
+def test_an_output_root_without_permission_is_refused_for_a_non_root_user(toy_data, tmp_path):
+    shared = tmp_path / "shared"
+    shutil.copytree(toy_data, shared / "data")
+    config = shrink_config("energy", shared / "data", shared / "readonly" / "models")
+    (shared / "readonly").mkdir()
+    (shared / "energy.yaml").write_text(yaml.safe_dump(config))
+    for path in [tmp_path, *tmp_path.parents[:-1], *shared.rglob("*"), shared]:
+        path.chmod(path.stat().st_mode | 0o755 if path.is_dir() else path.stat().st_mode | 0o644)
+    (shared / "readonly").chmod(0o555)
+    (shared / "home").mkdir(mode=0o777)
+    (shared / "home").chmod(0o777)
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+         REPO / "scripts" / "train_model.py", "--config", shared / "energy.yaml"],
+        cwd=shared, capture_output=True, text=True,
+        env={**os.environ, "HOME": str(shared / "home"), "NUMBA_CACHE_DIR": str(shared / "home"),
+             "MPLCONFIGDIR": str(shared / "home")},
+    )
+    assert result.returncode == EXIT_CONFIG, result.stderr[-2000:]
+    assert "Permission denied" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_corrupt_resume_state_or_backup_names_the_file(task_config, tmp_path):
+    config = task_config("energy", TrainCTLearnModel={"n_epochs": 8})
+    process = subprocess.Popen([sys.executable, REPO / "scripts" / "train_model.py", "--config", config,
+                                "--log-level", "WARN"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "models" / "energy" / "tiny"
+    deadline = time.monotonic() + 300
+    while not (run_dir / "state" / "epoch_00001.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    states = sorted((run_dir / "state").glob("epoch_*.json"))
+    latest_state = run_dir / "state" / f"epoch_{_backup_epoch(run_dir):05d}.json"
+    assert latest_state in states
+    good = latest_state.read_text()
+    latest_state.write_text(good[: len(good) // 2])
+    result = _train(config, tmp_path, "--resume")
+    assert result.returncode == EXIT_CONFIG and str(latest_state) in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    latest_state.write_text(good)
+    index = next((run_dir / "backup" / "chief").glob("*.index"))
+    index.write_bytes(b"\0" * 16)
+    result = _train(config, tmp_path, "--resume")
+    assert result.returncode == EXIT_CONFIG and "cannot be read" in result.stderr and str(index.parent) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _backup_epoch(run_dir):
+    from ctlearn_mlops._compat import backup_epoch
+
+    return backup_epoch(run_dir / "backup")
+
+
+def test_a_dead_loader_worker_ends_the_run_with_the_resume_code(task_config, tmp_path):
+    import psutil
+
+    config = task_config("energy", FastLoader={"enabled": True, "workers": 2}, TrainCTLearnModel={"n_epochs": 30})
+    process = subprocess.Popen([sys.executable, REPO / "scripts" / "train_model.py", "--config", config,
+                                "--log-level", "WARN"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "models" / "energy" / "tiny"
+    deadline = time.monotonic() + 300
+    while not (run_dir / "state" / "epoch_00000.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
+        time.sleep(0.1)
+    workers = [p for p in psutil.Process(process.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+    assert len(workers) == 2
+    os.kill(workers[0].pid, signal.SIGKILL)
+    assert process.wait(timeout=120) == EXIT_RESUMABLE
+    err = process.stderr.read()
+    assert "died" in err and "Traceback" not in err
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    assert run(TrainModel(), ["--config", config, "--resume", "--epochs", "2"], cwd=tmp_path) == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A nearly full file system: room for a run's first files, not for its checkpoints."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    filler = mount / "filler"
+    filler.write_bytes(b"\0" * (shutil.disk_usage(mount).free - 160_000))
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_ends_the_run_with_one_message_and_no_half_written_files(task_config, small_disk, tmp_path):
+    config = task_config("energy", Project={"output_root": str(small_disk / "models")},
+                         TrainCTLearnModel={"n_epochs": 3})
+    result = subprocess.run([sys.executable, REPO / "scripts" / "train_model.py", "--config", config,
+                             "--log-level", "WARN"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == EXIT_FAILURE, result.stderr[-3000:]
+    assert f"no space left on {small_disk}" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    run_dir = small_disk / "models" / "energy" / "tiny"
+    assert not _leftovers(small_disk)
+    assert not (run_dir / "ctlearn_model.cpk").exists() or (run_dir / "ctlearn_model.cpk" / "saved_model.pb").exists()
+    if (run_dir / "run.json").exists():
+        info = json.loads((run_dir / "run.json").read_text())
+        if info["status"] == "failed":
+            assert "no space left" in info["error"]
+            assert read_events(run_dir)[-1]["event"] == "exception"
+        else:
+            # there was no room to record the end: the run shows as resumable once the process is gone
+            from ctlearn_mlops.tools.runs import run_state
+
+            assert run_state(run_dir) == "resumable"
+
+
+def test_a_conversion_on_a_full_disk_says_so(small_disk, tmp_path):
+    from ctlearn_mlops.resources import eventio_resource
+
+    inputs = tmp_path / "simtel"
+    inputs.mkdir()
+    (inputs / "gamma_test.simtel.gz").symlink_to(eventio_resource("gamma_test.simtel.gz"))
+    (small_disk / "filler").unlink()
+    (small_disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 30_000))
+    result = subprocess.run(
+        [sys.executable, REPO / "scripts" / "data_processing" / "convert_data.py", "--input", inputs,
+         "--output-dir", small_disk / "dl1", "--processing-config", REPO / "configs" / "processing" / "dl1_images.yaml",
+         "--max-events", "3", "--allowed-tels", "1", "--allowed-tels", "2", "--log-level", "WARN"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )
+    assert result.returncode == EXIT_FAILURE
+    assert f"no space left on {small_disk / 'dl1'}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not _leftovers(small_disk)
