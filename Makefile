@@ -1,5 +1,5 @@
 # Task runner. The two commands of the README:
-#   make demo   set up, make the default data, train + test all four tasks on it
+#   make demo   set up, make the default data, train + test all four tasks on it, IRFs of the event file
 #   make test   set up and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -27,11 +27,14 @@ demo: data
 	  $(BIN)/python scripts/test_model.py --config configs/$$task.yaml --run latest --log-level WARN || exit $$?; \
 	  $(BIN)/python scripts/generate_report.py --config configs/$$task.yaml --run latest --log-level WARN || exit $$?; \
 	done
-	@echo "Runs are in models/<task>/, their reports in reports/<task>/ (open report.html)"
+	$(BIN)/python scripts/predict_events.py --run type=latest --run energy=latest --run geometry=latest \
+	  --input data/default/irf --output data/dl2/demo-irf.dl2.h5 --overwrite --log-level WARN
+	$(BIN)/python scripts/compute_irf.py --input data/dl2/demo-irf.dl2.h5 --name demo --overwrite --log-level WARN
+	@echo "Runs are in models/<task>/, their reports in reports/<task>/, IRFs in reports/irf/demo/ (open report.html)"
 
-# the quality runs train on 4x the default showers (docs/physics.md); ~2 min on 2 cores, 0.5 GB
+# the quality runs train on 4x the default showers (docs/physics.md), and an IRF sample 6x the default one
 data-quality: setup
-	$(BIN)/python scripts/data_processing/make_default_dataset.py --output-dir data/quality --n-gamma 12000 --n-proton 32000 --seed 2
+	$(BIN)/python scripts/data_processing/make_default_dataset.py --output-dir data/quality --n-gamma 12000 --n-proton 32000 --n-irf-gamma 12000 --n-irf-proton 48000 --seed 2
 
 # quality budget of one task (docs/physics.md): make quality-cameradirection
 quality-%: data-quality

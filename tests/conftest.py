@@ -29,9 +29,9 @@ def toy_data(tmp_path_factory):
     return out
 
 
-def shrink_config(task, data_dir, output_root, **sections):
-    """The real task config, made small and pointed at ``data_dir``."""
-    config = yaml.safe_load((REPO / "configs" / f"{task}.yaml").read_text())
+def shrink_config(task, data_dir, output_root, config_name=None, **sections):
+    """The real task config (``configs/<config_name or task>.yaml``), made small and pointed at ``data_dir``."""
+    config = yaml.safe_load((REPO / "configs" / f"{config_name or task}.yaml").read_text())
     project = config["Project"]
     for key in ("signal_dir", "background_dir"):
         if key in project:

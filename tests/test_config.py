@@ -25,7 +25,7 @@ SHIPPED = sorted(p.stem for p in (REPO / "configs").glob("*.yaml"))
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_configs_are_valid_and_name_their_task(name, toy_data):
     content = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
-    task = name.removesuffix("_quality")
+    task = name.removesuffix("_quality").removesuffix("_stereo")
     assert task in TASKS and content["Project"]["task"] == task
     project = content["Project"]
     for key in ("signal_dir", "background_dir", "test_signal_dir", "test_background_dir"):

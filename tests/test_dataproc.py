@@ -19,7 +19,7 @@ from ctlearn_mlops.resources import eventio_resource
 from ctlearn_mlops.tools.convert import ConvertData
 from ctlearn_mlops.tools.extract import ExtractImages
 from ctlearn_mlops.tools.merge import MergeDL1
-from ctlearn_mlops.tools.predict import DL2_TABLE, PredictModel
+from ctlearn_mlops.tools.predict import PredictModel
 from ctlearn_mlops.tools.train import TrainModel
 
 from .conftest import REPO, run, shrink_config
@@ -212,6 +212,9 @@ def test_real_chain_convert_extract_merge_train_test(real_dl1, tmp_path):
     path.write_text(yaml.safe_dump(config))
     assert run(TrainModel(), ["--config", path], cwd=tmp_path) == 0
     assert run(PredictModel(), ["--config", path, "--run", "tiny"], cwd=tmp_path) == 0
-    dl2 = read_table(tmp_path / "models" / "energy" / "tiny" / "dl2" / "test.dl2.h5", DL2_TABLE)
-    assert len(dl2) >= 5 and set(np.unique(dl2["tel_id"])) <= {1, 2, 3, 4}
-    assert np.isfinite(dl2["reco_energy"]).all()
+    with TableLoader(tmp_path / "models" / "energy" / "tiny" / "dl2" / "test.dl2.h5",
+                     focal_length_choice="EQUIVALENT") as loader:
+        dl2 = loader.read_telescope_events(dl2=True, dl1_parameters=True)
+    predicted = dl2[dl2["CTLearn_tel_is_valid"]]
+    assert len(predicted) >= 5 and set(np.unique(predicted["tel_id"])) <= {1, 2, 3, 4}
+    assert np.isfinite(predicted["CTLearn_tel_energy"]).all()

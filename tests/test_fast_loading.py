@@ -196,14 +196,12 @@ def test_train_and_predict_on_the_fast_path_match_the_stock_predictions(task_con
     stock_config.write_text(yaml.safe_dump(stock))
     assert run(PredictModel(), ["--config", stock_config, "--run", "tiny", "--name", "stock"], cwd=tmp_path) == 0
 
-    from ctapipe.io import read_table
-
-    from ctlearn_mlops.tools.predict import DL2_TABLE
+    from ctlearn_mlops.io.dl2 import read_telescope_events
 
     dl2 = tmp_path / "models" / "type" / "tiny" / "dl2"
-    fast, reference = read_table(dl2 / "test.dl2.h5", DL2_TABLE), read_table(dl2 / "stock.dl2.h5", DL2_TABLE)
-    assert len(fast) == len(reference) > 0
-    np.testing.assert_array_equal(fast["gammaness"], reference["gammaness"])
+    fast, reference = read_telescope_events(dl2 / "test.dl2.h5"), read_telescope_events(dl2 / "stock.dl2.h5")
+    assert len(fast) == len(reference) > 0 and fast["CTLearn_tel_is_valid"].any()
+    np.testing.assert_array_equal(fast["CTLearn_tel_prediction"], reference["CTLearn_tel_prediction"])
 
 
 def test_cache_mode_of_extract_only_images_has_help():

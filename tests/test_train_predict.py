@@ -7,22 +7,24 @@ import json
 import numpy as np
 import pytest
 import yaml
-from ctapipe.io import read_table
+from ctapipe.io import TableLoader
 from dl1_data_handler.reader import DLImageReader
 from traitlets.config import Config
 
-from ctlearn_mlops.tools.predict import BASELINE_TRAINING_TABLE, DL2_TABLE, PredictModel
+from ctlearn_mlops.io.dl2 import read_telescope_events, read_training_images
+from ctlearn_mlops.tools.predict import PredictModel
 from ctlearn_mlops.tools.train import TrainModel
 
 from .conftest import REPO, TASKS, run
 
 pytestmark = pytest.mark.slow
 
+#: the telescope-level DL2 columns of each task's network (io.dl2)
 PREDICTION_COLUMNS = {
-    "energy": ["reco_energy"],
-    "type": ["gammaness"],
-    "cameradirection": ["reco_cam_coord_offset_x", "reco_cam_coord_offset_y"],
-    "skydirection": ["reco_fov_lon", "reco_fov_lat", "reco_alt", "reco_az"],
+    "energy": ["CTLearn_tel_energy"],
+    "type": ["CTLearn_tel_prediction"],
+    "cameradirection": ["CTLearn_tel_alt", "CTLearn_tel_az"],
+    "skydirection": ["CTLearn_tel_alt", "CTLearn_tel_az"],
 }
 
 
@@ -62,43 +64,52 @@ def test_validation_split_keeps_showers_together(task, trained_runs):
     assert all(len(s) == 1 for s in sides.values())
 
 
+def _reader(toy_data, split, task):
+    return DLImageReader(
+        input_url_signal=sorted(str(p) for p in (toy_data / split).glob("gamma_*.h5")),
+        input_url_background=sorted(str(p) for p in (toy_data / split).glob("proton_*.h5")) if task == "type" else [],
+        config=Config({"DLImageReader": {"allowed_tels": [1, 2, 3, 4], "focal_length_choice": "EQUIVALENT"},
+                       "TableQualityQuery": {"quality_criteria": [["> 50 phe", "hillas_intensity > 50"]]}}),
+    )
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_dl2_has_every_test_image_with_truth_ids_and_predictions(task, trained_runs, toy_data):
     _, run_dir = trained_runs[task]
-    dl2 = read_table(run_dir / "dl2" / "test.dl2.h5", DL2_TABLE)
-    for column in ("obs_id", "event_id", "tel_id", "true_energy", "true_alt", "true_az",
-                   "true_shower_primary_id", "hillas_intensity", "hillas_width", *PREDICTION_COLUMNS[task]):
+    with TableLoader(run_dir / "dl2" / "test.dl2.h5", focal_length_choice="EQUIVALENT") as loader:
+        dl2 = loader.read_telescope_events(dl2=True, dl1_parameters=True, simulated=True)
+    for column in ("obs_id", "event_id", "tel_id", "true_energy", "true_alt", "true_az", "true_shower_primary_id",
+                   "hillas_intensity", "hillas_width", "CTLearn_tel_is_valid", *PREDICTION_COLUMNS[task]):
         assert column in dl2.colnames, column
-
-    particles = ["gamma", "proton"] if task == "type" else ["gamma"]
-    reader = DLImageReader(
-        input_url_signal=sorted(str(p) for p in (toy_data / "test").glob("gamma_*.h5")),
-        input_url_background=sorted(str(p) for p in (toy_data / "test").glob("proton_*.h5")) if task == "type" else [],
-        config=Config({"DLImageReader": {"allowed_tels": [1, 2, 3, 4], "focal_length_choice": "EQUIVALENT"}}),
-    )
-    assert len(dl2) == reader._get_n_events()
-    assert len(np.unique(np.asarray(dl2[["obs_id", "event_id", "tel_id"]]))) == len(dl2)
-    assert set(np.unique(dl2["true_shower_primary_id"])) == {0, 101}.intersection({0 if p == "gamma" else 101 for p in particles})
-    assert dl2["is_valid"].all()
+    predicted = dl2[dl2["CTLearn_tel_is_valid"]]
+    reader = _reader(toy_data, "test", task)
+    examples = reader.example_identifiers
+    # every image that passes the cuts, and only those, has a prediction
+    assert len(predicted) == len(examples)
+    assert set(zip(predicted["obs_id"], predicted["event_id"], predicted["tel_id"])) == set(
+        zip(examples["obs_id"], examples["event_id"], examples["tel_id"]))
+    particles = {0} | ({101} if task == "type" else set())
+    assert set(np.unique(predicted["true_shower_primary_id"])) == particles
     for column in PREDICTION_COLUMNS[task]:
-        values = np.asarray(dl2[column], dtype=float)
+        values = np.asarray(predicted[column], dtype=float)
         assert np.isfinite(values).all()
-        # the stock mono tool wrote 0.0 for the last incomplete batch
-        assert not np.any(values[-10:] == 0.0), column
+        # the stock mono tool wrote 0.0 for the last incomplete batch: the last examples in reader order
+        last = set(zip(examples["obs_id"][-10:], examples["event_id"][-10:], examples["tel_id"][-10:]))
+        tail = [v for o, e, t, v in zip(predicted["obs_id"], predicted["event_id"], predicted["tel_id"], values)
+                if (o, e, t) in last]
+        assert len(tail) == 10 and not np.any(np.asarray(tail) == 0.0), column
     if task == "type":
-        assert ((dl2["gammaness"] >= 0) & (dl2["gammaness"] <= 1)).all()
+        assert ((predicted["CTLearn_tel_prediction"] >= 0) & (predicted["CTLearn_tel_prediction"] <= 1)).all()
     if task == "energy":
-        assert (dl2["reco_energy"] > 0).all()
+        assert (predicted["CTLearn_tel_energy"] > 0).all()
+    # the classical reconstruction of the same images
+    classical = "HillasBDT_tel_is_valid"
+    assert np.array_equal(np.asarray(dl2[classical]), np.asarray(dl2["CTLearn_tel_is_valid"]))
 
     # the baselines are fitted on the training files' images, after the same cuts
-    training = read_table(run_dir / "dl2" / "test.dl2.h5", BASELINE_TRAINING_TABLE)
-    training_reader = DLImageReader(
-        input_url_signal=sorted(str(p) for p in (toy_data / "train").glob("gamma_*.h5")),
-        input_url_background=sorted(str(p) for p in (toy_data / "train").glob("proton_*.h5")) if task == "type" else [],
-        config=Config({"DLImageReader": {"allowed_tels": [1, 2, 3, 4], "focal_length_choice": "EQUIVALENT"}}),
-    )
-    assert len(training) == training_reader._get_n_events()
-    assert not set(PREDICTION_COLUMNS[task]) & set(training.colnames)
+    training = read_training_images(run_dir / "dl2" / "test.dl2.h5")
+    assert len(training) == len(_reader(toy_data, "train", task).example_identifiers)
+    assert not {c for c in training.colnames if c.startswith("CTLearn")}
     assert np.isfinite(np.asarray(training["hillas_width"], dtype=float)).all()
 
 
@@ -136,7 +147,7 @@ def test_latest_run_and_explicit_input(trained_runs, toy_data):
     test_file = sorted((toy_data / "test").glob("gamma_*.h5"))[0]
     argv = ["--config", config, "--run", "latest", "--input", test_file, "--name", "one-file"]
     assert run(PredictModel(), argv, cwd=config.parent) == 0
-    assert len(read_table(run_dir / "dl2" / "one-file.dl2.h5", DL2_TABLE)) > 0
+    assert read_telescope_events(run_dir / "dl2" / "one-file.dl2.h5")["CTLearn_tel_is_valid"].any()
 
 
 def test_custom_model_template_trains_and_predicts(task_config, tmp_path):
@@ -151,8 +162,9 @@ def test_custom_model_template_trains_and_predicts(task_config, tmp_path):
     run_dir = tmp_path / "models" / "energy" / "tiny"
     assert json.loads((run_dir / "run.json").read_text())["model_type"] == "CustomCNN"
     assert run(PredictModel(), ["--config", config, "--run", "tiny"], cwd=tmp_path) == 0
-    dl2 = read_table(run_dir / "dl2" / "test.dl2.h5", DL2_TABLE)
-    assert np.isfinite(dl2["reco_energy"]).all()
+    dl2 = read_telescope_events(run_dir / "dl2" / "test.dl2.h5")
+    dl2 = dl2[dl2["CTLearn_tel_is_valid"]]
+    assert len(dl2) and np.isfinite(dl2["CTLearn_tel_energy"]).all()
     # the saved model holds the template's own layer and loads again in the predict tool
     import keras
 
@@ -166,8 +178,9 @@ def test_custom_model_template_trains_and_predicts(task_config, tmp_path):
     np.testing.assert_allclose(model.predict(images[:, :, ::-1], verbose=0)["energy"], energies, rtol=1e-5)
     # the mirror is a training-time layer: predicting twice gives the same energies
     assert run(PredictModel(), ["--config", config, "--run", "tiny", "--name", "again"], cwd=tmp_path) == 0
-    again = read_table(run_dir / "dl2" / "again.dl2.h5", DL2_TABLE)
-    np.testing.assert_array_equal(dl2["reco_energy"], again["reco_energy"])
+    again = read_telescope_events(run_dir / "dl2" / "again.dl2.h5")
+    again = again[again["CTLearn_tel_is_valid"]]
+    np.testing.assert_array_equal(dl2["CTLearn_tel_energy"], again["CTLearn_tel_energy"])
 
 
 def test_custom_model_refuses_a_task_before_the_run_starts(task_config, tmp_path, capsys):

@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "ReaderHooks",
+    "subarray_read_once",
     "mono_item",
     "stereo_batch_with_images",
     "stereo_item",
@@ -206,6 +207,38 @@ def tolerate_missing_telescopes(missing):
     finally:
         reader_module.read_table = ctapipe_read_table
         tables.Group._f_get_child = original_get_child
+
+
+@contextlib.contextmanager
+def subarray_read_once(active=True):
+    """While a dl1-data-handler 0.14.6 reader is built, read the subarray of its first file only.
+
+    The reader reads every file's subarray to check that they agree (about a
+    tenth of a second per file); for files an example index already saw
+    together, that check passed before.  ``SubarrayDescription`` in the
+    reader's module is replaced, for the duration, by one that reads a file's
+    subarray once and gives it for every file.
+    """
+    if not active:
+        yield
+        return
+    from dl1_data_handler import reader as reader_module
+
+    original = reader_module.SubarrayDescription
+    read = {}
+
+    class SubarrayOfTheFirstFile:
+        @staticmethod
+        def from_hdf(path, focal_length_choice=None, **kwargs):
+            if focal_length_choice not in read:
+                read[focal_length_choice] = original.from_hdf(path, focal_length_choice=focal_length_choice, **kwargs)
+            return read[focal_length_choice]
+
+    reader_module.SubarrayDescription = SubarrayOfTheFirstFile
+    try:
+        yield
+    finally:
+        reader_module.SubarrayDescription = original
 
 
 class ReaderHooks:

@@ -88,4 +88,5 @@ class ScalarRecorder(keras.callbacks.Callback):
             f.flush()
             os.fsync(f.fileno())
         self.recorded.add(epoch)
-        self.events.write("epoch_end", epoch=epoch, metrics=logs, seconds=round(time.monotonic() - self.epoch_start, 3))
+        self.events.write("epoch_end", epoch=epoch, metrics=logs, seconds=round(time.monotonic() - self.epoch_start, 3),
+                          ended_at=round(time.time(), 3))

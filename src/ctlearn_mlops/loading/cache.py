@@ -22,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .reader import configured_reader_type
+from .keys import reader_settings, source_fingerprints
 from .sources import DL1ImageSource
 
 __all__ = ["CACHE_SUFFIX", "COMPRESSIONS", "StaleCacheError", "cache_path", "check_cache", "reader_settings", "write_image_cache"]
@@ -38,36 +38,6 @@ class StaleCacheError(ValueError):
 
 def cache_path(cache_dir, split):
     return Path(cache_dir) / f"{split}{CACHE_SUFFIX}"
-
-
-def _jsonable(value):
-    return json.loads(json.dumps(value, default=str))
-
-
-def reader_settings(reader):
-    """What determines the images and the example list of a reader, as plain JSON values."""
-    mappers = {}
-    for camera, mapper in sorted(reader.image_mappers.items()):
-        traits = {name: getattr(mapper, name) for name in sorted(mapper.class_trait_names(config=True))}
-        mappers[str(camera)] = {"class": type(mapper).__name__, **traits}
-    return _jsonable({
-        # ImageReader reads what DLImageReader reads: a cache of one serves the other
-        "reader": configured_reader_type(type(reader).__name__),
-        "mode": reader.mode,
-        "channels": list(reader.channels),
-        "tel_ids": [int(t) for t in reader.tel_ids],
-        "quality_criteria": [list(c) for c in reader.quality_query.quality_criteria],
-        "transforms": reader.transforms,
-        "image_mappers": mappers,
-    })
-
-
-def source_fingerprints(files):
-    result = []
-    for path in files:
-        stat = os.stat(path)
-        result.append({"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
-    return result
 
 
 def _keys(reader):

@@ -7,8 +7,8 @@ of a task config.  What it adds:
 * a telescope without tables in a file (it never triggered there) has no
   examples in that file instead of failing the whole reader; the log says
   which allowed telescopes had no data where;
-* the example table can come from a persistent index (``loading.index``)
-  instead of reading every file's tables again.
+* the example table comes from a persistent index (``loading.index``,
+  section ``ExampleIndex``) instead of reading every file's tables again.
 """
 
 import logging
@@ -19,10 +19,12 @@ import numpy as np
 from ctapipe.io import read_table
 from dl1_data_handler.reader import DLImageReader
 
-from .._compat import ReaderHooks, tolerate_missing_telescopes
+from .._compat import ReaderHooks, subarray_read_once, tolerate_missing_telescopes
 from ..io.dl1 import available_telescopes
+from .index import ExampleIndex, known_file_set
+from .keys import READER_TYPES, reader_type_for
 
-__all__ = ["ImageReader", "READER_TYPES", "configured_reader_type", "reader_type_for"]
+__all__ = ["ImageReader", "READER_TYPES", "reader_type_for"]
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +34,17 @@ class ImageReader(ReaderHooks, DLImageReader):
 
     def __init__(self, input_url_signal, input_url_background=(), config=None, parent=None, example_index=None,
                  **kwargs):
+        input_url_signal, input_url_background = list(input_url_signal), list(input_url_background)
         #: an ``ExampleIndex`` (or None): where the example table is kept between runs
         self.example_index = example_index
         self.indexed = False
         self.telescopes_available = {}
-        with tolerate_missing_telescopes(set()):
+        settings = config if config is not None else getattr(parent, "config", None)
+        directory = ((settings or {}).get("ExampleIndex") or {}).get("directory")
+        enabled = ((settings or {}).get("ExampleIndex") or {}).get("enabled", True)
+        # files an index saw together passed the subarray check before: read the first file's subarray only
+        known = enabled and known_file_set(directory, input_url_signal, input_url_background)
+        with tolerate_missing_telescopes(set()), subarray_read_once(known):
             super().__init__(
                 input_url_signal=list(input_url_signal), input_url_background=list(input_url_background),
                 config=config, parent=parent, **kwargs,
@@ -67,13 +75,12 @@ class ImageReader(ReaderHooks, DLImageReader):
 
     def restore_examples(self):
         if self.example_index is None:
-            return False
+            self.example_index = ExampleIndex(parent=self)
         self.indexed = self.example_index.restore(self)
         return self.indexed
 
     def examples_built(self):
-        if self.example_index is not None:
-            self.example_index.store(self)
+        self.example_index.store(self)
 
 
 def _without_data(available, tel_ids):
@@ -86,17 +93,3 @@ def _without_data(available, tel_ids):
             if int(tel_id) not in present:
                 files[int(tel_id)].append(filename)
     return dict(files)
-
-
-#: reader types of a task config that ``ImageReader`` stands in for
-READER_TYPES = {"DLImageReader": "ImageReader"}
-
-
-def reader_type_for(configured):
-    """The reader class name to build for ``TrainCTLearnModel.dl1dh_reader_type`` as configured."""
-    return READER_TYPES.get(configured, configured)
-
-
-def configured_reader_type(built):
-    """The reader type a config names for the class ``built`` (the inverse of ``reader_type_for``)."""
-    return next((name for name, ours in READER_TYPES.items() if ours == built), built)

@@ -1,49 +1,61 @@
-"""Per-task performance of a DL2 table: the network and its classical baselines, same events."""
+"""Per-task performance from an event DL2 file: the network and the classical reconstructions on the same events.
+
+Two levels: ``telescope`` (every test image the network saw: the mono
+metrics of the reports) and ``subarray`` (every array event, reconstructions
+combined over telescopes or made by a stereo network).  For energy and the
+direction tasks only gammas count.  At telescope level the classical
+methods are the Hillas BDT written in the file and the simple baselines
+(``baselines``) fitted on the training images it holds; at array-event level
+they are the combined Hillas BDT (with ctapipe's HillasReconstructor for the
+direction of events with two or more images).
+"""
 
 from dataclasses import dataclass, field
 
 import astropy.units as u
 import numpy as np
-import tables
+from astropy.coordinates import AltAz, SkyCoord, angular_separation
 from astropy.table import QTable
-from ctapipe.io import read_table
+from ctapipe.coordinates import TelescopeFrame
 
 from .. import metrics
+from ..io import dl2
 from ..showers import shower_groups
 from . import baselines
 
-__all__ = ["ENERGY_BINS", "LOWER_IS_BETTER", "NETWORK", "best_baseline", "TaskEvaluation", "evaluate", "read_baseline_training", "read_dl2"]
+__all__ = [
+    "CLASSICAL",
+    "ENERGY_BINS",
+    "LEVELS",
+    "LOWER_IS_BETTER",
+    "NETWORK",
+    "NETWORK_STEREO",
+    "TaskEvaluation",
+    "best_baseline",
+    "evaluate",
+    "evaluate_file",
+    "read_events",
+]
 
 NETWORK = "CNN"
+NETWORK_STEREO = "CNN stereo"
+CLASSICAL = "Hillas BDT"
+LEVELS = ("telescope", "subarray")
 #: 4 bins per decade of true energy
 ENERGY_BINS = 10 ** np.arange(-1.5, 1.76, 0.25) * u.TeV
 REJECTION_EFFICIENCIES = (0.5, 0.7, 0.9)
 #: headline metrics where lower is better
 LOWER_IS_BETTER = {"resolution", "containment_68_deg"}
-
-
-def read_dl2(path):
-    from ..tools.predict import DL2_TABLE
-
-    return QTable(read_table(path, DL2_TABLE))
-
-
-def read_baseline_training(path):
-    """The run's training images (truth and image parameters) stored next to the DL2 table, or None."""
-    from ..tools.predict import BASELINE_TRAINING_TABLE
-
-    with tables.open_file(path) as h5:
-        if BASELINE_TRAINING_TABLE not in h5:
-            return None
-    return QTable(read_table(path, BASELINE_TRAINING_TABLE))
+_NETWORK_PREFIXES = {dl2.CNN_PREFIX: NETWORK, dl2.STEREO_PREFIX: NETWORK_STEREO}
 
 
 @dataclass
 class TaskEvaluation:
-    """What the reports plot and print for one task."""
+    """What the reports plot and print for one task at one level."""
 
     task: str
     n_events: int
+    level: str = "telescope"
     #: headline[metric][method] -> float; the first method is the network
     headline: dict = field(default_factory=dict)
     #: binned[method] -> QTable per bin of true energy
@@ -57,68 +69,141 @@ class TaskEvaluation:
     #: margins[metric] -> {"baseline", "difference", "uncertainty"}: network minus the best baseline,
     #: with the standard deviation of a paired bootstrap over the test showers
     margins: dict = field(default_factory=dict)
+    #: the network of this evaluation (NETWORK, or NETWORK_STEREO for a stereo run)
+    network: str = NETWORK
 
     @property
     def methods(self):
         return list(self.binned)
 
 
-def _energy(dl2, training):
-    true_energy = u.Quantity(dl2["true_energy"], u.TeV)
-    estimates = {
-        NETWORK: u.Quantity(dl2["reco_energy"], u.TeV).to_value(u.TeV),
-        "median predictor": baselines.median_energy(dl2, training),
-        "intensity fit": baselines.intensity_fit_energy(dl2, training),
-        "Hillas BDT": baselines.bdt_energy(dl2, training),
-    }
-    result = TaskEvaluation("energy", len(dl2), headline={"resolution": {}, "bias": {}})
-    for method, reco in estimates.items():
+def network_prefix(path, task, level):
+    """The network reconstruction to evaluate: mono CNN if the file has it at this level, else the stereo one."""
+    role = dl2.ROLE_OF_TASK[task]
+    present = dl2.prefixes_in(path, role, telescope=level == "telescope")
+    for prefix in (dl2.CNN_PREFIX, dl2.STEREO_PREFIX):
+        if prefix in present:
+            return prefix
+    return None
+
+
+def read_events(path, task, level="telescope", prefix=None):
+    """The events of ``task`` the network reconstructed: test images or array events (gammas only for energy and
+    direction), with truth, pointing, image parameters (telescope level) and every reconstruction's columns."""
+    role = dl2.ROLE_OF_TASK[task]
+    prefix = prefix or network_prefix(path, task, level)
+    if prefix is None:
+        raise ValueError(f"{path} has no network {dl2.KIND_OF_ROLE[role]} reconstruction at {level} level")
+    table = dl2.read_telescope_events(path) if level == "telescope" else dl2.read_subarray_events(path)
+    valid = np.asarray(table[dl2.Reconstruction(role, prefix, telescope=level == "telescope").valid], dtype=bool)
+    if task != "type":
+        valid &= np.asarray(table["true_shower_primary_id"]) == 0
+    table = table[valid]
+    table.meta["network_prefix"] = prefix
+    return table
+
+
+def _stored(table, role, prefix, level):
+    """The values of a reconstruction stored in the file, NaN where it is not valid; None if absent."""
+    reco = dl2.Reconstruction(role, prefix, telescope=level == "telescope")
+    if reco.valid not in table.colnames:
+        return None
+    valid = np.asarray(table[reco.valid], dtype=bool)
+    values = {}
+    for column in reco.values:
+        name = column.rsplit("_", 1)[1]
+        quantity = table[column]
+        data = u.Quantity(quantity).to_value({"energy": u.TeV, "alt": u.deg, "az": u.deg}.get(name, u.one)) \
+            if hasattr(quantity, "unit") and quantity.unit is not None else np.asarray(quantity, dtype=float)
+        values[name] = np.where(valid, np.asarray(data, dtype=float), np.nan)
+    return values
+
+
+def _estimates(task, table, level, training):
+    """{method: values} of every method on ``table``'s events; the network first."""
+    role = dl2.ROLE_OF_TASK[task]
+    prefix = table.meta["network_prefix"]
+    found = {_NETWORK_PREFIXES[prefix]: _stored(table, role, prefix, level)}
+    classical = _stored(table, role, dl2.CLASSICAL_PREFIX, level)
+    if level == "telescope":
+        found.update(_simple_baselines(task, table, training))
+    if classical is not None:
+        found[CLASSICAL if role != "geometry" or level == "subarray" else f"{CLASSICAL} disp"] = classical
+    return found
+
+
+def _simple_baselines(task, table, training):
+    if task == "energy":
+        return {"median predictor": {"energy": baselines.median_energy(table, training)},
+                "intensity fit": {"energy": baselines.intensity_fit_energy(table, training)}}
+    if task == "type":
+        return {"Hillas width cut": {"prediction": baselines.width_score(table)},
+                "Hillas logistic regression": {"prediction": baselines.hillas_logistic_score(table, training)}}
+    return {"Hillas centroid": {"theta": baselines.centroid_theta(table)},
+            "disp": {"theta": baselines.disp_theta(table, training)}}
+
+
+def _energy(table, estimates):
+    true_energy = u.Quantity(table["true_energy"], u.TeV)
+    result = TaskEvaluation("energy", len(table), headline={"resolution": {}, "bias": {}})
+    energies = {method: values["energy"] for method, values in estimates.items()}
+    for method, reco in energies.items():
         bias, resolution, _ = metrics.overall_energy_bias_resolution(true_energy, reco * u.TeV)
         result.headline["resolution"][method] = resolution
         result.headline["bias"][method] = bias
         result.binned[method] = metrics.energy_bias_resolution(true_energy, reco * u.TeV, ENERGY_BINS)
-    result.arrays = {"true_energy": true_energy.to_value(u.TeV), "reco_energy": estimates[NETWORK]}
+    network = next(iter(energies))
+    result.arrays = {"true_energy": true_energy.to_value(u.TeV), "reco_energy": energies[network]}
     result.statistics = {"resolution": {
         method: (lambda idx, reco=reco: metrics.overall_energy_bias_resolution(true_energy[idx], reco[idx] * u.TeV)[1])
-        for method, reco in estimates.items()
+        for method, reco in energies.items()
     }}
     return result
 
 
-def _direction(dl2, task, training):
-    true_energy = u.Quantity(dl2["true_energy"], u.TeV)
-    if task == "cameradirection":
-        dx = u.Quantity(dl2["reco_cam_coord_offset_x"] - dl2["cam_coord_offset_x"], u.m)
-        dy = u.Quantity(dl2["reco_cam_coord_offset_y"] - dl2["cam_coord_offset_y"], u.m)
-        focal = u.Quantity(dl2["focal_length"], u.m)
-        network_theta = np.rad2deg(np.hypot(dx, dy).to_value(u.m) / focal.to_value(u.m))
-        residuals = {"x": np.rad2deg((dx / focal).to_value(u.one)), "y": np.rad2deg((dy / focal).to_value(u.one))}
-    else:
-        dlon = u.Quantity(dl2["reco_fov_lon"] - dl2["fov_lon"], u.deg).to_value(u.deg)
-        dlat = u.Quantity(dl2["reco_fov_lat"] - dl2["fov_lat"], u.deg).to_value(u.deg)
-        network_theta = np.hypot(dlon, dlat)
-        residuals = {"fov_lon": dlon, "fov_lat": dlat}
-    thetas = {
-        NETWORK: network_theta,
-        "Hillas centroid": baselines.centroid_theta(dl2),
-        "disp": baselines.disp_theta(dl2, training),
-        "Hillas BDT disp": baselines.bdt_disp_theta(dl2, training),
-    }
-    result = TaskEvaluation(task, len(dl2), headline={"containment_68_deg": {}})
+def _true_and_pointing(table):
+    true = SkyCoord(alt=u.Quantity(table["true_alt"], u.deg), az=u.Quantity(table["true_az"], u.deg), frame=AltAz())
+    pointing = SkyCoord(alt=u.Quantity(table["pointing_altitude"], u.deg),
+                        az=u.Quantity(table["pointing_azimuth"], u.deg), frame=AltAz())
+    return true, pointing
+
+
+def _theta(table, values):
+    return np.rad2deg(angular_separation(
+        np.deg2rad(values["az"]), np.deg2rad(values["alt"]),
+        u.Quantity(table["true_az"]).to_value(u.rad), u.Quantity(table["true_alt"]).to_value(u.rad),
+    ))
+
+
+def _residuals(table, values):
+    """(reconstructed - true) field-of-view offsets (deg) around the array pointing."""
+    true, pointing = _true_and_pointing(table)
+    frame = TelescopeFrame(telescope_pointing=pointing)
+    reco = SkyCoord(alt=values["alt"] * u.deg, az=values["az"] * u.deg, frame=AltAz())
+    true_fov, reco_fov = true.transform_to(frame), reco.transform_to(frame)
+    return {"fov_lon": (reco_fov.fov_lon - true_fov.fov_lon).to_value(u.deg),
+            "fov_lat": (reco_fov.fov_lat - true_fov.fov_lat).to_value(u.deg)}
+
+
+def _direction(table, task, estimates):
+    true_energy = u.Quantity(table["true_energy"], u.TeV)
+    thetas = {method: values["theta"] if "theta" in values else _theta(table, values)
+              for method, values in estimates.items()}
+    network = next(iter(estimates))
+    result = TaskEvaluation(task, len(table), headline={"containment_68_deg": {}})
     for method, theta in thetas.items():
         result.headline["containment_68_deg"][method] = metrics.containment(theta)
         result.binned[method] = metrics.angular_resolution(true_energy, theta * u.deg, ENERGY_BINS)
-    result.arrays = {"theta": thetas, "residuals": residuals}
+    result.arrays = {"theta": thetas, "residuals": _residuals(table, estimates[network])}
     result.statistics = {"containment_68_deg": {
         method: (lambda idx, theta=theta: metrics.containment(theta[idx])) for method, theta in thetas.items()
     }}
-    if task == "skydirection":
-        d_alt = u.Quantity(dl2["reco_alt"] - dl2["true_alt"], u.deg).to_value(u.deg)
-        d_az = (u.Quantity(dl2["reco_az"] - dl2["true_az"], u.deg).to_value(u.deg) + 180) % 360 - 180
-        d_az *= np.cos(u.Quantity(dl2["true_alt"]).to_value(u.rad))
-        result.headline["bias_alt_deg"] = {NETWORK: float(np.nanmedian(d_alt))}
-        result.headline["bias_az_cos_alt_deg"] = {NETWORK: float(np.nanmedian(d_az))}
-        result.arrays["bias"] = _binned_median(true_energy, {"alt": d_alt, "az cos(alt)": d_az})
+    d_alt = estimates[network]["alt"] - u.Quantity(table["true_alt"], u.deg).to_value(u.deg)
+    d_az = (estimates[network]["az"] - u.Quantity(table["true_az"], u.deg).to_value(u.deg) + 180) % 360 - 180
+    d_az *= np.cos(u.Quantity(table["true_alt"]).to_value(u.rad))
+    result.headline["bias_alt_deg"] = {network: float(np.nanmedian(d_alt))}
+    result.headline["bias_az_cos_alt_deg"] = {network: float(np.nanmedian(d_az))}
+    result.arrays["bias"] = _binned_median(true_energy, {"alt": d_alt, "az cos(alt)": d_az})
     return result
 
 
@@ -132,16 +217,11 @@ def _binned_median(true_energy, values):
     return table
 
 
-def _type(dl2, training):
-    is_gamma = np.asarray(dl2["true_shower_primary_id"]) == 0
-    true_energy = u.Quantity(dl2["true_energy"], u.TeV)
-    scores = {
-        NETWORK: np.asarray(dl2["gammaness"], dtype=float),
-        "Hillas width cut": baselines.width_score(dl2),
-        "Hillas logistic regression": baselines.hillas_logistic_score(dl2, training),
-        "Hillas BDT": baselines.bdt_gamma_score(dl2, training),
-    }
-    result = TaskEvaluation("type", len(dl2), headline={"auc": {}})
+def _type(table, estimates):
+    is_gamma = np.asarray(table["true_shower_primary_id"]) == 0
+    true_energy = u.Quantity(table["true_energy"], u.TeV)
+    scores = {method: np.asarray(values["prediction"], dtype=float) for method, values in estimates.items()}
+    result = TaskEvaluation("type", len(table), headline={"auc": {}})
     for efficiency in REJECTION_EFFICIENCIES:
         result.headline[f"background_rejection_at_{efficiency:.0%}_gamma_efficiency"] = {}
     for method, score in scores.items():
@@ -156,15 +236,15 @@ def _type(dl2, training):
     return result
 
 
-def shower_labels(dl2):
-    """One label per image: images of the same shower (and reuses of one CORSIKA shower) share it."""
-    reuse = np.asarray(dl2["shower_reuse"]) if "shower_reuse" in dl2.colnames else 1
-    return shower_groups(dl2["obs_id"], dl2["event_id"], reuse)
+def shower_labels(table):
+    """One label per row: rows of the same shower (and reuses of one CORSIKA shower) share it."""
+    reuse = np.asarray(table["shower_reuse"]) if "shower_reuse" in table.colnames else 1
+    return shower_groups(table["obs_id"], table["event_id"], reuse)
 
 
-def best_baseline(values, metric):
+def best_baseline(values, metric, network=NETWORK):
     """The baseline with the best finite value of ``metric`` in ``values`` ({method: value}), or None."""
-    finite = {m: v for m, v in values.items() if m != NETWORK and np.isfinite(v)}
+    finite = {m: v for m, v in values.items() if m not in (NETWORK, NETWORK_STEREO, network) and np.isfinite(v)}
     if not finite:
         return None
     pick = min if metric in LOWER_IS_BETTER else max
@@ -174,31 +254,47 @@ def best_baseline(values, metric):
 def _margins(result, showers):
     margins = {}
     for metric, by_method in result.statistics.items():
-        best = best_baseline(result.headline[metric], metric)
-        if NETWORK not in by_method or best is None:
+        best = best_baseline(result.headline[metric], metric, result.network)
+        if result.network not in by_method or best is None:
             continue
-        difference, uncertainty = metrics.paired_bootstrap_difference(by_method[NETWORK], by_method[best], showers)
+        difference, uncertainty = metrics.paired_bootstrap_difference(by_method[result.network], by_method[best],
+                                                                      showers)
         margins[metric] = {"baseline": best, "difference": difference, "uncertainty": uncertainty}
     return margins
 
 
-def evaluate(task, dl2, training=None) -> TaskEvaluation:
-    """Network and baselines of ``task`` on the events of ``dl2`` (a QTable from ``read_dl2``).
+def evaluate(task, table, training=None, level="telescope", margins=True) -> TaskEvaluation:
+    """Network and classical methods of ``task`` on the events of ``table`` (from ``read_events``).
 
-    ``training`` (from ``read_baseline_training``): the images the baselines are
-    fitted on; without it they are cross-fitted over the test showers.
+    ``training``: the images the simple baselines are fitted on (telescope
+    level); without them they are cross-fitted over the test showers.
+    ``margins``: compute the bootstrap margin to the best baseline.
     """
+    estimates = _estimates(task, table, level, training)
     if task == "energy":
-        result = _energy(dl2, training)
+        result = _energy(table, estimates)
     elif task == "type":
-        result = _type(dl2, training)
+        result = _type(table, estimates)
     elif task in ("cameradirection", "skydirection"):
-        result = _direction(dl2, task, training)
+        result = _direction(table, task, estimates)
     else:
         raise ValueError(f"unknown task {task!r}")
-    result.margins = _margins(result, shower_labels(dl2))
-    result.baselines_fitted_on = (
-        f"the run's {len(training)} training images" if baselines.has_training(training)
-        else "the other half of the test showers (two-fold cross-fitting)"
-    )
+    result.level = level
+    result.network = next(iter(estimates))
+    if margins:
+        result.margins = _margins(result, shower_labels(table))
+    if level == "telescope":
+        result.baselines_fitted_on = (
+            f"the run's {len(training)} training images" if baselines.has_training(training)
+            else "the other half of the test showers (two-fold cross-fitting)"
+        )
+    else:
+        result.baselines_fitted_on = "the runs' training images (the Hillas BDT written in the DL2 file)"
     return result
+
+
+def evaluate_file(path, task, level="telescope", margins=True):
+    """``evaluate`` on the events of a DL2 file, with the training images it holds."""
+    table = read_events(path, task, level)
+    training = dl2.read_training_images(path) if level == "telescope" else None
+    return evaluate(task, table, training, level, margins)

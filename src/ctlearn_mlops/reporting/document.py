@@ -10,8 +10,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
 
 __all__ = ["Report", "atomic_directory"]
 
@@ -113,10 +113,9 @@ class Report:
             lines.append("")
         per_page = 60
         for start in range(0, len(lines), per_page):
-            fig = plt.figure(figsize=(8.27, 11.69))
+            fig = Figure(figsize=(8.27, 11.69))
             fig.text(0.05, 0.97, "\n".join(lines[start:start + per_page]), va="top", family="monospace", fontsize=7)
             pdf.savefig(fig)
-            plt.close(fig)
 
     def write(self, directory, metrics=None):
         directory = Path(directory)
@@ -131,9 +130,6 @@ class Report:
         (directory / "report.html").write_text(self.html())
         if metrics is not None:
             (directory / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
-        for kind, _, payload in self.blocks:
-            if kind == "figure":
-                plt.close(payload[2])
 
 
 def _json_default(value):

@@ -1,14 +1,15 @@
-"""Figures: data in, a matplotlib Figure out (no I/O)."""
+"""Figures: data in, a matplotlib Figure out (no I/O).
+
+Figures are made without pyplot: importing this module leaves matplotlib's
+backend (a notebook's inline one, say) as it was, and figures need no closing.
+"""
 
 import astropy.units as u
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..metrics import roc_curve  # noqa: E402
-from ..physics.evaluation import ENERGY_BINS, NETWORK  # noqa: E402
+from ..metrics import roc_curve
+from ..physics.evaluation import ENERGY_BINS, NETWORK
 
 __all__ = [
     "plot_binned",
@@ -24,12 +25,12 @@ __all__ = [
 
 
 def _figure(width=6.4, height=4.4):
-    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
-    return fig, ax
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.add_subplot()
 
 
 def _style(label, index):
-    if label == NETWORK or index == 0:
+    if label in (NETWORK, "CNN stereo") or index == 0:
         return dict(lw=2.2, marker="o", ms=4, zorder=3)
     return dict(lw=1.3, marker="s", ms=3, ls="--", alpha=0.85)
 
@@ -37,7 +38,8 @@ def _style(label, index):
 def plot_training_curves(logs, title="Training"):
     """``logs``: {label: DataFrame of training_log.csv}; one panel per metric, train solid, validation dashed."""
     metric_names = sorted({c for df in logs.values() for c in df.columns if c not in ("epoch", "lr") and not c.startswith("val_")})
-    fig, axes = plt.subplots(1, len(metric_names), figsize=(4.2 * len(metric_names), 3.6), layout="constrained", squeeze=False)
+    fig = Figure(figsize=(4.2 * len(metric_names), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(metric_names), squeeze=False)
     for ax, metric in zip(axes[0], metric_names):
         for i, (label, df) in enumerate(logs.items()):
             color = f"C{i}"
@@ -75,7 +77,7 @@ def plot_binned(tables, column, ylabel, title, log_y=False, reference=None):
     return fig
 
 
-def plot_energy_scatter(true_energy, reco_energy):
+def plot_energy_scatter(true_energy, reco_energy, network=NETWORK):
     fig, ax = _figure(5.6, 4.8)
     edges = np.log10(ENERGY_BINS.to_value(u.TeV))
     finite = np.isfinite(reco_energy) & (reco_energy > 0)
@@ -84,7 +86,7 @@ def plot_energy_scatter(true_energy, reco_energy):
     ax.plot(edges[[0, -1]], edges[[0, -1]], color="w", lw=1)
     ax.set_xlabel("log10(true energy / TeV)")
     ax.set_ylabel("log10(reconstructed energy / TeV)")
-    ax.set_title(f"{NETWORK}: reconstructed vs true energy")
+    ax.set_title(f"{network}: reconstructed vs true energy")
     return fig
 
 
@@ -122,19 +124,19 @@ def plot_roc(curves, title="ROC"):
     return fig
 
 
-def plot_gammaness(is_gamma, gammaness):
+def plot_gammaness(is_gamma, gammaness, network=NETWORK):
     fig, ax = _figure()
     bins = np.linspace(0, 1, 41)
     ax.hist(gammaness[is_gamma], bins=bins, histtype="step", lw=2, density=True, label="gammas")
     ax.hist(gammaness[~is_gamma], bins=bins, histtype="step", lw=2, density=True, label="protons")
     ax.set_xlabel("gammaness")
     ax.set_ylabel("density")
-    ax.set_title(f"{NETWORK} gammaness")
+    ax.set_title(f"{network} gammaness")
     ax.legend()
     return fig
 
 
-def plot_residuals(residuals, unit="deg"):
+def plot_residuals(residuals, unit="deg", network=NETWORK):
     """Histograms of the per-axis residuals (reconstructed - true)."""
     fig, ax = _figure()
     values = np.concatenate([v[np.isfinite(v)] for v in residuals.values()])
@@ -144,7 +146,7 @@ def plot_residuals(residuals, unit="deg"):
         ax.hist(value[np.isfinite(value)], bins=bins, histtype="step", lw=2, label=f"{name}: median {np.nanmedian(value):+.3f}")
     ax.set_xlabel(f"reconstructed - true / {unit}")
     ax.set_ylabel("images")
-    ax.set_title(f"{NETWORK} residuals")
+    ax.set_title(f"{network} residuals")
     ax.legend(fontsize="small")
     return fig
 
@@ -164,7 +166,7 @@ def plot_theta2(thetas, title="theta^2"):
     return fig
 
 
-def plot_sky_bias(table):
+def plot_sky_bias(table, network=NETWORK):
     fig, ax = _figure()
     center = u.Quantity(table["true_energy_center"], u.TeV).to_value(u.TeV)
     for name in table.colnames[1:]:
@@ -173,7 +175,7 @@ def plot_sky_bias(table):
     ax.set_xscale("log")
     ax.set_xlabel("true energy / TeV")
     ax.set_ylabel("median (reconstructed - true) / deg")
-    ax.set_title(f"{NETWORK} direction bias")
+    ax.set_title(f"{network} direction bias")
     ax.legend()
     ax.grid(alpha=0.3)
     return fig

@@ -1,5 +1,9 @@
 """Compare runs of one task: summary.csv, overlaid curves, report.html and report.pdf.
 
+With ``--irf``, overlay instead the sensitivity curves of outputs of
+``scripts/compute_irf.py`` (several DL2 files, or the same file with other
+options).
+
 Runs are given by name (with --task), by directory, or all finished runs of
 a task (--task energy --all).  The summary has one row per run: the config
 values that differ between the runs and the headline metrics.  --ensemble
@@ -16,18 +20,20 @@ import astropy.units as u
 import numpy as np
 import pandas as pd
 import yaml
-from astropy.table import join
+from astropy.coordinates import AltAz, SkyCoord
+from astropy.table import QTable, Table, join
 from astropy.utils.metadata import MergeConflictWarning
 from ctapipe.core.traits import Bool, List, Path, Unicode
 
 from ..exceptions import ConfigError, RunExistsError
-from ..physics.evaluation import NETWORK, evaluate, read_baseline_training, read_dl2
+from ..io import dl2
+from ..physics.evaluation import evaluate, network_prefix, read_events
 from ..reporting import plots
 from ..reporting.document import Report, atomic_directory
+from ..reporting.irf_figures import plot_sensitivity
 from ..reporting.task_figures import BINNED_CURVES
 from ..rundir import CONFIG_FILE, RUN_FILE, TRAINING_LOG, read_run_info, run_directories
 from .base import MLOpsTool
-from .predict import PREDICTION_COLUMNS
 
 __all__ = ["CompareTool", "main", "ENSEMBLE"]
 
@@ -47,31 +53,39 @@ def _flatten(config, prefix=""):
 
 
 def _headline_values(evaluation):
-    return {f"{metric} ({NETWORK})": values.get(NETWORK, np.nan) for metric, values in evaluation.headline.items()}
+    network = evaluation.network
+    return {f"{metric} ({network})": values.get(network, np.nan) for metric, values in evaluation.headline.items()}
 
 
-def ensemble_dl2(task, tables):
-    """Mean prediction of several DL2 tables on their common images (energy: mean of log10)."""
+def ensemble_events(task, tables):
+    """The mean network reconstruction of several runs on their common events (energy: mean of log10,
+    direction: mean of the unit vectors); the rest of the first table's columns."""
+    role = dl2.ROLE_OF_TASK[task]
+    keys = [k for k in _KEYS if k in tables[0].colnames]
+    columns = []
     common = tables[0]
-    keep = [c for c in common.colnames if c not in PREDICTION_COLUMNS[task]]
-    common = common[keep]
     for i, table in enumerate(tables):
-        part = table[_KEYS + PREDICTION_COLUMNS[task]]
-        for c in PREDICTION_COLUMNS[task]:
-            part.rename_column(c, f"{c}_{i}")
-        common = join(common, part, keys=_KEYS, join_type="inner")
-    for c in PREDICTION_COLUMNS[task]:
-        columns = [u.Quantity(common[f"{c}_{i}"]) for i in range(len(tables))]
-        if c == "reco_energy":
-            common[c] = 10 ** np.mean([np.log10(col.to_value(u.TeV)) for col in columns], axis=0) * u.TeV
-        elif c == "reco_az":
-            unit = columns[0].unit
-            rad = [col.to_value(u.rad) for col in columns]
-            common[c] = (np.arctan2(np.mean(np.sin(rad), 0), np.mean(np.cos(rad), 0)) * u.rad).to(unit) % (360 * u.deg)
-        else:
-            common[c] = np.mean(u.Quantity(columns), axis=0)
-        for i in range(len(tables)):
-            common.remove_column(f"{c}_{i}")
+        reco = dl2.Reconstruction(role, table.meta["network_prefix"], telescope="tel_id" in keys)
+        part = table[keys + reco.values]
+        names = [f"__{i}_{column.rsplit('_', 1)[1]}" for column in reco.values]
+        for column, name in zip(reco.values, names):
+            part.rename_column(column, name)
+        columns.append(dict(zip([c.rsplit("_", 1)[1] for c in reco.values], names)))
+        common = join(common, part, keys=keys, join_type="inner")
+    first = dl2.Reconstruction(role, tables[0].meta["network_prefix"], telescope="tel_id" in keys)
+    values = {stem: [u.Quantity(common[c[stem]]) for c in columns] for stem in columns[0]}
+    if role == "energy":
+        mean = {"energy": 10 ** np.mean([np.log10(v.to_value(u.TeV)) for v in values["energy"]], axis=0) * u.TeV}
+    elif role == "type":
+        mean = {"prediction": np.mean([np.asarray(v) for v in values["prediction"]], axis=0)}
+    else:
+        directions = [SkyCoord(alt=alt, az=az, frame=AltAz()).cartesian for alt, az in zip(values["alt"], values["az"])]
+        average = SkyCoord(sum(directions[1:], directions[0]) / len(directions), frame=AltAz())
+        mean = {"alt": average.alt.to(u.deg), "az": average.az.wrap_at(360 * u.deg).to(u.deg)}
+    for column in first.values:
+        common[column] = mean[column.rsplit("_", 1)[1]]
+    common.remove_columns([name for c in columns for name in c.values()])
+    common.meta["network_prefix"] = first.prefix
     return common
 
 
@@ -84,6 +98,7 @@ class CompareTool(MLOpsTool):
     python scripts/compare_models.py --task energy --all
     python scripts/compare_models.py --task type --run baseline --run lr3 --run wide --name lr-scan --ensemble
     python scripts/compare_models.py --run models/energy/a --run models/energy/b
+    python scripts/compare_models.py --irf reports/irf/default --irf reports/irf/quality --name sensitivities
     """
 
     runs = List(Unicode(), default_value=[], help="Runs: directories, or names under <models_root>/<task>/.").tag(config=True)
@@ -95,6 +110,9 @@ class CompareTool(MLOpsTool):
     dl2_name = Unicode("test", help="Which DL2 output of each run to compare.").tag(config=True)
     ensemble = Bool(False, help="Add the mean of the runs' predictions as an extra row.").tag(config=True)
     overwrite = Bool(False, help="Replace an existing comparison of the same name.").tag(config=True)
+    irf_dirs = List(Path(exists=True, directory_ok=True, file_ok=False), default_value=[], help=(
+        "IRF outputs of scripts/compute_irf.py (repeatable): overlay their sensitivity curves instead of comparing runs."
+    )).tag(config=True)
 
     aliases = {
         ("r", "run"): "CompareTool.runs",
@@ -103,6 +121,7 @@ class CompareTool(MLOpsTool):
         ("o", "output-root"): "CompareTool.reports_root",
         "name": "CompareTool.comparison_name",
         "dl2": "CompareTool.dl2_name",
+        "irf": "CompareTool.irf_dirs",
     }
     flags = {
         "all": ({"CompareTool": {"all_runs": True}}, "Compare every finished run of --task."),
@@ -132,7 +151,50 @@ class CompareTool(MLOpsTool):
             raise ConfigError(f"need at least two runs to compare, got {len(dirs)}", key="--run")
         return dirs
 
+    def _setup_irf(self):
+        for directory in self.irf_dirs:
+            if not (directory / "sensitivity.csv").exists():
+                raise ConfigError(f"{directory} is not an output of scripts/compute_irf.py (no sensitivity.csv)",
+                                  key="--irf")
+        if len(self.irf_dirs) < 2:
+            raise ConfigError(f"need at least two IRF outputs to overlay, got {len(self.irf_dirs)}", key="--irf")
+        name = self.comparison_name or f"irf-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        self.output_dir = self.reports_root / "compare" / name
+        if self.output_dir.exists() and not self.overwrite:
+            raise RunExistsError(f"comparison {self.output_dir} exists; pass --overwrite or choose --name")
+
+    def _start_irf(self):
+        curves = {}
+        for directory in self.irf_dirs:
+            table = Table.read(directory / "sensitivity.csv", format="ascii.csv")
+            for label in dict.fromkeys(table["reconstruction"]):
+                rows = table[table["reconstruction"] == label]
+                curves[f"{directory.name}: {label}"] = QTable({
+                    "reco_energy_low": rows["reco_energy_low_tev"] * u.TeV,
+                    "reco_energy_high": rows["reco_energy_high_tev"] * u.TeV,
+                    "relative_sensitivity": np.asarray(rows["relative_sensitivity"], dtype=float),
+                    "e2_flux_sensitivity": np.asarray(rows["e2_flux_sensitivity_erg_per_cm2_s"], dtype=float)
+                    * u.erg / (u.cm ** 2 * u.s),
+                })
+        report = Report(f"Sensitivity of {len(self.irf_dirs)} IRF outputs")
+        report.figure("sensitivity", plot_sensitivity(curves, "Point-source sensitivity"),
+                      "E² F of each reconstruction of each IRF output per bin of reconstructed energy.")
+        header = ["curve", "best relative sensitivity", "at E_reco / TeV"]
+        rows = []
+        for label, curve in curves.items():
+            finite = np.isfinite(curve["relative_sensitivity"])
+            best = int(np.argmin(np.where(finite, curve["relative_sensitivity"], np.inf))) if finite.any() else None
+            rows.append([label, float(curve["relative_sensitivity"][best]) if best is not None else float("nan"),
+                         f"{curve['reco_energy_low'][best].value:.3g}-{curve['reco_energy_high'][best].value:.3g}"
+                         if best is not None else ""])
+        report.table("Best point of each curve", header, rows)
+        self.report = report
+        self.metrics = {"irf": [str(d) for d in self.irf_dirs], "curves": list(curves)}
+        self.rows = [dict(zip(header, row)) for row in rows]
+
     def setup(self):
+        if self.irf_dirs:
+            return self._setup_irf()
         warnings.filterwarnings("ignore", category=MergeConflictWarning)
         self.run_dirs = self._run_dirs()
         tasks = {d: read_run_info(d).get("task") for d in self.run_dirs}
@@ -148,6 +210,12 @@ class CompareTool(MLOpsTool):
                 "runs without predictions (run scripts/test_model.py first): " + ", ".join(str(d) for d in missing),
                 key="--run",
             )
+        stale = [d for d in self.run_dirs
+                 if not any(network_prefix(d / "dl2" / f"{self.dl2_name}.dl2.h5", self.compared_task, level)
+                            for level in ("telescope", "subarray"))]
+        if stale:
+            raise ConfigError("runs whose DL2 file holds no network reconstruction (predict again with "
+                              "scripts/test_model.py --overwrite): " + ", ".join(str(d) for d in stale), key="--run")
         name = self.comparison_name or f"{self.compared_task}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
         self.output_dir = self.reports_root / "compare" / name
         if self.output_dir.exists() and not self.overwrite:
@@ -160,15 +228,21 @@ class CompareTool(MLOpsTool):
         return [f"{d.parent.name}/{d.name}" for d in self.run_dirs]
 
     def start(self):
+        if self.irf_dirs:
+            return self._start_irf()
         task = self.compared_task
         labels = self._labels()
         paths = {label: d / "dl2" / f"{self.dl2_name}.dl2.h5" for label, d in zip(labels, self.run_dirs)}
-        dl2 = {label: read_dl2(path) for label, path in paths.items()}
-        training = {label: read_baseline_training(path) for label, path in paths.items()}
-        evaluations = {label: evaluate(task, dl2[label], training[label]) for label in labels}
+        # per image for mono runs; per array event as soon as one run is stereo
+        level = "telescope" if all(network_prefix(p, task, "telescope") for p in paths.values()) else "subarray"
+        events = {label: read_events(path, task, level) for label, path in paths.items()}
+        training = {label: dl2.read_training_images(path) if level == "telescope" else None
+                    for label, path in paths.items()}
+        evaluations = {label: evaluate(task, events[label], training[label], level, margins=False) for label in labels}
         if self.ensemble:
             # the ensemble's baselines are the first run's
-            evaluations[ENSEMBLE] = evaluate(task, ensemble_dl2(task, list(dl2.values())), training[labels[0]])
+            evaluations[ENSEMBLE] = evaluate(task, ensemble_events(task, list(events.values())), training[labels[0]],
+                                             level, margins=False)
 
         configs = {label: _flatten(yaml.safe_load((d / CONFIG_FILE).read_text())) for label, d in zip(labels, self.run_dirs)}
         keys = sorted({k for c in configs.values() for k in c})
@@ -185,26 +259,27 @@ class CompareTool(MLOpsTool):
         report.table("Summary (config values that differ, headline metrics of the network)", header,
                      [[row.get(h, "") for h in header] for row in self.rows])
         baselines = next(iter(evaluations.values())).headline
-        report.table("Baselines on the first run's test images", ["metric", *[m for m in next(iter(evaluations.values())).methods if m != NETWORK]],
-                     [[metric] + [v for m, v in values.items() if m != NETWORK] for metric, values in baselines.items()])
+        first = next(iter(evaluations.values()))
+        report.table("Baselines on the first run's test events", ["metric", *[m for m in first.methods if m != first.network]],
+                     [[metric] + [v for m, v in values.items() if m != first.network] for metric, values in baselines.items()])
         logs = {label: pd.read_csv(d / TRAINING_LOG) for label, d in zip(labels, self.run_dirs)
                 if (d / TRAINING_LOG).exists() and (d / TRAINING_LOG).stat().st_size}
         if logs:
             report.figure("training_curves", plots.plot_training_curves(logs, "Training of each run"),
                           "Loss per epoch of each run: training (solid), validation (dashed).")
         for column, ylabel, title, log_y in BINNED_CURVES[task]:
-            tables = {label: ev.binned[NETWORK] for label, ev in evaluations.items()}
+            tables = {label: ev.binned[ev.network] for label, ev in evaluations.items()}
             report.figure(f"{task}_{column}_vs_energy", plots.plot_binned(tables, column, ylabel, f"{title}: runs", log_y),
                           f"{title} of each run's network per bin of true energy.")
         if task == "type":
-            curves = {label: (ev.arrays["is_gamma"], ev.arrays["scores"][NETWORK]) for label, ev in evaluations.items()}
+            curves = {label: (ev.arrays["is_gamma"], ev.arrays["scores"][ev.network]) for label, ev in evaluations.items()}
             report.figure("type_roc", plots.plot_roc(curves, "ROC of each run"), "Background rejection vs gamma efficiency.")
         if task in ("cameradirection", "skydirection"):
-            thetas = {label: ev.arrays["theta"][NETWORK] for label, ev in evaluations.items()}
+            thetas = {label: ev.arrays["theta"][ev.network] for label, ev in evaluations.items()}
             report.figure(f"{task}_theta2", plots.plot_theta2(thetas, "theta^2 of each run"), "Squared angular distance.")
         self.report = report
         self.metrics = {
-            "task": task, "runs": [str(d) for d in self.run_dirs], "ensemble": self.ensemble,
+            "task": task, "level": level, "runs": [str(d) for d in self.run_dirs], "ensemble": self.ensemble,
             "headline": {label: ev.headline for label, ev in evaluations.items()},
         }
 

@@ -1,5 +1,9 @@
 """Generate the embedded default dataset: toy gamma and proton showers seen by the LSTs.
 
+``train/`` and ``test/`` hold diffuse gammas and protons (the tasks' data);
+``irf/`` holds point-like gammas (0.4 deg off the pointing) and protons
+diffuse over 2.5 deg, the sample IRFs and sensitivity are computed on.
+
 Images come from ctapipe.image.toymodel shapes placed with the real LSTCam
 geometry (read from a real simtel file of the eventio sdist on PyPI), cleaned
 and parametrised by ctapipe's ImageProcessor and written by its DataWriter:
@@ -11,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from ctapipe.core.traits import Bool, Float, Int, Path
 
-from ..toysim.dataset import default_dataset_plan, lst_subarray, write_toy_file
+from ..toysim.dataset import default_dataset_plan, irf_dataset_plan, lst_subarray, write_toy_file
 from .base import MLOpsTool
 
 __all__ = ["MakeDefaultData", "main"]
@@ -22,7 +26,7 @@ def _write(spec):
 
 
 class MakeDefaultData(MLOpsTool):
-    """Write data/default/{train,test}/{gamma,proton}_*.dl1.h5 (skips files already complete)."""
+    """Write data/default/{train,test}/{gamma,proton}_*.dl1.h5 and irf/ (skips files already complete)."""
 
     name = "ctlearn-mlops-make-default-data"
     description = __doc__
@@ -31,6 +35,8 @@ class MakeDefaultData(MLOpsTool):
     n_gamma = Int(3000, min=10, help="Gamma showers thrown (training + test).").tag(config=True)
     n_proton = Int(8000, min=10, help="Proton showers thrown (training + test).").tag(config=True)
     test_fraction = Float(0.25, min=0.05, max=0.5, help="Fraction of showers in the test split.").tag(config=True)
+    n_irf_gamma = Int(2000, min=0, help="Point-like gamma showers of the IRF sample (0: none).").tag(config=True)
+    n_irf_proton = Int(8000, min=0, help="Diffuse proton showers of the IRF sample (0: none).").tag(config=True)
     seed = Int(1, help="Seed of the production.").tag(config=True)
     showers_per_file = Int(1000, min=10, help="Showers per output file.").tag(config=True)
     jobs = Int(2, min=1, help="Parallel worker processes.").tag(config=True)
@@ -41,6 +47,8 @@ class MakeDefaultData(MLOpsTool):
         "n-gamma": "MakeDefaultData.n_gamma",
         "n-proton": "MakeDefaultData.n_proton",
         "test-fraction": "MakeDefaultData.test_fraction",
+        "n-irf-gamma": "MakeDefaultData.n_irf_gamma",
+        "n-irf-proton": "MakeDefaultData.n_irf_proton",
         "seed": "MakeDefaultData.seed",
         "showers-per-file": "MakeDefaultData.showers_per_file",
         ("j", "jobs"): "MakeDefaultData.jobs",
@@ -52,7 +60,7 @@ class MakeDefaultData(MLOpsTool):
         self.provenance_log = self.output_dir / f"{self.name}.provenance.log"
         self.plan = default_dataset_plan(
             self.output_dir, self.n_gamma, self.n_proton, self.test_fraction, self.seed, self.showers_per_file,
-        )
+        ) + irf_dataset_plan(self.output_dir, self.n_irf_gamma, self.n_irf_proton, self.seed, self.showers_per_file)
         # fetch the geometry once, before the workers need it
         lst_subarray()
 

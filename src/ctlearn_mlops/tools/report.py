@@ -3,7 +3,10 @@
 Every figure and metric puts the network next to classical baselines on the
 same test events (median energy, intensity fit; Hillas centroid, disp; Hillas
 width cut, logistic regression; and for each task boosted decision trees on the
-Hillas parameters, the classical mono reconstruction).
+Hillas parameters, the classical mono reconstruction).  A mono run is judged
+per image, then combined over the telescopes of each event (against the
+combined Hillas BDT, and ctapipe's HillasReconstructor for directions); a
+stereo run per event.
 """
 
 import json
@@ -14,7 +17,8 @@ from ctapipe.core.traits import Path, Unicode
 from ..config import Project
 from ..exceptions import ConfigError, RunExistsError
 from ..mlflow_tracking import MLflowRun
-from ..physics.evaluation import LOWER_IS_BETTER, NETWORK, evaluate, read_baseline_training, read_dl2
+from ..io import dl2
+from ..physics.evaluation import LOWER_IS_BETTER, evaluate_file, network_prefix
 from ..progress import Progress
 from ..reporting.document import Report, atomic_directory
 from ..reporting.plots import plot_training_curves
@@ -82,6 +86,10 @@ class ReportTool(TaskConfigTool):
                 f"run {self.run_dir} has no predictions ({self.dl2_path.name}); run scripts/test_model.py first",
                 source=source, key="--run",
             )
+        if not any(network_prefix(self.dl2_path, project.task, level) for level in ("telescope", "subarray")):
+            raise ConfigError(f"{self.dl2_path} holds no {dl2.KIND_OF_ROLE[dl2.ROLE_OF_TASK[project.task]]} "
+                              "reconstruction of a network; predict again with scripts/test_model.py --overwrite",
+                              source=source, key="--run")
         self.output_dir = self.reports_root / project.task / self.run_dir.name
         self.task = project.task
         self.skipped = self.skip_existing and self.output_dir.exists() and not self.overwrite
@@ -94,22 +102,18 @@ class ReportTool(TaskConfigTool):
     def start(self):
         if self.skipped:
             return
-        # the third step, writing HTML and PDF, happens in finish()
-        self.progress = progress = Progress(3, "report", self.log, unit="step")
-        evaluation = evaluate(self.task, read_dl2(self.dl2_path), read_baseline_training(self.dl2_path))
-        progress.update(note="metrics and baselines")
+        # the last step, writing HTML and PDF, happens in finish()
+        levels = [level for level in ("telescope", "subarray") if network_prefix(self.dl2_path, self.task, level)]
+        self.progress = progress = Progress(len(levels) + 2, "report", self.log, unit="step")
+        evaluations = {}
+        for level in levels:
+            evaluations[level] = evaluate_file(self.dl2_path, self.task, level)
+            progress.update(note=f"metrics and baselines ({level})")
+        primary = evaluations[levels[0]]
         report = Report(f"{self.task} - run {self.run_dir.name}")
-        beats = network_beats(evaluation)
-        summary = ", ".join(
-            f"{metric}: {NETWORK} {'beats' if ok else 'does NOT beat'} every baseline{_margin_text(evaluation, metric)}"
-            for metric, ok in beats.items()
-        )
-        report.text("Verdict", f"{summary or 'no comparable metric'} ({evaluation.n_events} test images).")
-        header, rows = headline_table(evaluation)
-        report.table("Headline metrics on the test images (network first, then baselines)", header, rows)
-        report.text("Baselines", f"Free parameters of the baselines fitted on {evaluation.baselines_fitted_on}.")
-
-        counts = split_counts(self.run_dir, evaluation.n_events)
+        for level, evaluation in evaluations.items():
+            report.text(f"Verdict ({_LEVEL_NAMES[level]})", _verdict(evaluation))
+        counts = split_counts(self.run_dir, primary.n_events)
         report.table(
             "Events per split", ["split", "images", "showers"],
             [[name, c.get("images", ""), c.get("showers", "")] for name, c in counts.items()],
@@ -119,8 +123,13 @@ class ReportTool(TaskConfigTool):
             log = pd.read_csv(log_path)
             report.figure("training_curves", plot_training_curves({self.run_dir.name: log}),
                           "Loss and metrics per epoch: training (solid) and validation (dashed).")
-        for name, fig, caption in task_figures(evaluation):
-            report.figure(name, fig, caption)
+        for level, evaluation in evaluations.items():
+            header, rows = headline_table(evaluation)
+            report.table(f"Headline metrics, {_LEVEL_NAMES[level]} (network first, then baselines)", header, rows)
+            report.text(f"Baselines ({_LEVEL_NAMES[level]})",
+                        f"Free parameters of the baselines fitted on {evaluation.baselines_fitted_on}.")
+            for name, fig, caption in task_figures(evaluation, "" if level == levels[0] else "combined_"):
+                report.figure(name, fig, f"{_LEVEL_NAMES[level].capitalize()}: {caption}")
         progress.update(note="figures")
         report.preformatted("Configuration", (self.run_dir / CONFIG_FILE).read_text())
         provenance = json.loads((self.run_dir / PROVENANCE_FILE).read_text()) if (self.run_dir / PROVENANCE_FILE).exists() else {}
@@ -130,15 +139,13 @@ class ReportTool(TaskConfigTool):
         self.metrics = {
             "task": self.task,
             "run": str(self.run_dir),
+            "dl2": str(self.dl2_path),
             "events": counts,
-            "network": NETWORK,
-            "headline": evaluation.headline,
-            "network_beats_baselines": beats,
-            "margin_to_best_baseline": evaluation.margins,
-            "baselines_fitted_on": evaluation.baselines_fitted_on,
+            **_level_metrics(primary),
             "lower_is_better": sorted(LOWER_IS_BETTER),
-            "binned": {m: _table_records(t) for m, t in evaluation.binned.items()},
         }
+        if "subarray" in evaluations and levels[0] != "subarray":
+            self.metrics["combined"] = _level_metrics(evaluations["subarray"])
 
     def finish(self):
         if self.skipped:
@@ -180,12 +187,39 @@ def _provenance_summary(info, provenance):
     return "\n".join(lines)
 
 
+_LEVEL_NAMES = {"telescope": "per image", "subarray": "per array event, combined over telescopes"}
+
+
 def _margin_text(evaluation, metric):
     margin = evaluation.margins.get(metric)
     if margin is None:
         return ""
-    return (f" ({NETWORK} - {margin['baseline']} = {margin['difference']:+.4f} +- {margin['uncertainty']:.4f}, "
-            "bootstrap over test showers)")
+    return (f" ({evaluation.network} - {margin['baseline']} = {margin['difference']:+.4f} +- "
+            f"{margin['uncertainty']:.4f}, bootstrap over test showers)")
+
+
+def _verdict(evaluation):
+    beats = network_beats(evaluation)
+    unit = "test images" if evaluation.level == "telescope" else "test array events"
+    summary = ", ".join(
+        f"{metric}: {evaluation.network} {'beats' if ok else 'does NOT beat'} every baseline"
+        f"{_margin_text(evaluation, metric)}" for metric, ok in beats.items()
+    )
+    return f"{summary or 'no comparable metric'} ({evaluation.n_events} {unit})."
+
+
+def _level_metrics(evaluation):
+    """The metrics.json entries of one evaluation level."""
+    return {
+        "level": evaluation.level,
+        "n_events": evaluation.n_events,
+        "network": evaluation.network,
+        "headline": evaluation.headline,
+        "network_beats_baselines": network_beats(evaluation),
+        "margin_to_best_baseline": evaluation.margins,
+        "baselines_fitted_on": evaluation.baselines_fitted_on,
+        "binned": {m: _table_records(t) for m, t in evaluation.binned.items()},
+    }
 
 
 def main():

@@ -23,6 +23,7 @@ from ..config import (
     validate_sections,
 )
 from ..exceptions import ConfigError
+from ..loading.index import ExampleIndex
 from ..loading.loader import FastLoader
 from ..mlflow_tracking import MLflowTracking
 from .base import MLOpsTool
@@ -72,7 +73,8 @@ class TaskConfigTool(MLOpsTool):
         from .train import TrainModel
 
         classes = [
-            Project, MLflowTracking, FastLoader, TrainCTLearnModel, TrainModel, PredictCTLearnModel, PredictModel, ReportTool, TableQualityQuery,
+            Project, MLflowTracking, FastLoader, ExampleIndex, TrainCTLearnModel, TrainModel, PredictCTLearnModel,
+            PredictModel, ReportTool, TableQualityQuery,
             *classes_with_traits(CTLearnModel), *classes_with_traits(DLDataReader), *classes_with_traits(ImageMapper),
         ]
         return list(dict.fromkeys(classes))

@@ -41,6 +41,7 @@ from ..exceptions import (
 )
 from ..io.dl1 import check_dl1_files
 from ..loading.reader import reader_type_for
+from ..loading.index import ExampleIndex
 from ..loading.loader import FastLoader, FastPath, batches_in_loader_order
 from ..mlflow_tracking import MLflowEpochLogger, MLflowRun, MLflowTracking, flatten_config
 from ..resume import BACKUP_DIR, GracefulStop, StateRestorer, StateSaver, apply_loader_state, load_state
@@ -151,7 +152,7 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
     auto_resume = Bool(False, help="Start, resume or skip the run depending on its state (batch jobs).").tag(config=True)
 
     resume = Bool(False, help="Continue the unfinished run of this name from its last finished epoch.").tag(config=True)
-    classes = [Project, MLflowTracking, FastLoader, *TrainCTLearnModel.classes]
+    classes = [Project, MLflowTracking, FastLoader, ExampleIndex, *TrainCTLearnModel.classes]
 
     owned_by_project = {
         "TrainCTLearnModel.input_dir_signal": _OWNED.format("Project.signal_dir"),
@@ -405,9 +406,11 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
 
         The stock split puts images of one shower on both sides (optimistic
         validation metrics); here all telescopes of a shower, and all reuses
-        of a CORSIKA shower, go to one side.
+        of a CORSIKA shower, go to one side.  In stereo mode the examples are
+        the array events.
         """
-        ids = self.dl1dh_reader.example_identifiers
+        ids = self._examples()
+        unit = "events" if self.dl1dh_reader.mode == "stereo" else "images"
         reuse = shower_reuse_of(ids["obs_id"], getattr(self.dl1dh_reader, "simulation_info", None))
         training, validation = split_by_shower(
             ids["obs_id"], ids["event_id"], self.validation_split, self.random_seed, shower_reuse=reuse,
@@ -416,7 +419,7 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         for name, indices in (("training", training), ("validation", validation)):
             if len(indices) < batch:
                 raise ConfigError(
-                    f"the {name} split has {len(indices)} images, fewer than one batch ({batch}): "
+                    f"the {name} split has {len(indices)} {unit}, fewer than one batch ({batch}): "
                     "lower TrainCTLearnModel.batch_size or add data",
                     source=self.task_config_source, key="TrainCTLearnModel.batch_size",
                 )
@@ -430,7 +433,8 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             self.fast_path = FastPath(fast, self.dl1dh_reader, "train", self.task_config_source)
             self.training_loader, self.validation_loader = (
                 self.fast_path.loader([int(i) for i in indices], self.reco_tasks, batch,
-                                      random_seed=self.random_seed)
+                                      random_seed=self.random_seed, sort_by_intensity=self.sort_by_intensity,
+                                      stack_telescope_images=self.stack_telescope_images)
                 for indices in (training, validation)
             )
             self.log.info(self.fast_path.describe())
@@ -438,7 +442,12 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             self.training_loader = DLDataLoader(self.dl1dh_reader, [int(i) for i in training], **loader_options)
             self.validation_loader = DLDataLoader(self.dl1dh_reader, [int(i) for i in validation], **loader_options)
         self.split_indices = {"training": training, "validation": validation}
-        self.log.info("split by shower: %d training and %d validation images", len(training), len(validation))
+        self.log.info("split by shower: %d training and %d validation %s", len(training), len(validation), unit)
+
+    def _examples(self):
+        """The reader's examples: its images (mono), its array events (stereo)."""
+        reader = self.dl1dh_reader
+        return reader.unique_example_identifiers if reader.mode == "stereo" else reader.example_identifiers
 
     def _resolved_config(self, run_name):
         """The config as used: overrides applied, run name filled in, Project paths absolute."""
@@ -515,12 +524,14 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             self.log.info("model of the best epoch (%s = %.4g) saved to %s", self.best_weights.monitor,
                           self.best_weights.best, self.run_dir / MODEL_DIR)
         save_model_atomically(self.model, self.run_dir / MODEL_DIR)
-        ids = self.dl1dh_reader.example_identifiers
+        ids = self._examples()
         split = np.full(len(ids), "", dtype="<U10")
         for name, indices in self.split_indices.items():
             split[indices] = name
+        # stereo examples are array events: no telescope
+        tel_ids = ids["tel_id"] if self.dl1dh_reader.mode == "mono" else np.full(len(ids), "")
         lines = ["obs_id,event_id,tel_id,split"] + [
-            f"{o},{e},{t},{s}" for o, e, t, s in zip(ids["obs_id"], ids["event_id"], ids["tel_id"], split)
+            f"{o},{e},{t},{s}" for o, e, t, s in zip(ids["obs_id"], ids["event_id"], tel_ids, split)
         ]
         atomic_write_text(self.run_dir / "split.csv", "\n".join(lines) + "\n")
         inputs = [(p, "DL1 signal") for p in self.signal_files] + [(p, "DL1 background") for p in self.background_files]

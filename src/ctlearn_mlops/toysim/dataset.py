@@ -6,6 +6,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import astropy.units as u
 from ctapipe.core import Provenance
 from ctapipe.image import ImageProcessor
 from ctapipe.instrument import FocalLengthKind, SubarrayDescription
@@ -15,7 +16,7 @@ from ..resources import cache_dir, eventio_resource
 from .showers import ToyPhysics
 from .source import ToyEventSource
 
-__all__ = ["DatasetFile", "default_dataset_plan", "lst_subarray", "write_toy_file"]
+__all__ = ["IRF_PHYSICS", "DatasetFile", "default_dataset_plan", "irf_dataset_plan", "lst_subarray", "write_toy_file"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,37 @@ class DatasetFile:
     n_showers: int
     obs_id: int
     seed: int
+    #: the physics of the file (None: the default ``ToyPhysics``, diffuse within 1 deg)
+    physics: ToyPhysics | None = None
+
+
+#: the IRF sample: gammas of a point source 0.4 deg from the pointing and protons diffuse over a wider cone
+#: (background rates are estimated in a ring of 1 deg around the pointing); flatter spectra than the training
+#: sample put more events at high energies (the IRFs reweight them to the Crab and cosmic-ray spectra)
+IRF_PHYSICS = {
+    "gamma": ToyPhysics(viewcone=0 * u.deg, source_offset=0.4 * u.deg, spectral_index=-1.5),
+    "proton": ToyPhysics(viewcone=2.5 * u.deg, energy_min=0.05 * u.TeV, energy_max=50 * u.TeV,
+                         spectral_index=-1.5),
+}
+IRF_NAMES = {"gamma": "gamma_point", "proton": "proton_diffuse"}
+
+
+def irf_dataset_plan(output_dir, n_gamma, n_proton, seed, showers_per_file=1000) -> list[DatasetFile]:
+    """Files of the IRF sample (``<output_dir>/irf/``): point-like gammas and diffuse protons, obs_id 31000+."""
+    output_dir = Path(output_dir)
+    plan = []
+    for particle_index, (particle, n) in enumerate((("gamma", n_gamma), ("proton", n_proton))):
+        if n <= 0:
+            continue
+        n_files = -(-n // showers_per_file)
+        for chunk in range(n_files):
+            obs_id = 30000 + 1000 * (particle_index + 1) + chunk
+            plan.append(DatasetFile(
+                path=output_dir / "irf" / f"{IRF_NAMES[particle]}_irf_obs{obs_id}.dl1.h5",
+                particle=particle, n_showers=n // n_files + (1 if chunk < n % n_files else 0), obs_id=obs_id,
+                seed=seed * 100003 + obs_id, physics=IRF_PHYSICS[particle],
+            ))
+    return plan
 
 
 def default_dataset_plan(output_dir, n_gamma, n_proton, test_fraction, seed, showers_per_file=1000) -> list[DatasetFile]:
@@ -84,11 +116,12 @@ def default_dataset_plan(output_dir, n_gamma, n_proton, test_fraction, seed, sho
 
 
 def write_toy_file(spec: DatasetFile, physics: ToyPhysics | None = None, overwrite=False) -> int:
-    """Simulate ``spec`` and write it; return the number of array events written.
+    """Simulate ``spec`` (with ``physics``, else its own) and write it; return the number of array events written.
 
     The file is written under a temporary name and renamed at the end, so an
     interrupted production never leaves a file that looks complete.
     """
+    physics = physics or spec.physics
     path = Path(spec.path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists (use --overwrite to replace it)")

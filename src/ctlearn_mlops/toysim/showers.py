@@ -50,7 +50,11 @@ class ToyPhysics:
     energy_min: u.Quantity = 0.03 * u.TeV
     energy_max: u.Quantity = 30 * u.TeV
     spectral_index: float = -2.0
+    #: showers come from inside this cone around the pointing; 0: from one point (``source_offset``)
     viewcone: u.Quantity = 1.0 * u.deg
+    #: where a point source sits (viewcone 0): its offset from the pointing and position angle
+    source_offset: u.Quantity = 0.4 * u.deg
+    source_position_angle: u.Quantity = 0 * u.deg
     scatter_radius: u.Quantity = 300 * u.m
     #: photo-electrons per TeV inside the light pool
     gamma_light_yield: float = 2500.0
@@ -102,11 +106,16 @@ def sample_showers(rng, n, particle, physics: ToyPhysics) -> ShowerSample:
         physics.spectral_index,
     ) * u.TeV
 
-    # isotropic inside the view cone
-    cos_max = np.cos(physics.viewcone.to_value(u.rad))
-    offset = np.arccos(1 - rng.uniform(size=n) * (1 - cos_max)) * u.rad
-    position_angle = rng.uniform(0, 2 * np.pi, size=n) * u.rad
     pointing = SkyCoord(alt=physics.pointing_alt, az=physics.pointing_az, frame=AltAz())
+    if physics.viewcone > 0:
+        # isotropic inside the view cone
+        cos_max = np.cos(physics.viewcone.to_value(u.rad))
+        offset = np.arccos(1 - rng.uniform(size=n) * (1 - cos_max)) * u.rad
+        position_angle = rng.uniform(0, 2 * np.pi, size=n) * u.rad
+    else:
+        # a point source, as the gammas of a source observed off-axis (wobble)
+        offset = np.full(n, physics.source_offset.to_value(u.rad)) * u.rad
+        position_angle = np.full(n, physics.source_position_angle.to_value(u.rad)) * u.rad
     direction = pointing.directional_offset_by(position_angle, offset)
 
     radius = physics.scatter_radius * np.sqrt(rng.uniform(size=n))

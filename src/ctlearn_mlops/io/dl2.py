@@ -1,0 +1,244 @@
+"""The event DL2 file: one schema, in ctapipe's data model, for prediction, evaluation, reports and IRFs.
+
+A DL2 file holds the DL1 tables the analysis needs (triggers, image
+parameters, simulation truth and configuration, pointing, the subarray),
+copied from the input DL1 files by ctapipe's ``HDF5Merger``, and ctapipe's
+DL2 groups, one per reconstruction (*prefix*) and kind::
+
+    /dl2/event/telescope/{classification,energy,geometry}/<prefix>/tel_NNN
+    /dl2/event/subarray/{classification,energy,geometry}/<prefix>
+
+with ctapipe's column names: ``<prefix>_tel_prediction`` (gammaness: the
+gamma-class probability), ``<prefix>_tel_energy``, ``<prefix>_tel_alt`` /
+``_tel_az`` and ``<prefix>_tel_is_valid`` per telescope;
+``<prefix>_prediction``, ``<prefix>_energy``, ``<prefix>_alt`` / ``_az``,
+``<prefix>_is_valid`` and ``<prefix>_telescopes`` (a mask over the
+subarray's telescopes) per array event.  Every telescope table has one row
+per telescope event of the DL1 trigger table, every subarray table one row
+per array event, in the trigger table's order: ctapipe's ``TableLoader``
+joins them, ``ctapipe-merge`` merges such files.
+
+Reconstructions (prefixes):
+
+* ``CTLearn``: the CNNs of mono runs, per telescope and combined over the
+  telescopes of an event (ctapipe's ``StereoMeanCombiner``);
+* ``CTLearnStereo``: the CNNs of stereo runs (one prediction per event);
+* ``HillasBDT``: the classical reconstruction, boosted trees on the image
+  parameters fitted on the runs' training images, per telescope and
+  combined the same way; its subarray direction is ctapipe's
+  ``HillasReconstructor`` where two or more telescopes have a valid image;
+* ``HillasReconstructor``: ctapipe's ``HillasReconstructor`` alone.
+
+Next to ctapipe's groups, ``/ctlearn_mlops/training_images`` holds the truth
+and image parameters of the runs' training images (the baselines of the
+reports are fitted on them) and the file attribute ``CTLEARN_MLOPS_RUNS`` the
+runs behind each reconstruction.  Nothing here imports TensorFlow.
+"""
+
+import json
+from dataclasses import dataclass
+
+import astropy.units as u
+import numpy as np
+import tables
+from astropy.table import QTable, Table, join
+from ctapipe.io import read_table
+
+__all__ = [
+    "CLASSICAL_PREFIX",
+    "CNN_PREFIX",
+    "HILLAS_RECONSTRUCTOR_PREFIX",
+    "KIND_OF_ROLE",
+    "ROLES",
+    "ROLE_OF_TASK",
+    "RUNS_ATTRIBUTE",
+    "STEREO_PREFIX",
+    "TRAINING_IMAGES_TABLE",
+    "Reconstruction",
+    "prefixes_in",
+    "read_runs",
+    "read_simulation_runs",
+    "read_subarray_events",
+    "read_telescope_events",
+    "read_training_images",
+    "subarray_table_path",
+    "telescope_table_path",
+]
+
+CNN_PREFIX = "CTLearn"
+STEREO_PREFIX = "CTLearnStereo"
+CLASSICAL_PREFIX = "HillasBDT"
+HILLAS_RECONSTRUCTOR_PREFIX = "HillasReconstructor"
+
+#: what a run predicts, by its task: the role it plays in an event file
+ROLE_OF_TASK = {"type": "type", "energy": "energy", "cameradirection": "geometry", "skydirection": "geometry"}
+ROLES = ("type", "energy", "geometry")
+#: ctapipe's name of the DL2 group of each role (``ReconstructionProperty``)
+KIND_OF_ROLE = {"type": "classification", "energy": "energy", "geometry": "geometry"}
+
+TRAINING_IMAGES_TABLE = "/ctlearn_mlops/training_images"
+RUNS_ATTRIBUTE = "CTLEARN_MLOPS_RUNS"
+
+TRIGGER_TABLE = "/dl1/event/subarray/trigger"
+TELESCOPE_TRIGGER_TABLE = "/dl1/event/telescope/trigger"
+SHOWER_TABLE = "/simulation/event/subarray/shower"
+SIMULATION_RUN_TABLE = "/configuration/simulation/run"
+PARAMETERS_GROUP = "/dl1/event/telescope/parameters"
+POINTING_GROUP = "/configuration/telescope/pointing"
+
+
+def telescope_table_path(role, prefix, tel_id):
+    return f"/dl2/event/telescope/{KIND_OF_ROLE[role]}/{prefix}/tel_{int(tel_id):03d}"
+
+
+def subarray_table_path(role, prefix):
+    return f"/dl2/event/subarray/{KIND_OF_ROLE[role]}/{prefix}"
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """The columns of one reconstruction of one role, at telescope or array-event level."""
+
+    role: str
+    prefix: str
+    telescope: bool = True
+
+    @property
+    def stem(self):
+        return f"{self.prefix}_tel" if self.telescope else self.prefix
+
+    @property
+    def valid(self):
+        return f"{self.stem}_is_valid"
+
+    @property
+    def values(self):
+        """Column names of the reconstructed values."""
+        if self.role == "type":
+            return [f"{self.stem}_prediction"]
+        if self.role == "energy":
+            return [f"{self.stem}_energy"]
+        return [f"{self.stem}_alt", f"{self.stem}_az"]
+
+
+def prefixes_in(path, role, telescope=False):
+    """The prefixes with a DL2 group of ``role`` in ``path`` (subarray level, or telescope level)."""
+    level = "telescope" if telescope else "subarray"
+    group = f"/dl2/event/{level}/{KIND_OF_ROLE[role]}"
+    with tables.open_file(str(path), mode="r") as h5:
+        if group not in h5:
+            return []
+        return sorted(h5.get_node(group)._v_children)
+
+
+def read_runs(path):
+    """{role or "role/prefix": run description} recorded by the writer, or {}."""
+    with tables.open_file(str(path), mode="r") as h5:
+        attrs = h5.root._v_attrs
+        return json.loads(attrs[RUNS_ATTRIBUTE]) if RUNS_ATTRIBUTE in attrs._v_attrnames else {}
+
+
+def read_simulation_runs(path):
+    """The simulation configuration of every run (``/configuration/simulation/run``), or None."""
+    with tables.open_file(str(path), mode="r") as h5:
+        if SIMULATION_RUN_TABLE not in h5:
+            return None
+    return read_table(path, SIMULATION_RUN_TABLE)
+
+
+def read_training_images(path):
+    """Truth and image parameters of the runs' training images (the baselines are fitted on them), or None."""
+    with tables.open_file(str(path), mode="r") as h5:
+        if TRAINING_IMAGES_TABLE not in h5:
+            return None
+    return QTable(read_table(path, TRAINING_IMAGES_TABLE))
+
+
+def _shower_truth(path):
+    showers = read_table(path, SHOWER_TABLE)
+    truth = Table({"obs_id": showers["obs_id"], "event_id": showers["event_id"]})
+    for name in ("true_energy", "true_alt", "true_az", "true_core_x", "true_core_y", "true_x_max",
+                 "true_shower_primary_id", "true_h_first_int"):
+        if name in showers.colnames:
+            truth[name] = showers[name]
+    return truth
+
+
+def _array_pointing(path):
+    """Array pointing per obs_id from the simulation configuration (as dl1-data-handler takes it)."""
+    runs = read_table(path, SIMULATION_RUN_TABLE)
+    return Table({
+        "obs_id": runs["obs_id"],
+        "pointing_altitude": u.Quantity(runs["min_alt"]).to(u.deg),
+        "pointing_azimuth": u.Quantity(runs["min_az"]).to(u.deg),
+        "shower_reuse": np.asarray(runs["shower_reuse"], dtype=np.int64) if "shower_reuse" in runs.colnames
+        else np.ones(len(runs), dtype=np.int64),
+    })
+
+
+def _left_join(table, other, keys):
+    """Left join keeping ``table``'s row order (astropy sorts by the keys)."""
+    table = table.copy(copy_data=False)
+    table["__row__"] = np.arange(len(table))
+    joined = join(table, other, keys=keys, join_type="left")
+    joined.sort("__row__")
+    joined.remove_column("__row__")
+    return joined
+
+
+def read_telescope_events(path, tel_ids=None):
+    """Every telescope event with truth, image parameters, pointing and all telescope-level reconstructions.
+
+    One row per (obs_id, event_id, tel_id) of the parameter tables, in the
+    file's order; reconstructions add their ``<prefix>_tel_*`` columns.
+    """
+    with tables.open_file(str(path), mode="r") as h5:
+        available = sorted(int(n.removeprefix("tel_")) for n in h5.get_node(PARAMETERS_GROUP)._v_children)
+        dl2_tables = []
+        if "/dl2/event/telescope" in h5:
+            for kind_node in h5.get_node("/dl2/event/telescope")._v_children.values():
+                for prefix_node in kind_node._v_children.values():
+                    dl2_tables.append(prefix_node._v_pathname)
+    tel_ids = available if tel_ids is None else [t for t in available if t in set(int(t) for t in tel_ids)]
+    parts = []
+    for tel_id in tel_ids:
+        table = read_table(path, f"{PARAMETERS_GROUP}/tel_{tel_id:03d}")
+        for group in dl2_tables:
+            try:
+                dl2 = read_table(path, f"{group}/tel_{tel_id:03d}")
+            except tables.NoSuchNodeError:
+                continue
+            for name in dl2.colnames:
+                if name not in ("obs_id", "event_id", "tel_id"):
+                    table[name] = dl2[name]
+        parts.append(table)
+    from astropy.table import vstack
+
+    events = vstack(parts) if parts else Table()
+    if len(events) == 0:
+        return QTable(events)
+    events = _left_join(events, _shower_truth(path), ["obs_id", "event_id"])
+    events = _left_join(events, _array_pointing(path), ["obs_id"])
+    events.sort(["obs_id", "event_id", "tel_id"])
+    return QTable(events)
+
+
+def read_subarray_events(path):
+    """Every array event with truth, pointing and all subarray-level reconstructions (trigger table order)."""
+    events = read_table(path, TRIGGER_TABLE)[["obs_id", "event_id"]]
+    with tables.open_file(str(path), mode="r") as h5:
+        groups = []
+        if "/dl2/event/subarray" in h5:
+            for kind_node in h5.get_node("/dl2/event/subarray")._v_children.values():
+                groups += [n._v_pathname for n in kind_node._v_children.values()]
+    for group in groups:
+        dl2 = read_table(path, group)
+        if len(dl2) != len(events) or not (np.array_equal(dl2["obs_id"], events["obs_id"])
+                                          and np.array_equal(dl2["event_id"], events["event_id"])):
+            raise ValueError(f"{path}: {group} does not have one row per array event in trigger order")
+        for name in dl2.colnames:
+            if name not in ("obs_id", "event_id"):
+                events[name] = dl2[name]
+    events = _left_join(events, _shower_truth(path), ["obs_id", "event_id"])
+    events = _left_join(events, _array_pointing(path), ["obs_id"])
+    return QTable(events)

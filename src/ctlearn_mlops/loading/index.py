@@ -1,0 +1,144 @@
+"""A persistent example index: the reader's example table, kept between runs of the same config.
+
+dl1-data-handler 0.14.6 builds its example table (which image of which file
+passes the cuts, its labels and camera/sky offsets) by reading every file's
+tables and transforming coordinates, at every start: training, every resume
+and requeue, prediction, the image cache.  The index stores that table (and
+the simulation configuration) once; the next reader of the same files with
+the same settings reads one table instead.
+
+An index is keyed like the image cache: the files (path, size, modification
+time, which are signal and which background) and the reader settings (class,
+mode, channels, telescopes, cuts, image mappers).  A changed file or setting
+gives another key: that index is built anew (the log says why the old one
+does not serve).  Files are ``<directory>/<files key>-<settings key>.examples.h5``;
+the directory is ``ExampleIndex.directory`` or ``$CTLEARN_MLOPS_CACHE/index``
+(default ``~/.cache/ctlearn-mlops/index``).
+"""
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path as PathlibPath
+
+import numpy as np
+from astropy.table import Table, unique
+from ctapipe.core import Component
+from ctapipe.core.traits import Bool, Path
+
+from ..resources import cache_dir
+from .keys import example_settings, source_fingerprints
+
+__all__ = ["ExampleIndex", "files_key", "index_directory"]
+
+log = logging.getLogger(__name__)
+
+INDEX_VERSION = 1
+INDEX_SUFFIX = ".examples.h5"
+
+
+def _digest(value):
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def files_key(signal, background):
+    """What identifies the input files: paths, sizes, modification times, and which are background."""
+    return {
+        "signal": source_fingerprints(sorted(map(str, signal))),
+        "background": source_fingerprints(sorted(map(str, background))),
+    }
+
+
+def index_directory(configured=None):
+    return PathlibPath(configured) if configured else cache_dir() / "index"
+
+
+def known_file_set(directory, signal, background):
+    """True if some index of these exact files exists (they passed the reader's subarray check before)."""
+    directory = index_directory(directory)
+    return directory.is_dir() and any(directory.glob(f"{_digest(files_key(signal, background))}-*{INDEX_SUFFIX}"))
+
+
+class ExampleIndex(Component):
+    """Where and whether the readers keep their example tables between runs."""
+
+    enabled = Bool(True, help="Keep the readers' example tables between runs (false: read every file at every "
+                              "start, as the stock reader does).").tag(config=True)
+    directory = Path(default_value=None, allow_none=True, directory_ok=True, file_ok=False,
+                     help="Where the indexes go (default: $CTLEARN_MLOPS_CACHE/index, else "
+                          "~/.cache/ctlearn-mlops/index).").tag(config=True)
+
+    def _path(self, reader):
+        files = files_key(reader.input_url_signal, reader.input_url_background)
+        settings = example_settings(reader)
+        name = f"{_digest(files)}-{_digest(settings)}{INDEX_SUFFIX}"
+        return index_directory(self.directory) / name, {"files": files, "settings": settings, "version": INDEX_VERSION}
+
+    def restore(self, reader):
+        """Set the reader's example table from its index; False if there is none for these files and settings."""
+        if not self.enabled:
+            return False
+        path, key = self._path(reader)
+        if not path.exists():
+            return False
+        try:
+            stored_key = json.loads(Table.read(path, format="hdf5", path="key")["json"][0])
+            examples = Table.read(path, format="hdf5", path="examples")
+            simulation = Table.read(path, format="hdf5", path="simulation") if _has(path, "simulation") else None
+        except Exception as err:  # noqa: BLE001 (whatever makes an index unreadable, it is built anew)
+            log.warning("example index %s cannot be read (%s): building it anew", path, type(err).__name__)
+            return False
+        if stored_key != key:
+            log.warning("example index %s does not match the files and settings: building it anew", path)
+            return False
+        _set_examples(reader, examples, simulation)
+        log.info("examples of %d files read from the index %s", len(reader.files), path)
+        return True
+
+    def store(self, reader):
+        """Write the reader's example table to its index (through a temporary file)."""
+        if not self.enabled:
+            return
+        path, key = self._path(reader)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        try:
+            examples = reader.example_identifiers.copy(copy_data=False)
+            if "index" in examples.colnames:
+                examples.remove_indices("index")
+            examples.write(partial, format="hdf5", path="examples", serialize_meta=True, overwrite=True)
+            Table({"json": [json.dumps(key, sort_keys=True, default=str)]}).write(partial, format="hdf5", path="key", append=True)
+            if getattr(reader, "simulation_info", None) is not None:
+                reader.simulation_info.write(partial, format="hdf5", path="simulation", append=True, serialize_meta=True)
+            os.replace(partial, path)
+            log.info("example index written: %s", path)
+        except OSError as err:
+            log.warning("could not write the example index %s (%s); the next start reads every file again", path, err)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+def _has(path, name):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return name in f
+
+
+def _set_examples(reader, examples, simulation):
+    """What dl1-data-handler 0.14.6's ``_construct_*_example_identifiers`` sets, from a stored table."""
+    if simulation is not None:
+        reader.simulation_info = simulation
+    if reader.mode == "stereo":
+        reader.example_identifiers = examples
+        reader.example_identifiers_grouped = examples.group_by(["obs_id", "event_id"])
+        reader.unique_example_identifiers = unique(examples, keys=["obs_id", "event_id"])
+        counted = reader.unique_example_identifiers
+    else:
+        examples.add_index("index")
+        reader.example_identifiers = counted = examples
+    if "true_shower_primary_class" in counted.colnames:
+        reader.n_signal_events = np.count_nonzero(counted["true_shower_primary_class"] == 1)
+        if reader.input_url_background:
+            reader.n_bkg_events = np.count_nonzero(counted["true_shower_primary_class"] == 0)

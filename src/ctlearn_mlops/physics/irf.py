@@ -1,0 +1,299 @@
+"""Point-like IRFs and point-source sensitivity of a reconstruction, with pyirf (0.13).
+
+Functions of tables, no I/O: ``simulation_info`` reads what pyirf needs
+from the simulation configuration rows, ``irf_events`` turns the array events
+of a DL2 file into pyirf's event columns for one reconstruction (which
+prefix gives the gammaness, the energy, the direction), ``compute_irfs`` runs
+pyirf's chain (weights, cuts, effective area, energy migration, PSF,
+background, resolutions, sensitivity) and ``gadf_hdus`` writes the GADF HDUs
+with pyirf's writers.
+
+The cuts: gammaness per bin of reconstructed energy at a fixed gamma
+efficiency (default 70%) and theta at 68% containment of the selected
+gammas, or (``optimise``) the gammaness cut of best sensitivity per bin
+(pyirf's ``optimize_gh_cut``).  Background: protons weighted to pyirf's
+cosmic-ray proton spectrum, counted in a ring of field-of-view offsets around
+the pointing and scaled to the on region (``estimate_background``).
+Sensitivity: pyirf's criteria (5 sigma Li & Ma, at least 10 excess events,
+excess at least 5% of the background), relative to the Crab (HEGRA).
+"""
+
+import operator
+from dataclasses import dataclass, field
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import position_angle
+from astropy.io import fits
+from astropy.table import QTable
+from pyirf.benchmarks import angular_resolution, energy_bias_resolution
+from pyirf.binning import bin_center, create_bins_per_decade, create_histogram_table
+from pyirf.cut_optimization import optimize_gh_cut
+from pyirf.cuts import calculate_percentile_cut, evaluate_binned_cut
+from pyirf.io import (
+    create_aeff2d_hdu,
+    create_background_2d_hdu,
+    create_energy_dispersion_hdu,
+    create_psf_table_hdu,
+    create_rad_max_hdu,
+)
+from pyirf.irf import background_2d, effective_area_per_energy, energy_dispersion, psf_table
+from pyirf.sensitivity import calculate_sensitivity, estimate_background
+from pyirf.simulations import SimulatedEventsInfo
+from pyirf.spectral import CRAB_HEGRA, IRFDOC_PROTON_SPECTRUM, PowerLaw, calculate_event_weights
+from pyirf.utils import calculate_source_fov_offset, calculate_theta
+
+from ..io.dl2 import Reconstruction
+
+__all__ = [
+    "GAMMA_ID",
+    "IRFOptions",
+    "IRFResult",
+    "PROTON_ID",
+    "compute_irfs",
+    "default_bins",
+    "gadf_hdus",
+    "irf_events",
+    "offset_position",
+    "simulation_info",
+]
+
+GAMMA_ID, PROTON_ID = 0, 101
+
+
+@dataclass
+class IRFOptions:
+    """The choices of the IRF chain (the defaults of ``scripts/compute_irf.py``)."""
+
+    gamma_efficiency: float = 0.7
+    theta_containment: float = 0.68
+    optimise: bool = False
+    obs_time: u.Quantity = 50 * u.h
+    alpha: float = 0.2
+    fov_offset_min: u.Quantity = 0 * u.deg
+    fov_offset_max: u.Quantity = 1 * u.deg
+    theta_min: u.Quantity = 0.02 * u.deg
+    theta_max: u.Quantity = 0.32 * u.deg
+    min_events: int = 10
+    gamma_spectrum: object = CRAB_HEGRA
+    proton_spectrum: object = IRFDOC_PROTON_SPECTRUM
+
+
+def default_bins():
+    """Finite bin edges (no overflow bins: the GADF axes and the background interpolation need finite edges)."""
+    return dict(
+        reco_energy=create_bins_per_decade(10 ** -1.9 * u.TeV, 10 ** 2.3 * u.TeV, 5),
+        true_energy=create_bins_per_decade(10 ** -1.9 * u.TeV, 10 ** 2.3 * u.TeV, 10),
+        migration=np.geomspace(0.2, 5, 61),
+        source_offset=np.linspace(0, 1.0, 101) * u.deg,
+    )
+
+
+def simulation_info(runs):
+    """pyirf's SimulatedEventsInfo of the runs of one particle (rows of ``/configuration/simulation/run``).
+
+    The thrown showers are ``n_showers x shower_reuse`` summed over the runs;
+    energy range, spectral index, view cone and scatter radius must agree.
+    """
+    if len(runs) == 0:
+        raise ValueError("no simulation runs")
+    for column in ("energy_range_min", "energy_range_max", "spectral_index", "min_viewcone_radius",
+                   "max_viewcone_radius", "max_scatter_range"):
+        values = np.unique(np.round(u.Quantity(runs[column]).value, 9))
+        if len(values) > 1:
+            raise ValueError(f"the runs differ in {column}: {list(values)}")
+    reuse = np.asarray(runs["shower_reuse"], dtype=np.int64) if "shower_reuse" in runs.colnames else 1
+    return SimulatedEventsInfo(
+        n_showers=int(np.sum(np.asarray(runs["n_showers"], dtype=np.int64) * reuse)),
+        energy_min=u.Quantity(runs["energy_range_min"][0], u.TeV),
+        energy_max=u.Quantity(runs["energy_range_max"][0], u.TeV),
+        max_impact=u.Quantity(runs["max_scatter_range"][0], u.m),
+        spectral_index=float(runs["spectral_index"][0]),
+        viewcone_min=u.Quantity(runs["min_viewcone_radius"][0], u.deg),
+        viewcone_max=u.Quantity(runs["max_viewcone_radius"][0], u.deg),
+    )
+
+
+def irf_events(events, prefixes):
+    """pyirf's event columns for a reconstruction of the array events of a DL2 file.
+
+    ``prefixes``: {"type": prefix, "energy": prefix, "geometry": prefix}.  An
+    event counts if all three are valid.
+    """
+    columns = {}
+    valid = np.ones(len(events), dtype=bool)
+    for role, name in (("type", "gh_score"), ("energy", "reco_energy"), ("geometry", "reco_alt")):
+        reco = Reconstruction(role, prefixes[role], telescope=False)
+        valid &= np.asarray(events[reco.valid], dtype=bool)
+        if role == "type":
+            columns["gh_score"] = np.asarray(events[reco.values[0]], dtype=np.float64)
+        elif role == "energy":
+            columns["reco_energy"] = u.Quantity(events[reco.values[0]], u.TeV)
+        else:
+            columns["reco_alt"] = u.Quantity(events[reco.values[0]], u.deg)
+            columns["reco_az"] = u.Quantity(events[reco.values[1]], u.deg)
+    table = QTable({
+        "obs_id": np.asarray(events["obs_id"]), "event_id": np.asarray(events["event_id"]),
+        "true_energy": u.Quantity(events["true_energy"], u.TeV),
+        "true_alt": u.Quantity(events["true_alt"], u.deg), "true_az": u.Quantity(events["true_az"], u.deg),
+        "pointing_alt": u.Quantity(events["pointing_altitude"], u.deg),
+        "pointing_az": u.Quantity(events["pointing_azimuth"], u.deg),
+        "particle_id": np.asarray(events["true_shower_primary_id"]),
+        **columns,
+    })
+    return table[valid]
+
+
+def offset_position(lon, lat, separation, angle):
+    """(lon, lat) moved by ``separation`` along position angle ``angle`` (the inverse of astropy's
+    angular_separation and position_angle), exact on the sphere."""
+    lon, lat = u.Quantity(lon, u.rad).value, u.Quantity(lat, u.rad).value
+    d, pa = u.Quantity(separation, u.rad).value, u.Quantity(angle, u.rad).value
+    lat2 = np.arcsin(np.sin(lat) * np.cos(d) + np.cos(lat) * np.sin(d) * np.cos(pa))
+    lon2 = lon + np.arctan2(np.sin(pa) * np.sin(d) * np.cos(lat), np.cos(d) - np.sin(lat) * np.sin(lat2))
+    return (np.rad2deg(lon2) % 360) * u.deg, np.rad2deg(lat2) * u.deg
+
+
+def _source_position(gammas, protons):
+    """Where the point source would be for each proton: the gammas' offset and position angle, at its pointing."""
+    angles = position_angle(gammas["pointing_az"], gammas["pointing_alt"], gammas["true_az"], gammas["true_alt"])
+    angle = np.arctan2(np.mean(np.sin(angles.to_value(u.rad))), np.mean(np.cos(angles.to_value(u.rad)))) * u.rad
+    offset = np.median(gammas["true_source_fov_offset"])
+    return offset_position(protons["pointing_az"], protons["pointing_alt"], offset, angle)
+
+
+@dataclass
+class IRFResult:
+    """What ``compute_irfs`` gives: cuts, IRFs, benchmarks and sensitivity (QTables and arrays with units)."""
+
+    sensitivity: QTable
+    gh_cuts: QTable
+    theta_cuts: QTable
+    effective_area: u.Quantity
+    effective_area_no_cuts: u.Quantity
+    energy_dispersion: np.ndarray
+    psf: u.Quantity
+    background: u.Quantity
+    angular_resolution: QTable
+    energy_bias_resolution: QTable
+    bins: dict
+    n_gammas: int
+    n_protons: int
+    source_fov_offset: u.Quantity
+    extras: dict = field(default_factory=dict)
+
+
+def compute_irfs(gammas, protons, gamma_info, proton_info, options=None, bins=None):
+    """pyirf's point-like chain for one reconstruction; see the module docstring."""
+    options = options or IRFOptions()
+    bins = {**default_bins(), **(bins or {})}
+    e_reco, e_true = bins["reco_energy"], bins["true_energy"]
+    obs_time = u.Quantity(options.obs_time, u.h)
+    gammas, protons = QTable(gammas, copy=True), QTable(protons, copy=True)
+    if gamma_info.viewcone_max > gamma_info.viewcone_min:
+        raise ValueError("the gammas are diffuse: point-source IRFs need gammas from a point source")
+    if proton_info.viewcone_max <= options.fov_offset_max:
+        raise ValueError(f"the protons come from within {proton_info.viewcone_max} only: the background ring "
+                         f"reaches {options.fov_offset_max}")
+
+    # weights: point-like gammas to the Crab, diffuse protons (per sr) to the cosmic-ray protons
+    gammas["weight"] = calculate_event_weights(
+        gammas["true_energy"], options.gamma_spectrum, PowerLaw.from_simulation(gamma_info, obstime=obs_time))
+    protons["weight"] = calculate_event_weights(
+        protons["true_energy"], options.proton_spectrum, PowerLaw.from_simulation(proton_info, obstime=obs_time))
+    for table in (gammas, protons):
+        for prefix in ("true", "reco"):
+            table[f"{prefix}_source_fov_offset"] = calculate_source_fov_offset(table, prefix=prefix)
+    gammas["theta"] = calculate_theta(gammas, assumed_source_az=gammas["true_az"], assumed_source_alt=gammas["true_alt"])
+    source_az, source_alt = _source_position(gammas, protons)
+    protons["theta"] = calculate_theta(protons, assumed_source_az=source_az, assumed_source_alt=source_alt)
+
+    # cuts: gammaness at a fixed efficiency per reco-energy bin (too few gammas: nothing passes), theta at 68%
+    gh_fill = float(np.max(gammas["gh_score"])) if len(gammas) else 1.0
+    gh_cuts = calculate_percentile_cut(
+        gammas["gh_score"], gammas["reco_energy"], bins=e_reco, fill_value=gh_fill,
+        percentile=100 * (1 - options.gamma_efficiency), min_events=options.min_events,
+    )
+    gammas["selected_gh"] = evaluate_binned_cut(gammas["gh_score"], gammas["reco_energy"], gh_cuts, operator.ge)
+    theta_cuts = calculate_percentile_cut(
+        gammas["theta"][gammas["selected_gh"]], gammas["reco_energy"][gammas["selected_gh"]], bins=e_reco,
+        fill_value=options.theta_max, percentile=100 * options.theta_containment, min_value=options.theta_min,
+        max_value=options.theta_max, min_events=options.min_events,
+    )
+    if options.optimise:
+        _, gh_cuts = optimize_gh_cut(
+            gammas, protons, reco_energy_bins=e_reco, gh_cut_efficiencies=np.round(np.arange(0.1, 0.951, 0.05), 3),
+            theta_cuts=theta_cuts, op=operator.ge, fov_offset_min=options.fov_offset_min,
+            fov_offset_max=options.fov_offset_max, alpha=options.alpha, progress=False,
+        )
+        gammas["selected_gh"] = evaluate_binned_cut(gammas["gh_score"], gammas["reco_energy"], gh_cuts, operator.ge)
+    protons["selected_gh"] = evaluate_binned_cut(protons["gh_score"], protons["reco_energy"], gh_cuts, operator.ge)
+    for table in (gammas, protons):
+        table["selected_theta"] = evaluate_binned_cut(table["theta"], table["reco_energy"], theta_cuts, operator.le)
+        table["selected"] = table["selected_gh"] & table["selected_theta"]
+
+    # sensitivity: the signal in the theta cut, the background from the ring, scaled to the off region
+    signal = gammas[gammas["selected"]]
+    background = protons[protons["selected_gh"]]
+    signal_hist = create_histogram_table(signal, e_reco, key="reco_energy")
+    background_hist = estimate_background(
+        background, reco_energy_bins=e_reco, theta_cuts=theta_cuts, alpha=options.alpha,
+        fov_offset_min=options.fov_offset_min, fov_offset_max=options.fov_offset_max,
+    )
+    sensitivity = calculate_sensitivity(signal_hist, background_hist, alpha=options.alpha)
+    center = np.sqrt(sensitivity["reco_energy_low"] * sensitivity["reco_energy_high"])
+    sensitivity["reco_energy_log_center"] = center
+    sensitivity["flux_sensitivity"] = sensitivity["relative_sensitivity"] * options.gamma_spectrum(center)
+    sensitivity["e2_flux_sensitivity"] = (sensitivity["flux_sensitivity"] * center ** 2).to(u.erg / (u.cm ** 2 * u.s))
+    # counts as simulated (pyirf scales its n_signal to the sensitivity flux and the background to the off region)
+    sensitivity["n_gamma_events"] = signal_hist["n"]
+    sensitivity["n_gamma_weighted"] = signal_hist["n_weighted"]
+    in_ring = (background["reco_source_fov_offset"] >= options.fov_offset_min) & (
+        background["reco_source_fov_offset"] < options.fov_offset_max)
+    sensitivity["n_proton_events_in_ring"] = np.histogram(
+        background["reco_energy"][in_ring].to_value(u.TeV), e_reco.to_value(u.TeV))[0]
+    sensitivity["n_background_on_weighted"] = options.alpha * background_hist["n_weighted"]
+    sensitivity["theta_cut"] = u.Quantity(np.interp(bin_center(e_reco), theta_cuts["center"], theta_cuts["cut"]))
+    sensitivity["gh_cut"] = gh_cuts["cut"]
+
+    # IRFs (one field-of-view bin around the source offset)
+    fov_bins = u.Quantity([0, options.fov_offset_max.to_value(u.deg)], u.deg)
+    background_fov_bins = np.arange(0, np.floor(proton_info.viewcone_max.to_value(u.deg) * 2) / 2 + 1e-9, 0.5) * u.deg
+    effective_area = np.nan_to_num(effective_area_per_energy(signal, gamma_info, true_energy_bins=e_true))
+    effective_area_no_cuts = np.nan_to_num(effective_area_per_energy(gammas, gamma_info, true_energy_bins=e_true))
+    edisp = energy_dispersion(signal, true_energy_bins=e_true, fov_offset_bins=fov_bins,
+                              migration_bins=bins["migration"])
+    psf = psf_table(gammas[gammas["selected_gh"]], e_true, source_offset_bins=bins["source_offset"],
+                    fov_offset_bins=fov_bins)
+    background_rate = background_2d(background, reco_energy_bins=e_reco, fov_offset_bins=background_fov_bins,
+                                    t_obs=obs_time)
+    return IRFResult(
+        sensitivity=sensitivity, gh_cuts=gh_cuts, theta_cuts=theta_cuts,
+        effective_area=effective_area, effective_area_no_cuts=effective_area_no_cuts, energy_dispersion=edisp,
+        psf=psf, background=background_rate,
+        angular_resolution=angular_resolution(gammas[gammas["selected_gh"]], e_true, energy_type="true"),
+        energy_bias_resolution=energy_bias_resolution(signal, e_true, energy_type="true"),
+        bins={**bins, "fov_offset": fov_bins, "background_fov_offset": background_fov_bins},
+        n_gammas=len(gammas), n_protons=len(protons), source_fov_offset=np.median(gammas["true_source_fov_offset"]),
+        extras={"gammas": gammas, "protons": protons, "signal_hist": signal_hist, "background_hist": background_hist},
+    )
+
+
+def gadf_hdus(result, **header_cards):
+    """The GADF HDUs of ``result`` (pyirf's writers): effective area, energy dispersion, PSF, background, RAD_MAX."""
+    bins = result.bins
+    n_fov = len(bins["fov_offset"]) - 1
+    return fits.HDUList([
+        fits.PrimaryHDU(),
+        create_aeff2d_hdu(result.effective_area[:, np.newaxis] * np.ones(n_fov), bins["true_energy"],
+                          bins["fov_offset"], point_like=True, extname="EFFECTIVE AREA", **header_cards),
+        create_energy_dispersion_hdu(result.energy_dispersion, bins["true_energy"], bins["migration"],
+                                     bins["fov_offset"], point_like=True, extname="ENERGY DISPERSION",
+                                     **header_cards),
+        create_psf_table_hdu(result.psf, bins["true_energy"], bins["source_offset"], bins["fov_offset"],
+                             extname="PSF", **header_cards),
+        create_background_2d_hdu(result.background, bins["reco_energy"], bins["background_fov_offset"],
+                                 extname="BACKGROUND", **header_cards),
+        create_rad_max_hdu(result.theta_cuts["cut"][:, np.newaxis] * np.ones(n_fov), bins["reco_energy"],
+                           bins["fov_offset"], point_like=True, extname="RAD_MAX", **header_cards),
+    ])

@@ -1,0 +1,358 @@
+"""From network outputs and image parameters to ctapipe DL2 tables: per telescope and per array event.
+
+No TensorFlow here: the networks' raw outputs come in as arrays.
+
+* ``network_telescope_values``: a mono network's output as ctapipe's
+  telescope-level values (gammaness, energy, AltAz direction).  Camera
+  offsets go back through the same rotated ``CameraFrame`` (the camera
+  frame's focal length) and sky offsets through the same ``NominalFrame``
+  (origin: the array pointing) that dl1-data-handler 0.14.6 used to make the
+  labels, to AltAz (ctlearn 0.10.2 took the nominal frame's coordinates for
+  alt/az).
+* ``classical_telescope_values``: the Hillas BDT reconstruction of the same
+  images (``baselines``), fitted on the training images.
+* ``telescope_table`` / ``combine``: the DL2 tables, one row per telescope
+  event and one per array event (ctapipe's ``StereoMeanCombiner``); an event
+  without a valid telescope keeps its row, marked invalid.
+* ``hillas_reconstructor_table``: ctapipe's ``HillasReconstructor`` over the
+  events with two or more valid images.
+"""
+
+import warnings
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import AltAz, SkyCoord
+from astropy.table import Table, join
+from astropy.time import Time
+from ctapipe.containers import (
+    ArrayEventContainer,
+    DL1CameraContainer,
+    HillasParametersContainer,
+    ImageParametersContainer,
+    MorphologyContainer,
+    ParticleClassificationContainer,
+    ReconstructedEnergyContainer,
+    ReconstructedGeometryContainer,
+    TelescopePointingContainer,
+)
+from ctapipe.coordinates import CameraFrame, NominalFrame, TelescopeFrame
+from ctapipe.io.tableio import TelListToMaskTransform
+from ctapipe.reco import HillasReconstructor, StereoMeanCombiner
+from ctapipe.reco.reconstructor import ReconstructionProperty
+from ctapipe.reco.utils import add_defaults_and_meta
+
+from ..io.dl2 import Reconstruction
+from . import baselines
+
+__all__ = [
+    "CONTAINERS",
+    "LABEL_EPOCH",
+    "WEIGHTS",
+    "classical_telescope_values",
+    "combine",
+    "hillas_reconstructor_table",
+    "network_event_values",
+    "network_telescope_values",
+    "telescope_table",
+]
+
+#: the reference time dl1-data-handler 0.14.6 makes its direction labels with (``LST_EPOCH``)
+LABEL_EPOCH = Time("2018-10-01T00:00:00", scale="utc")
+#: ctapipe's container of each role
+CONTAINERS = {
+    "type": ParticleClassificationContainer,
+    "energy": ReconstructedEnergyContainer,
+    "geometry": ReconstructedGeometryContainer,
+}
+_PROPERTY = {
+    "type": ReconstructionProperty.PARTICLE_TYPE,
+    "energy": ReconstructionProperty.ENERGY,
+    "geometry": ReconstructionProperty.GEOMETRY,
+}
+#: the telescope weights StereoMeanCombiner offers
+WEIGHTS = ("none", "intensity", "konrad")
+
+
+def _camera_offsets_to_altaz(x, y, tel_ids, pointing_alt, pointing_az, subarray, rotations):
+    """AltAz of camera-plane offsets (m), through the rotated camera frame dl1-data-handler labels with.
+
+    ``rotations``: the pixel rotation of each telescope's camera as the reader
+    took it before its image mapper derotated the geometry (``pix_rotation``).
+    """
+    alt = np.full(len(x), np.nan)
+    az = np.full(len(x), np.nan)
+    for tel_id in np.unique(tel_ids):
+        rows = np.flatnonzero(tel_ids == tel_id)
+        telescope = subarray.tel[int(tel_id)]
+        location = subarray.tel_coords[subarray.tel_ids_to_indices(int(tel_id))].to_earth_location()
+        altaz = AltAz(location=location, obstime=LABEL_EPOCH)
+        pointing = SkyCoord(az=pointing_az[rows], alt=pointing_alt[rows], frame=altaz)
+        frame = CameraFrame(
+            focal_length=telescope.camera.geometry.frame.focal_length,
+            rotation=rotations[int(tel_id)], telescope_pointing=pointing,
+        )
+        direction = SkyCoord(x=x[rows] * u.m, y=y[rows] * u.m, frame=frame).transform_to(altaz)
+        alt[rows], az[rows] = direction.alt.to_value(u.deg), direction.az.wrap_at(360 * u.deg).to_value(u.deg)
+    return alt, az
+
+
+def _nominal_offsets_to_altaz(fov_lon, fov_lat, pointing_alt, pointing_az, subarray):
+    """AltAz of offsets in the nominal frame around the array pointing, as dl1-data-handler labels them."""
+    location = subarray.reference_location
+    altaz = AltAz(location=location, obstime=LABEL_EPOCH)
+    origin = SkyCoord(az=pointing_az, alt=pointing_alt, frame=altaz)
+    nominal = NominalFrame(origin=origin, location=location, obstime=LABEL_EPOCH)
+    direction = SkyCoord(fov_lon=fov_lon * u.deg, fov_lat=fov_lat * u.deg, frame=nominal).transform_to(altaz)
+    return direction.alt.to_value(u.deg), direction.az.wrap_at(360 * u.deg).to_value(u.deg)
+
+
+def _pointing(examples, telescope):
+    """(alt, az) Quantities of the pointing for each example: the telescope's, else the array's."""
+    if telescope and "telescope_pointing_altitude" in examples.colnames:
+        return (u.Quantity(examples["telescope_pointing_altitude"], u.deg),
+                u.Quantity(examples["telescope_pointing_azimuth"], u.deg))
+    return u.Quantity(examples["pointing_altitude"], u.deg), u.Quantity(examples["pointing_azimuth"], u.deg)
+
+
+def network_telescope_values(task, output, examples, subarray, rotations=None):
+    """{column stem: values} of a mono network's output for the examples (one row each).
+
+    ``examples`` has ``tel_id`` and the pointing columns of the reader's
+    example table; ``rotations`` the reader's camera rotations (``pix_rotation``,
+    needed for camera offsets).  Keys are ``prediction``, ``energy`` (TeV) or
+    ``alt``/``az`` (deg).
+    """
+    output = np.asarray(output)
+    if task == "type":
+        return {"prediction": output[:, 1].astype(np.float64)}  # training labels gamma as class 1
+    if task == "energy":
+        return {"energy": 10 ** output.reshape(-1).astype(np.float64)}
+    if task == "cameradirection":
+        alt, az = _pointing(examples, telescope=True)
+        if rotations is None:
+            raise ValueError("camera offsets need the reader's camera rotations")
+        alt, az = _camera_offsets_to_altaz(output[:, 0].astype(np.float64), output[:, 1].astype(np.float64),
+                                           np.asarray(examples["tel_id"]), alt, az, subarray, rotations)
+        return {"alt": alt, "az": az}
+    if task == "skydirection":
+        alt, az = _pointing(examples, telescope=False)
+        alt, az = _nominal_offsets_to_altaz(output[:, 0].astype(np.float64), output[:, 1].astype(np.float64),
+                                            alt, az, subarray)
+        return {"alt": alt, "az": az}
+    raise ValueError(f"unknown task {task!r}")
+
+
+def network_event_values(task, output, events, subarray):
+    """{column stem: values} of a stereo network's output for array events (sky direction and type, energy)."""
+    if task == "cameradirection":
+        raise ValueError("a stereo network has no single camera: use skydirection")
+    return network_telescope_values(task, output, events, subarray)
+
+
+def classical_telescope_values(role, images, training):
+    """{column stem: values} of the Hillas BDT reconstruction of ``images`` (telescope events with parameters)."""
+    if role == "type":
+        return {"prediction": baselines.bdt_gamma_score(images, training)}
+    if role == "energy":
+        return {"energy": baselines.bdt_energy(images, training)}
+    lon, lat = baselines.bdt_disp_direction(images, training)
+    pointing = SkyCoord(alt=u.Quantity(images["pointing_altitude"], u.deg),
+                        az=u.Quantity(images["pointing_azimuth"], u.deg), frame=AltAz())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # frames without obstime: a pure rotation, nothing to miss
+        direction = SkyCoord(fov_lon=lon * u.deg, fov_lat=lat * u.deg,
+                             frame=TelescopeFrame(telescope_pointing=pointing)).transform_to(AltAz())
+    return {"alt": direction.alt.to_value(u.deg), "az": direction.az.wrap_at(360 * u.deg).to_value(u.deg)}
+
+
+_UNITS = {"energy": u.TeV, "alt": u.deg, "az": u.deg}
+
+
+def telescope_table(role, prefix, telescope_events, keys, values, valid):
+    """The DL2 table of one telescope: one row per row of ``telescope_events`` (its parameter table).
+
+    ``keys`` (obs_id, event_id) of the reconstructed rows, ``values`` their
+    columns by stem, ``valid`` which of them count; rows without a
+    reconstruction are invalid with NaN values.
+    """
+    reco = Reconstruction(role, prefix, telescope=True)
+    table = Table({"obs_id": telescope_events["obs_id"], "event_id": telescope_events["event_id"],
+                   "tel_id": telescope_events["tel_id"]})
+    predicted = Table({"obs_id": np.asarray(keys["obs_id"]), "event_id": np.asarray(keys["event_id"]),
+                       "__valid__": np.asarray(valid, dtype=bool)})
+    for stem, column in values.items():
+        predicted[stem] = np.asarray(column, dtype=np.float64)
+    table["__row__"] = np.arange(len(table))
+    joined = join(table, predicted, keys=["obs_id", "event_id"], join_type="left") if len(predicted) else table
+    joined.sort("__row__")
+    for stem in values:
+        column = np.ma.filled(np.ma.asarray(joined[stem], dtype=np.float64), np.nan) if stem in joined.colnames \
+            else np.full(len(table), np.nan)
+        table[f"{reco.stem}_{stem}"] = u.Quantity(column, _UNITS[stem]) if stem in _UNITS else column
+    is_valid = np.ma.filled(np.ma.asarray(joined["__valid__"]), False) if "__valid__" in joined.colnames \
+        else np.zeros(len(table), dtype=bool)
+    finite = np.all([np.isfinite(np.asarray(table[c], dtype=float)) for c in reco.values], axis=0)
+    table[reco.valid] = np.asarray(is_valid, dtype=bool) & finite
+    table.remove_column("__row__")
+    add_defaults_and_meta(table, CONTAINERS[role], prefix=prefix, add_tel_prefix=True)
+    return table
+
+
+def _event_rows(events, subarray, table, reco):
+    """``table`` (obs_id, event_id + reco columns) on every array event of ``events``; missing ones invalid."""
+    base = Table({"obs_id": events["obs_id"], "event_id": events["event_id"], "__row__": np.arange(len(events))})
+    joined = join(base, table, keys=["obs_id", "event_id"], join_type="left") if len(table) else base
+    joined.sort("__row__")
+    out = Table({"obs_id": events["obs_id"], "event_id": events["event_id"]})
+    n_tel = len(subarray.tel_ids)
+    for name in table.colnames:
+        if name in ("obs_id", "event_id"):
+            continue
+        column = joined[name] if name in joined.colnames else None
+        if name.endswith("_telescopes"):
+            filled = np.zeros((len(out), n_tel), dtype=bool)
+            if column is not None:
+                present = ~np.ma.getmaskarray(column)[:, 0] if column.ndim == 2 else ~np.ma.getmaskarray(column)
+                filled[present] = np.asarray(np.ma.getdata(column))[present]
+            out[name] = filled
+        elif name.endswith("_is_valid"):
+            out[name] = np.ma.filled(np.ma.asarray(column), False).astype(bool) if column is not None \
+                else np.zeros(len(out), bool)
+        else:
+            unit = getattr(table[name], "unit", None)
+            data = np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan) if column is not None \
+                else np.full(len(out), np.nan)
+            out[name] = u.Quantity(data, unit) if unit is not None else data
+    add_defaults_and_meta(out, CONTAINERS[reco.role], prefix=reco.prefix)
+    return out
+
+
+def combine(role, prefix, telescope_tables, parameters, events, subarray, weights="intensity"):
+    """The array-event DL2 table of ``prefix``: ctapipe's StereoMeanCombiner over the valid telescopes.
+
+    Parameters
+    ----------
+    telescope_tables : list of Table
+        The telescope DL2 tables of the prefix (``telescope_table``).
+    parameters : Table
+        obs_id, event_id, tel_id and the image parameters the weights need
+        (``hillas_intensity``, ``hillas_length``, ``hillas_width``).
+    events : Table
+        Every array event (obs_id, event_id), in the order of the output.
+    weights : str
+        StereoMeanCombiner's weights: none, intensity or konrad.  Energy is
+        combined as the mean of its logarithm.
+    """
+    from astropy.table import vstack
+
+    reco = Reconstruction(role, prefix, telescope=False)
+    mono = vstack([t for t in telescope_tables if len(t)]) if any(len(t) for t in telescope_tables) else Table()
+    if len(mono):
+        weight_columns = parameters[["obs_id", "event_id", "tel_id", "hillas_intensity", "hillas_length",
+                                     "hillas_width"]]
+        mono = join(mono, weight_columns, keys=["obs_id", "event_id", "tel_id"], join_type="left")
+        mono.sort(["obs_id", "event_id", "tel_id"])  # the combiner needs each event's telescopes together
+        combiner = StereoMeanCombiner(prefix=prefix, property=_PROPERTY[role], weights=weights,
+                                      log_target=role == "energy")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # events whose telescopes are all invalid: NaN, marked so
+            stereo = combiner.predict_table(mono)
+        mask = TelListToMaskTransform(subarray)
+        telescopes = f"{prefix}_telescopes"
+        stereo[telescopes] = np.array([mask(list(t)) for t in stereo[telescopes]]).reshape(len(stereo), -1) \
+            if len(stereo) else np.zeros((0, len(subarray.tel_ids)), dtype=bool)
+    else:
+        stereo = Table({"obs_id": np.zeros(0, np.int64), "event_id": np.zeros(0, np.int64)})
+        for stem in reco.values:
+            stereo[stem] = np.zeros(0)
+        stereo[reco.valid] = np.zeros(0, bool)
+    return _event_rows(events, subarray, stereo, reco)
+
+
+def event_table(role, prefix, keys, values, valid, events, subarray):
+    """The array-event DL2 table of a stereo network: one prediction per event, the others invalid."""
+    reco = Reconstruction(role, prefix, telescope=False)
+    table = Table({"obs_id": np.asarray(keys["obs_id"]), "event_id": np.asarray(keys["event_id"])})
+    for stem, column in values.items():
+        column = np.asarray(column, dtype=np.float64)
+        table[f"{prefix}_{stem}"] = u.Quantity(column, _UNITS[stem]) if stem in _UNITS else column
+    finite = np.all([np.isfinite(np.asarray(table[c], dtype=float)) for c in reco.values], axis=0)
+    table[reco.valid] = np.asarray(valid, dtype=bool) & finite
+    return _event_rows(events, subarray, table, reco)
+
+
+def hillas_reconstructor_table(images, valid, events, subarray, prefix="HillasReconstructor"):
+    """ctapipe's HillasReconstructor on every array event with two or more valid images.
+
+    ``images``: telescope events with their Hillas parameters in the
+    telescope frame and their pointing; ``valid``: which images take part
+    (those that pass the runs' cuts).
+    """
+    reconstructor = HillasReconstructor(subarray)
+    rows = []
+    chosen = images[np.asarray(valid, dtype=bool)]
+    order = np.lexsort((np.asarray(chosen["tel_id"]), np.asarray(chosen["event_id"]), np.asarray(chosen["obs_id"])))
+    chosen = chosen[order]
+    keys = np.stack([np.asarray(chosen["obs_id"]), np.asarray(chosen["event_id"])], axis=1)
+    if len(chosen):
+        starts = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)])
+        bounds = list(zip(starts, np.r_[starts[1:], len(chosen)]))
+    else:
+        bounds = []
+    mask = TelListToMaskTransform(subarray)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for start, stop in bounds:
+            if stop - start < 2:
+                continue
+            event = _array_event(chosen[start:stop])
+            reconstructor(event)
+            geometry = event.dl2.stereo.geometry[type(reconstructor).__name__]
+            rows.append((int(chosen["obs_id"][start]), int(chosen["event_id"][start]),
+                         geometry.alt.to_value(u.deg), geometry.az.to_value(u.deg), bool(geometry.is_valid),
+                         mask(list(geometry.telescopes or []))))
+    reco = Reconstruction("geometry", prefix, telescope=False)
+    table = Table(rows=rows or None, names=["obs_id", "event_id", "alt", "az", "valid", "telescopes"],
+                  dtype=[np.int64, np.int64, np.float64, np.float64, bool, object]) if rows else None
+    out = Table({"obs_id": np.zeros(0, np.int64), "event_id": np.zeros(0, np.int64)})
+    if table is not None:
+        out = Table({"obs_id": table["obs_id"], "event_id": table["event_id"]})
+        out[f"{prefix}_alt"] = u.Quantity(np.asarray(table["alt"], dtype=float), u.deg)
+        out[f"{prefix}_az"] = u.Quantity(np.asarray(table["az"], dtype=float), u.deg)
+        out[reco.valid] = np.asarray(table["valid"], dtype=bool) & np.isfinite(out[f"{prefix}_alt"])
+        out[f"{prefix}_telescopes"] = np.array(list(table["telescopes"]), dtype=bool)
+    else:
+        out[f"{prefix}_alt"] = u.Quantity(np.zeros(0), u.deg)
+        out[f"{prefix}_az"] = u.Quantity(np.zeros(0), u.deg)
+        out[reco.valid] = np.zeros(0, bool)
+        out[f"{prefix}_telescopes"] = np.zeros((0, len(subarray.tel_ids)), dtype=bool)
+    return _event_rows(events, subarray, out, reco)
+
+
+def _array_event(images):
+    """An ArrayEventContainer with the Hillas parameters and pointing of one event's images."""
+    event = ArrayEventContainer()
+    first = images[0]
+    event.pointing.array_altitude = u.Quantity(first["pointing_altitude"], u.deg).to(u.rad)
+    event.pointing.array_azimuth = u.Quantity(first["pointing_azimuth"], u.deg).to(u.rad)
+    for row in images:
+        tel_id = int(row["tel_id"])
+        hillas = HillasParametersContainer(
+            fov_lon=u.Quantity(row["hillas_fov_lon"], u.deg), fov_lat=u.Quantity(row["hillas_fov_lat"], u.deg),
+            r=u.Quantity(row["hillas_r"], u.deg), phi=u.Quantity(row["hillas_phi"], u.deg),
+            intensity=float(row["hillas_intensity"]), length=u.Quantity(row["hillas_length"], u.deg),
+            width=u.Quantity(row["hillas_width"], u.deg), psi=u.Quantity(row["hillas_psi"], u.deg),
+            skewness=float(row["hillas_skewness"]),
+        )
+        morphology = MorphologyContainer(n_pixels=int(row["morphology_n_pixels"]))
+        event.dl1.tel[tel_id] = DL1CameraContainer(
+            parameters=ImageParametersContainer(hillas=hillas, morphology=morphology))
+        pointing_alt = row["telescope_pointing_altitude"] if "telescope_pointing_altitude" in images.colnames \
+            else row["pointing_altitude"]
+        pointing_az = row["telescope_pointing_azimuth"] if "telescope_pointing_azimuth" in images.colnames \
+            else row["pointing_azimuth"]
+        event.pointing.tel[tel_id] = TelescopePointingContainer(
+            altitude=u.Quantity(pointing_alt, u.deg).to(u.rad), azimuth=u.Quantity(pointing_az, u.deg).to(u.rad))
+    event.trigger.tels_with_trigger = sorted(event.dl1.tel)
+    return event

@@ -1,0 +1,163 @@
+"""Tables and figures of IRF results (``physics.irf``): sensitivity curves, effective area, resolutions, cuts."""
+
+import astropy.units as u
+import numpy as np
+from astropy.table import Table, vstack
+from matplotlib.figure import Figure
+from pyirf.binning import bin_center
+
+__all__ = ["COMPARED_RANGE", "irf_figures", "sensitivity_records", "sensitivity_summary", "plot_sensitivity"]
+
+#: the energy range the CNN and the classical sensitivities are compared in (bin centres)
+COMPARED_RANGE = (0.05 * u.TeV, 10 * u.TeV)
+#: a bin counts in the comparison when both reconstructions have this many simulated gammas after the cuts
+MIN_GAMMA_EVENTS = 10
+
+
+def _figure(width=6.4, height=4.4):
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def sensitivity_records(results):
+    """One row per reconstruction and bin of reconstructed energy, with the event counts behind it."""
+    parts = []
+    for label, result in results.items():
+        s = result.sensitivity
+        part = Table({
+            "reconstruction": [label] * len(s),
+            "reco_energy_low_tev": s["reco_energy_low"].to_value(u.TeV),
+            "reco_energy_high_tev": s["reco_energy_high"].to_value(u.TeV),
+            "n_gamma_events": np.asarray(s["n_gamma_events"]),
+            "n_gamma_weighted": np.asarray(s["n_gamma_weighted"]),
+            "n_proton_events_in_ring": np.asarray(s["n_proton_events_in_ring"]),
+            "n_background_on_weighted": np.asarray(s["n_background_on_weighted"]),
+            "significance": np.asarray(s["significance"]),
+            "relative_sensitivity": np.asarray(s["relative_sensitivity"]),
+            "flux_sensitivity_per_tev_cm2_s": s["flux_sensitivity"].to_value(1 / (u.TeV * u.cm ** 2 * u.s)),
+            "e2_flux_sensitivity_erg_per_cm2_s": s["e2_flux_sensitivity"].to_value(u.erg / (u.cm ** 2 * u.s)),
+            "theta_cut_deg": u.Quantity(s["theta_cut"]).to_value(u.deg),
+            "gh_cut": np.asarray(s["gh_cut"]),
+        })
+        parts.append(part)
+    return vstack(parts)
+
+
+def _comparable(result):
+    s = result.sensitivity
+    center = np.sqrt(s["reco_energy_low"] * s["reco_energy_high"])
+    return ((center >= COMPARED_RANGE[0]) & (center <= COMPARED_RANGE[1])
+            & np.isfinite(np.asarray(s["relative_sensitivity"], dtype=float))
+            & (np.asarray(s["n_gamma_events"]) >= MIN_GAMMA_EVENTS))
+
+
+def sensitivity_summary(results, network="CNN", classical="classical"):
+    """Per-bin ratios of the network's sensitivity to the classical one and the verdict."""
+    header = ["E_reco / TeV"] + [f"{label}" for label in results] + ([f"{network} / {classical}"]
+                                                                       if classical in results else [])
+    first = next(iter(results.values())).sensitivity
+    rows, ratios, compared = [], [], []
+    for i in range(len(first)):
+        low, high = first["reco_energy_low"][i].to_value(u.TeV), first["reco_energy_high"][i].to_value(u.TeV)
+        values = [float(r.sensitivity["relative_sensitivity"][i]) for r in results.values()]
+        row = [f"{low:.3g}-{high:.3g}"] + values
+        if classical in results and network in results:
+            both = _comparable(results[network])[i] and _comparable(results[classical])[i]
+            ratio = (float(results[network].sensitivity["relative_sensitivity"][i])
+                     / float(results[classical].sensitivity["relative_sensitivity"][i])) if both else np.nan
+            row.append(ratio)
+            if both:
+                compared.append({"reco_energy_low_tev": low, "reco_energy_high_tev": high, "ratio": ratio})
+                ratios.append(ratio)
+        rows.append(row)
+    summary = {"table": (header, rows), "bins_compared": compared}
+    if ratios:
+        better = int(np.sum(np.asarray(ratios) < 1))
+        summary["fraction_of_bins_network_better"] = better / len(ratios)
+        summary["verdict"] = (
+            f"{network} sensitivity better (lower flux) than {classical} in {better} of {len(ratios)} bins of "
+            f"reconstructed energy between {COMPARED_RANGE[0]:.2g} and {COMPARED_RANGE[1]:.2g} with at least "
+            f"{MIN_GAMMA_EVENTS} gammas after cuts; median ratio {np.median(ratios):.2f}."
+        )
+    else:
+        summary["fraction_of_bins_network_better"] = None
+        summary["verdict"] = f"no bin between {COMPARED_RANGE[0]:.2g} and {COMPARED_RANGE[1]:.2g} with enough events"
+    return summary
+
+
+def _style(i):
+    return dict(lw=2.2 if i == 0 else 1.4, marker="o" if i == 0 else "s", ms=4, ls="-" if i == 0 else "--")
+
+
+def plot_sensitivity(curves, title="Point-source sensitivity"):
+    """``curves``: {label: sensitivity QTable}; E^2 F against reconstructed energy, Crab fractions for scale."""
+    fig, ax = _figure()
+    for i, (label, s) in enumerate(curves.items()):
+        center = np.sqrt(s["reco_energy_low"] * s["reco_energy_high"]).to_value(u.TeV)
+        finite = np.isfinite(np.asarray(s["relative_sensitivity"], dtype=float))
+        ax.errorbar(center[finite], s["e2_flux_sensitivity"].to_value(u.erg / (u.cm ** 2 * u.s))[finite],
+                    xerr=[(center - s["reco_energy_low"].to_value(u.TeV))[finite],
+                          (s["reco_energy_high"].to_value(u.TeV) - center)[finite]], label=label, **_style(i))
+    from pyirf.spectral import CRAB_HEGRA
+
+    energy = np.geomspace(0.03, 30, 100) * u.TeV
+    for fraction in (1, 0.1, 0.01):
+        ax.plot(energy, (fraction * CRAB_HEGRA(energy) * energy ** 2).to_value(u.erg / (u.cm ** 2 * u.s)),
+                color="gray", lw=0.7, ls=":")
+        ax.annotate(f"{fraction:g} Crab", (energy[-1].value, (fraction * CRAB_HEGRA(energy[-1]) * energy[-1] ** 2)
+                                           .to_value(u.erg / (u.cm ** 2 * u.s))), fontsize="x-small", color="gray")
+    ax.set(xscale="log", yscale="log", xlabel="reconstructed energy / TeV", ylabel="E² F / (erg cm⁻² s⁻¹)", title=title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _per_true_energy(results, getter, ylabel, title, log_y=False):
+    fig, ax = _figure()
+    for i, (label, result) in enumerate(results.items()):
+        x, y = getter(result)
+        ax.plot(x, y, label=label, **_style(i))
+    ax.set(xscale="log", xlabel="true energy / TeV", ylabel=ylabel, title=title)
+    if log_y:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def irf_figures(results):
+    """[(name, figure, caption)] of the IRF report."""
+    figures = [("sensitivity", plot_sensitivity({label: r.sensitivity for label, r in results.items()}),
+                "Point-source sensitivity (E² F, 5 sigma, pyirf's criteria) per bin of reconstructed energy; dotted: "
+                "fractions of the Crab (HEGRA).")]
+    figures.append(("effective_area", _per_true_energy(
+        results, lambda r: (bin_center(r.bins["true_energy"]).to_value(u.TeV), r.effective_area.to_value(u.m ** 2)),
+        "effective area / m²", "Effective area after gammaness and theta cuts", log_y=True),
+        "Effective area of the point-like gammas after the cuts."))
+    figures.append(("angular_resolution", _per_true_energy(
+        results, lambda r: (r.angular_resolution["true_energy_center"].to_value(u.TeV),
+                            u.Quantity(r.angular_resolution["angular_resolution_68"]).to_value(u.deg)),
+        "68% containment / deg", "Angular resolution (after the gammaness cut)"),
+        "Angular resolution of the array events per bin of true energy."))
+    figures.append(("energy_resolution", _per_true_energy(
+        results, lambda r: (r.energy_bias_resolution["true_energy_center"].to_value(u.TeV),
+                            np.asarray(r.energy_bias_resolution["resolution"])),
+        "energy resolution (68%)", "Energy resolution (after the cuts)"),
+        "Energy resolution of the array events per bin of true energy (pyirf)."))
+    figures.append(("energy_bias", _per_true_energy(
+        results, lambda r: (r.energy_bias_resolution["true_energy_center"].to_value(u.TeV),
+                            np.asarray(r.energy_bias_resolution["bias"])),
+        "energy bias (median)", "Energy bias (after the cuts)"), "Median of E_reco/E_true - 1."))
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    gh_ax, theta_ax = fig.subplots(1, 2)
+    for i, (label, r) in enumerate(results.items()):
+        center = bin_center(r.bins["reco_energy"]).to_value(u.TeV)
+        gh_ax.plot(center, np.asarray(r.gh_cuts["cut"]), label=label, **_style(i))
+        theta_ax.plot(center, u.Quantity(r.theta_cuts["cut"]).to_value(u.deg), label=label, **_style(i))
+    gh_ax.set(xscale="log", xlabel="reconstructed energy / TeV", ylabel="gammaness cut", title="Gammaness cut")
+    theta_ax.set(xscale="log", xlabel="reconstructed energy / TeV", ylabel="theta cut / deg", title="Theta cut")
+    for ax in (gh_ax, theta_ax):
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize="small")
+    figures.append(("cuts", fig, "The cuts per bin of reconstructed energy."))
+    return figures

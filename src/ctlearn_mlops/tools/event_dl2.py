@@ -1,0 +1,326 @@
+"""Write the event DL2 file of one or several trained runs (``io.dl2`` describes the file).
+
+The shared engine of ``scripts/test_model.py`` (one run, into its run
+directory) and ``scripts/predict_events.py`` (a run per role into one file):
+read each run's model and reader settings, predict every image (mono) or
+event (stereo) of the input DL1 files, reconstruct the same images the
+classical way, combine over telescopes and write everything atomically.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tables
+from astropy.table import Table, vstack
+from ctapipe.core import Provenance
+from ctapipe.io import HDF5Merger, read_table, write_table
+from ctlearn.core.loader import DLDataLoader
+from dl1_data_handler.reader import DLDataReader, TableQualityQuery
+from traitlets.config import Config
+
+from .._compat import n_examples
+from ..config import import_custom_model_file, read_yaml
+from ..exceptions import ConfigError, InputDataError
+from ..io import dl2
+from ..io.dl1 import check_dl1_files
+from ..loading.loader import FastLoader, FastPath
+from ..loading.reader import reader_type_for
+from ..physics import reconstruction
+from ..progress import Progress
+from ..rundir import CONFIG_FILE, MODEL_DIR, read_run_info
+from .taskconfig import glob_inputs
+
+__all__ = ["CompleteDLDataLoader", "PredictedRun", "check_compatible", "load_run", "write_event_dl2"]
+
+#: the reader settings two runs must share to be predicted on the same events
+_SHARED_READER_KEYS = ("allowed_tels", "allowed_tel_types", "focal_length_choice")
+
+
+class CompleteDLDataLoader(DLDataLoader):
+    """Patched from ctlearn 0.10.2 ``DLDataLoader.__len__``: count the last incomplete batch.
+
+    The stock loader floors the number of batches, which is right for training
+    and drops events in prediction.
+    """
+
+    def __len__(self):
+        return int(np.ceil(len(self.indices) / self.batch_size))
+
+
+@dataclass
+class PredictedRun:
+    """A finished run and what its prediction needs: task, role, mode, reader settings."""
+
+    run_dir: Path
+    task: str
+    config: dict
+    role: str = field(init=False)
+    stereo: bool = field(init=False)
+
+    def __post_init__(self):
+        self.role = dl2.ROLE_OF_TASK[self.task]
+        self.stereo = self.reader_section.get("mode", "mono") == "stereo"
+
+    @property
+    def prefix(self):
+        return dl2.STEREO_PREFIX if self.stereo else dl2.CNN_PREFIX
+
+    @property
+    def reader_type(self):
+        return (self.config.get("TrainCTLearnModel") or {}).get("dl1dh_reader_type", "DLImageReader")
+
+    @property
+    def reader_section(self):
+        return self.config.get(self.reader_type) or self.config.get("DLImageReader") or {}
+
+    @property
+    def cuts(self):
+        return (self.config.get("TableQualityQuery") or {}).get("quality_criteria")
+
+    def reader_config(self):
+        """The config sections that make the reader see the images as in training."""
+        return Config({k: v for k, v in self.config.items()
+                       if k not in ("Project", "TrainCTLearnModel", "PredictModel", "MLflowTracking") and v})
+
+    def files(self, split):
+        """(signal, background) DL1 files of the run's ``train`` or ``test`` split, from its config."""
+        project = self.config.get("Project") or {}
+        prefix = "" if split == "train" else "test_"
+        found = []
+        for kind in ("signal", "background"):
+            directory = project.get(f"{prefix}{kind}_dir")
+            if not directory or (kind == "background" and self.task != "type"):
+                found.append([])
+                continue
+            patterns = project.get(f"{prefix}{kind}_patterns", ["*.h5"])
+            found.append(glob_inputs(directory, patterns, f"Project.{prefix}{kind}_dir", self.run_dir / CONFIG_FILE))
+        return tuple(found)
+
+    def describe(self):
+        return {"run": str(self.run_dir), "task": self.task, "mode": "stereo" if self.stereo else "mono",
+                "model_type": (self.config.get("TrainCTLearnModel") or {}).get("model_type")}
+
+
+def load_run(run_dir, source=None, key="--run"):
+    """A finished run with a model, as PredictedRun; ConfigError naming it otherwise."""
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    if info.get("status") != "finished":
+        raise ConfigError(f"run {run_dir} has status '{info.get('status')}', not 'finished'", source=source, key=key)
+    if not (run_dir / MODEL_DIR).exists():
+        raise InputDataError(f"no trained model in {run_dir} ({MODEL_DIR} missing)", source=source, key=key)
+    return PredictedRun(run_dir, info["task"], read_yaml(run_dir / CONFIG_FILE))
+
+
+def check_compatible(runs, own_inputs, source=None):
+    """Refuse runs whose events differ: other cuts, telescopes, or (without ``own_inputs``) other test data."""
+    reference = runs[0]
+    for other in runs[1:]:
+        problems = []
+        if other.cuts != reference.cuts:
+            problems.append(f"cuts (TableQualityQuery.quality_criteria) {other.cuts} vs {reference.cuts}")
+        for name in _SHARED_READER_KEYS:
+            if other.reader_section.get(name) != reference.reader_section.get(name):
+                problems.append(f"DLImageReader.{name} {other.reader_section.get(name)} vs "
+                                f"{reference.reader_section.get(name)}")
+        if not own_inputs:
+            ours, theirs = reference.files("test"), other.files("test")
+            if set(ours[0]) != set(theirs[0]) or (ours[1] and theirs[1] and set(ours[1]) != set(theirs[1])):
+                problems.append("test data (Project.test_signal_dir / test_background_dir and their patterns)")
+        if problems:
+            raise ConfigError(
+                f"runs {reference.run_dir} and {other.run_dir} were not made for the same events: "
+                + "; ".join(problems), source=source, key="--run",
+            )
+
+
+def _quality_mask(run, table):
+    query = TableQualityQuery(config=Config({"TableQualityQuery": {"quality_criteria": run.cuts}})) \
+        if run.cuts is not None else TableQualityQuery()
+    return np.asarray(query.get_table_mask(Table(table)), dtype=bool)
+
+
+def _selected_telescopes(run, telescope_events):
+    allowed = run.reader_section.get("allowed_tels")
+    if allowed is None:
+        return np.ones(len(telescope_events), dtype=bool)
+    return np.isin(np.asarray(telescope_events["tel_id"]), list(allowed))
+
+
+def _predict(run, files, fast, batch_size, log):
+    """(keys, values, valid) of ``run``'s network on every example of ``files`` (all given as signal)."""
+    from ..loading.reader import ImageReader  # noqa: F401  (registers the reader type)
+
+    custom = (run.config.get("Project") or {}).get("custom_model_file")
+    if custom:
+        import_custom_model_file(custom)
+    try:
+        reader = DLDataReader.from_name(reader_type_for(run.reader_type), input_url_signal=[str(p) for p in files],
+                                        config=run.reader_config())
+    except (ValueError, OSError, KeyError, tables.NoSuchNodeError) as err:
+        raise InputDataError(f"the DL1 files cannot be read with the settings of run {run.run_dir}: "
+                             f"{type(err).__name__}: {err}", key="--input") from None
+    n = n_examples(reader)
+    if n == 0:
+        raise InputDataError(f"no image of the DL1 files passes the cuts of run {run.run_dir}", key="--input")
+    indices = list(range(n))
+    stacking = bool((run.config.get("TrainCTLearnModel") or {}).get("stack_telescope_images", False))
+    fast_path = None
+    if fast.enabled:
+        fast_path = FastPath(fast, reader, "test", str(run.run_dir / CONFIG_FILE))
+        loader = fast_path.loader(indices, [], batch_size, complete=True, stack_telescope_images=stacking)
+        log.info(fast_path.describe())
+    else:
+        loader = CompleteDLDataLoader(reader, indices, tasks=[], batch_size=batch_size,
+                                      stack_telescope_images=stacking)
+    log.info("%s: predicting %d %s with %s", run.task, n, "events" if run.stereo else "images", run.run_dir)
+    model = keras.saving.load_model(run.run_dir / MODEL_DIR)
+    try:
+        output = model.predict(loader, verbose=2)
+    finally:
+        if fast_path is not None:
+            fast_path.close()
+    if isinstance(output, dict):
+        output = output[run.task]
+    output = np.asarray(output)
+    examples = reader.unique_example_identifiers if run.stereo else reader.example_identifiers
+    keys = Table({"obs_id": np.asarray(examples["obs_id"]), "event_id": np.asarray(examples["event_id"])})
+    if not run.stereo:
+        keys["tel_id"] = np.asarray(examples["tel_id"])
+        values = reconstruction.network_telescope_values(run.task, output, examples, reader.subarray,
+                                                         reader.pix_rotation)
+    else:
+        values = reconstruction.network_event_values(run.task, output, examples, reader.subarray)
+    valid = np.all(np.isfinite(output.reshape(len(keys), -1)), axis=1)
+    return keys, values, valid
+
+
+def training_images(runs, log):
+    """Truth and image parameters of the images of the runs' training files, after the runs' cuts."""
+    files = sorted({p for run in runs for side in run.files("train") for p in side})
+    if not files:
+        return None
+    check_dl1_files(files, key="Project.signal_dir")
+    parts = []
+    for path in files:
+        images = dl2.read_telescope_events(path)
+        if len(images):
+            keep = _selected_telescopes(runs[0], images) & _quality_mask(runs[0], images)
+            parts.append(images[keep])
+    table = vstack(parts) if parts else None
+    log.info("classical reconstruction fitted on %d training images of %d files", 0 if table is None else len(table),
+             len(files))
+    return table
+
+
+def _merge_inputs(files, output):
+    with HDF5Merger(output, overwrite=True, dl1_images=False, true_images=False, true_parameters=False,
+                    r0_waveforms=False, r1_waveforms=False, dl1_muon=False, dl2_subarray=False,
+                    dl2_telescope=False, processing_statistics=False) as merger:
+        for path in files:
+            merger(str(path))
+
+
+def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="intensity", log, source=None):
+    """Write the event DL2 file of ``runs`` over ``files`` to ``output`` (through a temporary file)."""
+    output = Path(output)
+    partial = output.with_name(f".{output.name}.partial")
+    partial.unlink(missing_ok=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    roles = sorted({run.role for run in runs}, key=dl2.ROLES.index)
+    progress = Progress(len(runs) + 3, "event DL2", log, unit="step")
+    try:
+        predictions = {}
+        for run in runs:
+            predictions[(run.role, run.stereo)] = (run, *_predict(run, files, fast, batch_size, log))
+            progress.update(note=f"{run.task} predicted")
+        training = training_images(runs, log)
+        _merge_inputs(files, partial)
+        subarray = _subarray(partial)
+        events = read_table(partial, dl2.TRIGGER_TABLE)[["obs_id", "event_id"]]
+        if len(np.unique(np.stack([events["obs_id"], events["event_id"]], axis=1), axis=0)) != len(events):
+            raise InputDataError("two input files hold the same array events (obs_id, event_id)", key="--input")
+        images = dl2.read_telescope_events(partial)
+        selected = _selected_telescopes(runs[0], images) & _quality_mask(runs[0], images)
+        progress.update(note="inputs merged")
+        written = _write_reconstructions(partial, predictions, roles, images, selected, training, events, subarray,
+                                         weights)
+        progress.update(note="classical reconstruction")
+        if training is not None:
+            write_table(Table(training), partial, dl2.TRAINING_IMAGES_TABLE, overwrite=True)
+        with tables.open_file(partial, mode="r+") as h5:
+            h5.root._v_attrs[dl2.RUNS_ATTRIBUTE] = json.dumps(
+                {f"{run.role}/{run.prefix}": run.describe() for run in runs})
+        os.replace(partial, output)
+        progress.update(note="written")
+    finally:
+        partial.unlink(missing_ok=True)
+        progress.close()
+    Provenance().add_output_file(str(output), role="DL2 events")
+    log.info("%s: %d array events, %d telescope events; %s", output, len(events), len(images), ", ".join(written))
+    return len(events), len(images)
+
+
+def _subarray(path):
+    from ctapipe.instrument import FocalLengthKind, SubarrayDescription
+
+    return SubarrayDescription.from_hdf(path, focal_length_choice=FocalLengthKind.EQUIVALENT)
+
+
+def _write_reconstructions(path, predictions, roles, images, selected, training, events, subarray, weights):
+    """Write every DL2 table; return a description of each reconstruction written."""
+    written = []
+    tel_ids = sorted(np.unique(np.asarray(images["tel_id"])))
+    parameters = Table(images[["obs_id", "event_id", "tel_id", "hillas_intensity", "hillas_length", "hillas_width"]])
+    for role in roles:
+        sources = []
+        mono = predictions.get((role, False))
+        if mono is not None:
+            _run, keys, values, valid = mono
+            sources.append((dl2.CNN_PREFIX, keys, values, valid))
+        classical_values = reconstruction.classical_telescope_values(role, images[selected], training)
+        sources.append((dl2.CLASSICAL_PREFIX, images[selected][["obs_id", "event_id", "tel_id"]], classical_values,
+                        np.ones(np.count_nonzero(selected), dtype=bool)))
+        for prefix, keys, values, valid in sources:
+            telescope_tables = []
+            for tel_id in tel_ids:
+                here = np.asarray(keys["tel_id"]) == tel_id
+                # one row per row of the telescope's parameter table, in its order (what TableLoader joins)
+                rows = read_table(path, f"{dl2.PARAMETERS_GROUP}/tel_{tel_id:03d}")[["obs_id", "event_id", "tel_id"]]
+                table = reconstruction.telescope_table(role, prefix, rows, keys[here],
+                                                       {k: np.asarray(v)[here] for k, v in values.items()},
+                                                       np.asarray(valid)[here])
+                write_table(table, path, dl2.telescope_table_path(role, prefix, tel_id), overwrite=True)
+                telescope_tables.append(table)
+            stereo = reconstruction.combine(role, prefix, telescope_tables, parameters, events, subarray, weights)
+            if role == "geometry" and prefix == dl2.CLASSICAL_PREFIX:
+                hillas = reconstruction.hillas_reconstructor_table(images, selected, events, subarray,
+                                                                   prefix=dl2.HILLAS_RECONSTRUCTOR_PREFIX)
+                write_table(hillas, path, dl2.subarray_table_path(role, dl2.HILLAS_RECONSTRUCTOR_PREFIX),
+                            overwrite=True)
+                written.append(f"{role}/{dl2.HILLAS_RECONSTRUCTOR_PREFIX}")
+                stereo = _prefer_stereo_geometry(stereo, hillas)
+            write_table(stereo, path, dl2.subarray_table_path(role, prefix), overwrite=True)
+            written.append(f"{role}/{prefix}")
+        stereo_run = predictions.get((role, True))
+        if stereo_run is not None:
+            _run, keys, values, valid = stereo_run
+            table = reconstruction.event_table(role, dl2.STEREO_PREFIX, keys, values, valid, events, subarray)
+            write_table(table, path, dl2.subarray_table_path(role, dl2.STEREO_PREFIX), overwrite=True)
+            written.append(f"{role}/{dl2.STEREO_PREFIX}")
+    return written
+
+
+def _prefer_stereo_geometry(mean, hillas):
+    """The classical array direction: HillasReconstructor where it is valid, else the mean of the BDT disps."""
+    prefix, other = dl2.CLASSICAL_PREFIX, dl2.HILLAS_RECONSTRUCTOR_PREFIX
+    use = np.asarray(hillas[f"{other}_is_valid"], dtype=bool)
+    for stem in ("alt", "az"):
+        mean[f"{prefix}_{stem}"][use] = hillas[f"{other}_{stem}"][use]
+    mean[f"{prefix}_telescopes"][use] = hillas[f"{other}_telescopes"][use]
+    mean[f"{prefix}_is_valid"] |= use
+    return mean

@@ -1,0 +1,212 @@
+"""IRFs and point-source sensitivity of every reconstruction in an event DL2 file, the CNN next to the classical.
+
+Reads the array events of event DL2 files (``scripts/predict_events.py``:
+point-like gammas and diffuse protons, e.g. ``data/default/irf/``) and, for
+each reconstruction (``CNN``: the mono networks combined over telescopes;
+``CNN stereo``: the stereo networks where the file has them; ``classical``:
+the Hillas BDT with ctapipe's HillasReconstructor), computes with pyirf the
+event weights, the cuts, effective area, energy migration, PSF, background
+rate, angular and energy resolution and the point-source sensitivity.
+Writes ``<output_root>/irf/<name>/``: ``irf_<reconstruction>.fits.gz`` (GADF;
+``irf.fits.gz`` is the CNN's), ``sensitivity.csv``, ``metrics.json``, the
+figures and ``report.html``.
+"""
+
+import re
+from pathlib import Path as PathlibPath
+
+import astropy.units as u
+import numpy as np
+from astropy.table import vstack
+from ctapipe.core.traits import Bool, Float, List, Path, Unicode
+
+from ..exceptions import ConfigError, RunExistsError
+from ..io import dl2
+from ..io.dl1 import hdf5_problem
+from ..physics.irf import GAMMA_ID, PROTON_ID, IRFOptions, compute_irfs, gadf_hdus, irf_events, simulation_info
+from ..progress import Progress
+from ..reporting.document import Report, atomic_directory
+from ..reporting.irf_figures import irf_figures, sensitivity_records, sensitivity_summary
+from .base import MLOpsTool
+
+__all__ = ["IRFTool", "RECONSTRUCTIONS", "main"]
+
+#: the reconstructions compared: {label: {role: prefixes to try, in order}}
+RECONSTRUCTIONS = {
+    "CNN": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX], "geometry": [dl2.CNN_PREFIX]},
+    "CNN stereo": {"type": [dl2.STEREO_PREFIX], "energy": [dl2.STEREO_PREFIX],
+                   "geometry": [dl2.STEREO_PREFIX, dl2.CNN_PREFIX]},
+    "classical": {"type": [dl2.CLASSICAL_PREFIX], "energy": [dl2.CLASSICAL_PREFIX],
+                  "geometry": [dl2.CLASSICAL_PREFIX]},
+}
+
+
+def _slug(label):
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+
+
+class IRFTool(MLOpsTool):
+    """Compute IRFs and sensitivity of the reconstructions of event DL2 files."""
+
+    name = "ctlearn-mlops-irf"
+    description = __doc__
+    examples = """
+    python scripts/compute_irf.py --input data/dl2/irf.dl2.h5 --name default
+    python scripts/compute_irf.py --input data/dl2/irf.dl2.h5 --name optimised --optimise-cuts --obs-time 5
+    """
+
+    inputs = List(Path(exists=True, directory_ok=False), default_value=[],
+                  help="Event DL2 files (repeatable; their events are taken together).").tag(config=True)
+    irf_name = Unicode("", help="Name of the output: <output_root>/irf/<name>/ (default: the first input's name).").tag(
+        config=True)
+    output_root = Path("reports", directory_ok=True, file_ok=False, help="IRFs go to <output_root>/irf/<name>/.").tag(
+        config=True)
+    gamma_efficiency = Float(0.7, min=0.05, max=0.99, help="Gamma efficiency of the gammaness cut per energy bin.").tag(
+        config=True)
+    theta_containment = Float(0.68, min=0.1, max=0.99, help="Containment of the theta cut per energy bin.").tag(
+        config=True)
+    optimise = Bool(False, help="Gammaness cuts of best sensitivity per bin (pyirf) instead of a fixed efficiency.").tag(
+        config=True)
+    obs_time = Float(50.0, min=0.001, help="Observation time of the sensitivity (hours).").tag(config=True)
+    alpha = Float(0.2, min=0.01, max=1.0, help="Size of the on region relative to the off region.").tag(config=True)
+    fov_offset_max = Float(1.0, min=0.1, help="Outer radius (deg) of the ring of protons the background is "
+                           "estimated from.").tag(config=True)
+    overwrite = Bool(False, help="Replace an existing output directory.").tag(config=True)
+
+    aliases = {
+        ("i", "input"): "IRFTool.inputs",
+        "name": "IRFTool.irf_name",
+        ("o", "output-root"): "IRFTool.output_root",
+        "gamma-efficiency": "IRFTool.gamma_efficiency",
+        "theta-containment": "IRFTool.theta_containment",
+        "obs-time": "IRFTool.obs_time",
+        "alpha": "IRFTool.alpha",
+        "fov-offset-max": "IRFTool.fov_offset_max",
+    }
+    flags = {
+        "optimise-cuts": ({"IRFTool": {"optimise": True}}, "Gammaness cuts of best sensitivity per energy bin."),
+        "overwrite": ({"IRFTool": {"overwrite": True}}, "Replace an existing output directory."),
+    }
+
+    def _check_input(self, path):
+        problem = hdf5_problem(path)
+        if problem is not None:
+            raise ConfigError(f"{path} {problem}", key="--input")
+        runs = dl2.read_simulation_runs(path)
+        if runs is None or len(runs) == 0:
+            raise ConfigError(f"{path} has no simulation configuration (/configuration/simulation/run): "
+                              "IRFs need the thrown showers", key="--input")
+        events = dl2.read_subarray_events(path)
+        particles = set(np.unique(np.asarray(events["true_shower_primary_id"])))
+        for particle, name in ((GAMMA_ID, "gammas"), (PROTON_ID, "protons")):
+            if particle not in particles:
+                raise ConfigError(f"{path} holds no {name}: IRFs need gammas and protons", key="--input")
+        return events, runs
+
+    def setup(self):
+        if not self.inputs:
+            raise ConfigError("give the event DL2 file(s): --input data/dl2/<name>.dl2.h5", key="--input")
+        loaded = [self._check_input(p) for p in self.inputs]
+        self.reconstructions = {}
+        for label, wanted in RECONSTRUCTIONS.items():
+            chosen = {}
+            for role, candidates in wanted.items():
+                found = [p for p in candidates if all(p in dl2.prefixes_in(path, role) for path in self.inputs)]
+                if found:
+                    chosen[role] = found[0]
+            if len(chosen) == 3:
+                self.reconstructions[label] = chosen
+        for label in ("CNN", "classical"):
+            if label not in self.reconstructions:
+                missing = [f"{dl2.KIND_OF_ROLE[r]}/{p[0]}" for r, p in RECONSTRUCTIONS[label].items()
+                           if not all(p[0] in dl2.prefixes_in(path, r) for path in self.inputs)]
+                raise ConfigError(f"{self.inputs[0]} lacks the {label} reconstruction ({', '.join(missing)} under "
+                                  "/dl2/event/subarray): write it with scripts/predict_events.py and a run per role",
+                                  key="--input")
+        self.events = vstack([events for events, _ in loaded])
+        self.runs = vstack([runs for _, runs in loaded])
+        self.options = IRFOptions(
+            gamma_efficiency=self.gamma_efficiency, theta_containment=self.theta_containment, optimise=self.optimise,
+            obs_time=self.obs_time * u.h, alpha=self.alpha, fov_offset_max=self.fov_offset_max * u.deg,
+        )
+        self.gamma_info, self.proton_info = (self._simulation(particle) for particle in (GAMMA_ID, PROTON_ID))
+        name = self.irf_name or PathlibPath(self.inputs[0]).name.removesuffix(".h5").removesuffix(".dl2")
+        self.output_dir = self.output_root / "irf" / name
+        if self.output_dir.exists() and not self.overwrite:
+            raise RunExistsError(f"{self.output_dir} exists; pass --overwrite or choose --name", key="--name")
+        self.provenance_log = self.output_dir.with_name(f"{name}.provenance.log")
+
+    def _simulation(self, particle):
+        ids = np.unique(np.asarray(self.events["obs_id"])[np.asarray(self.events["true_shower_primary_id"]) == particle])
+        runs = self.runs[np.isin(np.asarray(self.runs["obs_id"]), ids)]
+        try:
+            info = simulation_info(runs)
+        except ValueError as err:
+            raise ConfigError(f"{self.inputs[0]}: the {'gamma' if particle == GAMMA_ID else 'proton'} runs cannot be "
+                              f"taken together: {err}", key="--input") from None
+        if particle == GAMMA_ID and info.viewcone_max > info.viewcone_min:
+            raise ConfigError(f"{self.inputs[0]}: the gammas are diffuse (view cone up to {info.viewcone_max}); "
+                              "point-source IRFs need point-like gammas, as in the irf/ sample of "
+                              "make_default_dataset.py", key="--input")
+        if particle == PROTON_ID and info.viewcone_max <= self.fov_offset_max * u.deg:
+            raise ConfigError(f"{self.inputs[0]}: the protons come from within {info.viewcone_max} only; the "
+                              f"background ring reaches {self.fov_offset_max} deg (--fov-offset-max)", key="--input")
+        return info
+
+    def output_location(self):
+        return getattr(self, "output_dir", None)
+
+    def start(self):
+        progress = Progress(len(self.reconstructions) + 1, "IRFs", self.log, unit="reconstruction")
+        self.results = {}
+        for label, prefixes in self.reconstructions.items():
+            events = irf_events(self.events, prefixes)
+            gammas = events[events["particle_id"] == GAMMA_ID]
+            protons = events[events["particle_id"] == PROTON_ID]
+            self.results[label] = compute_irfs(gammas, protons, self.gamma_info, self.proton_info, self.options)
+            progress.update(note=f"{label}: {len(gammas)} gammas, {len(protons)} protons")
+        self.summary = sensitivity_summary(self.results)
+        report = Report(f"IRFs and sensitivity - {self.output_dir.name}")
+        report.text("Verdict", self.summary["verdict"])
+        report.table("Sensitivity per bin of reconstructed energy (relative to the Crab, lower is better)",
+                     *self.summary["table"])
+        for name, fig, caption in irf_figures(self.results):
+            report.figure(name, fig, caption)
+        report.preformatted("Inputs and options", "\n".join([
+            *(f"input: {p}" for p in self.inputs),
+            f"reconstructions: {self.reconstructions}",
+            f"gammas: {self.gamma_info}", f"protons: {self.proton_info}",
+            f"gamma efficiency {self.gamma_efficiency}, theta containment {self.theta_containment}, "
+            f"optimised cuts {self.optimise}, observation time {self.obs_time} h, alpha {self.alpha}, "
+            f"background ring 0-{self.fov_offset_max} deg",
+        ]))
+        self.report = report
+        progress.update(note="figures")
+        progress.close()
+
+    def finish(self):
+        metrics = {
+            "inputs": [str(p) for p in self.inputs],
+            "reconstructions": self.reconstructions,
+            "options": {"gamma_efficiency": self.gamma_efficiency, "theta_containment": self.theta_containment,
+                        "optimise_cuts": self.optimise, "obs_time_h": self.obs_time, "alpha": self.alpha,
+                        "fov_offset_max_deg": self.fov_offset_max},
+            "simulation": {"gamma": str(self.gamma_info), "proton": str(self.proton_info)},
+            **{k: v for k, v in self.summary.items() if k != "table"},
+        }
+        with atomic_directory(self.output_dir, overwrite=self.overwrite) as tmp:
+            self.report.write(tmp, metrics)
+            sensitivity_records(self.results).write(tmp / "sensitivity.csv", format="ascii.csv")
+            for label, result in self.results.items():
+                hdus = gadf_hdus(result, TELESCOP="CTA-N LST", INSTRUME="ctlearn-mlops toy",
+                                 HDUDOC=f"reconstruction {label}")
+                hdus.writeto(tmp / f"irf_{_slug(label)}.fits.gz")
+                if label == "CNN":
+                    hdus.writeto(tmp / "irf.fits.gz")
+        self.log.info("IRFs written to %s", self.output_dir)
+        print(self.summary["verdict"])
+        print(f"IRFs: {self.output_dir / 'report.html'}")
+
+
+def main():
+    IRFTool().run()

@@ -1,0 +1,166 @@
+"""The event DL2 file: ctapipe's data model, every role's runs on the same events, combined over telescopes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pytest
+import tables
+import yaml
+from astropy.table import QTable
+from ctapipe.io import TableLoader, read_table
+
+from ctlearn_mlops.io import dl2
+from ctlearn_mlops.tools.events import EventDL2Tool
+
+from .conftest import REPO, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def event_file(trained_runs, tmp_path_factory):
+    """One event DL2 file from the tiny type, energy and skydirection runs."""
+    out = tmp_path_factory.mktemp("events")
+    argv = ["--run", f"type={trained_runs['type'][1]}", "--run", f"energy={trained_runs['energy'][1]}",
+            "--run", f"geometry={trained_runs['skydirection'][1]}", "--output", out / "events.dl2.h5"]
+    assert run(EventDL2Tool(), argv, cwd=out) == 0
+    return out / "events.dl2.h5"
+
+
+def test_table_loader_reads_both_reconstructions_at_both_levels(event_file):
+    with TableLoader(event_file, focal_length_choice="EQUIVALENT") as loader:
+        telescope = loader.read_telescope_events(dl2=True, simulated=True, dl1_parameters=True)
+        subarray = loader.read_subarray_events(dl2=True, simulated=True)
+        n_events = len(read_table(event_file, "/dl1/event/subarray/trigger"))
+    assert len(subarray) == n_events
+    assert set(np.unique(subarray["true_shower_primary_id"])) == {0, 101}  # gammas and protons
+    for prefix in ("CTLearn", "HillasBDT"):
+        for column in ("tel_prediction", "tel_energy", "tel_alt", "tel_az", "tel_is_valid"):
+            assert f"{prefix}_{column}" in telescope.colnames, (prefix, column)
+        for column in ("prediction", "energy", "alt", "az", "is_valid", "telescopes"):
+            assert f"{prefix}_{column}" in subarray.colnames, (prefix, column)
+    assert "HillasReconstructor_alt" in subarray.colnames
+    # every image that passes the cuts has a valid CNN value; the CNN gammaness is a gamma probability
+    assert np.any(telescope["CTLearn_tel_is_valid"]) and not np.all(telescope["CTLearn_tel_is_valid"])
+    gammaness = telescope["CTLearn_tel_prediction"][telescope["CTLearn_tel_is_valid"]]
+    assert np.all((gammaness >= 0) & (gammaness <= 1))
+    assert u.Quantity(subarray["CTLearn_energy"]).unit == u.TeV and u.Quantity(subarray["CTLearn_alt"]).unit == u.deg
+    runs = dl2.read_runs(event_file)
+    assert {key.split("/")[0] for key in runs} == {"type", "energy", "geometry"}
+
+
+def test_one_subarray_row_per_event_and_events_without_a_valid_telescope_kept_invalid(event_file):
+    events = read_table(event_file, "/dl1/event/subarray/trigger")
+    for role in dl2.ROLES:
+        for prefix in dl2.prefixes_in(event_file, role):
+            table = read_table(event_file, dl2.subarray_table_path(role, prefix))
+            assert len(table) == len(events), (role, prefix)
+            assert np.array_equal(table["obs_id"], events["obs_id"]) and np.array_equal(table["event_id"], events["event_id"])
+            keys = np.stack([table["obs_id"], table["event_id"]], axis=1)
+            assert len(np.unique(keys, axis=0)) == len(table)  # no duplicated rows (upstream #266)
+    table = read_table(event_file, dl2.subarray_table_path("energy", "CTLearn"))
+    invalid = ~table["CTLearn_is_valid"]
+    assert invalid.any(), "the test data has events whose images all fail the cuts"
+    assert np.all(np.isnan(table["CTLearn_energy"][invalid])) and not table["CTLearn_telescopes"][invalid].any()
+
+
+def test_subarray_energy_is_the_intensity_weighted_mean_of_the_log_energies(event_file):
+    with TableLoader(event_file, focal_length_choice="EQUIVALENT") as loader:
+        images = QTable(loader.read_telescope_events(dl2=True, dl1_parameters=True, simulated=False))
+        tel_ids = list(loader.subarray.tel_ids)
+    stereo = QTable(read_table(event_file, dl2.subarray_table_path("energy", "CTLearn")))
+    valid = images[images["CTLearn_tel_is_valid"]]
+    checked = 0
+    for key in np.unique(np.stack([valid["obs_id"], valid["event_id"]], axis=1), axis=0):
+        mine = valid[(valid["obs_id"] == key[0]) & (valid["event_id"] == key[1])]
+        if not 2 <= len(mine) <= 4:
+            continue
+        weights = np.asarray(mine["hillas_intensity"], dtype=float)
+        expected = np.exp(np.average(np.log(mine["CTLearn_tel_energy"].to_value(u.TeV)), weights=weights))
+        row = stereo[(stereo["obs_id"] == key[0]) & (stereo["event_id"] == key[1])][0]
+        assert row["CTLearn_energy"].to_value(u.TeV) == pytest.approx(expected, rel=1e-9)
+        assert [t for t, used in zip(tel_ids, row["CTLearn_telescopes"]) if used] == sorted(mine["tel_id"])
+        checked += 1
+    assert checked >= 5
+
+
+def test_two_event_files_merge_with_ctapipe_merge(trained_runs, event_file, toy_data, tmp_path):
+    second = tmp_path / "train_events.dl2.h5"
+    argv = ["--run", f"type={trained_runs['type'][1]}", "--run", f"energy={trained_runs['energy'][1]}",
+            "--run", f"geometry={trained_runs['skydirection'][1]}", "--input", toy_data / "train", "--output", second]
+    assert run(EventDL2Tool(), argv, cwd=tmp_path) == 0
+    merged = tmp_path / "merged.dl2.h5"
+    # ctapipe's own merge tool (its module's __main__ guard is broken: the console script it is)
+    merge = Path(sys.executable).parent / "ctapipe-merge"
+    result = subprocess.run([merge, "--output", merged, event_file, second], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    n = sum(len(read_table(p, "/dl1/event/subarray/trigger")) for p in (event_file, second))
+    with TableLoader(merged, focal_length_choice="EQUIVALENT") as loader:
+        events = loader.read_subarray_events(dl2=True, simulated=True)
+    assert len(events) == n and "CTLearn_energy" in events.colnames
+
+
+@pytest.mark.parametrize("task", ["cameradirection", "skydirection"])
+def test_direction_labels_go_back_to_the_true_altaz(task, toy_data):
+    """Known answer: the reader's own direction labels, taken as network outputs, give the true alt/az."""
+    from traitlets.config import Config
+
+    from ctlearn_mlops.loading.reader import ImageReader
+    from ctlearn_mlops.physics.reconstruction import network_telescope_values
+
+    reader = ImageReader(
+        input_url_signal=sorted(map(str, (toy_data / "test").glob("gamma_*.h5"))),
+        config=Config({"DLImageReader": {"allowed_tels": [1, 2, 3, 4], "focal_length_choice": "EQUIVALENT"}}),
+    )
+    examples = reader.example_identifiers
+    labels = ["cam_coord_offset_x", "cam_coord_offset_y"] if task == "cameradirection" else ["fov_lon", "fov_lat"]
+    output = np.stack([u.Quantity(examples[c]).value for c in labels], axis=1)
+    values = network_telescope_values(task, output, examples, reader.subarray, reader.pix_rotation)
+    np.testing.assert_allclose(values["alt"], u.Quantity(examples["true_alt"]).to_value(u.deg), atol=1e-6)
+    d_az = (values["az"] - u.Quantity(examples["true_az"]).to_value(u.deg) + 180) % 360 - 180
+    np.testing.assert_allclose(d_az, 0, atol=1e-6)
+
+
+def _edited_run(run_dir, tmp_path, name, edit):
+    copy = tmp_path / run_dir.parent.name / name
+    import shutil
+
+    shutil.copytree(run_dir, copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    edit(config)
+    (copy / "config.yaml").write_text(yaml.safe_dump(config))
+    return copy
+
+
+def test_bad_run_sets_are_refused_naming_the_runs(trained_runs, tmp_path, capfd):
+    type_run, energy_run = trained_runs["type"][1], trained_runs["energy"][1]
+    other_cuts = _edited_run(energy_run, tmp_path, "other-cuts", lambda c: c.update(
+        TableQualityQuery={"quality_criteria": [["> 80 phe", "hillas_intensity > 80"]]}))
+    cases = {
+        "different cuts": ([f"type={type_run}", f"energy={other_cuts}"], f"runs {type_run} and {other_cuts}"),
+        "wrong role": ([f"geometry={energy_run}"], "is a energy run: it cannot be the geometry run"),
+        "unknown role": ([f"direction={energy_run}"], "ROLE one of type, energy, geometry"),
+    }
+    for argv, expected in cases.values():
+        out = tmp_path / "out.dl2.h5"
+        capfd.readouterr()
+        assert run(EventDL2Tool(), [a for r in argv for a in ("--run", r)] + ["--output", out], cwd=tmp_path) == 2
+        assert expected in capfd.readouterr().err
+        assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+def test_a_missing_role_is_absent_and_said(trained_runs, tmp_path):
+    out = tmp_path / "energy_only.dl2.h5"
+    result = subprocess.run([sys.executable, REPO / "scripts" / "predict_events.py", "--run",
+                             f"energy={trained_runs['energy'][1]}", "--output", out], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "no type run given" in result.stderr and "no geometry run given" in result.stderr
+    with tables.open_file(out) as h5:
+        assert "/dl2/event/subarray/energy/CTLearn" in h5
+        assert "/dl2/event/subarray/classification" not in h5 and "/dl2/event/subarray/geometry" not in h5
+    assert json.loads(json.dumps(dl2.read_runs(out))).keys() == {"energy/CTLearn"}
