@@ -15,9 +15,10 @@
 # (default 120: seconds a test or report step needs; after the warning a step starts only if they are left);
 # SWEEP_FILE (set by scripts/submit_sweep.py: one line of --set overrides per array element).
 #
-# Multi-node: TensorFlow's MultiWorkerMirroredStrategy can use
-# tf.distribute.cluster_resolver.SlurmClusterResolver with --nodes>1 and one
-# task per node (srun); nothing here prevents it (see docs/slurm.md).
+# Several tasks (sbatch --ntasks=N, or --nodes=N --ntasks-per-node=1): training runs
+# under srun as one run over all tasks (TensorFlow's MultiWorkerMirroredStrategy,
+# the cluster from SlurmClusterResolver; docs/slurm.md#several-tasks-and-nodes);
+# testing and the report run once.
 #
 #SBATCH --job-name=ctlearn
 #SBATCH --time=04:00:00
@@ -129,7 +130,12 @@ after() {
   if [ "$status" -eq 75 ] || [ "$status" -eq 138 ] || [ "$status" -eq 143 ]; then
     requeue "${what} stopped by the time limit"
   elif [ "$status" -ne 0 ]; then
-    echo "$(date -Is) ${what} failed with exit code ${status} (2 = config or input error: not retried)" >&2
+    if [ "$status" -eq 2 ]; then
+      echo "$(date -Is) ${what} failed with exit code 2 (a config or input error: not retried)" >&2
+    else
+      echo "$(date -Is) ${what} failed with exit code ${status}: not retried; once the cause is fixed, submit again" \
+        "with RUN_NAME=${RUN_NAME} (the run resumes from its last finished epoch)" >&2
+    fi
     exit "$status"
   fi
   # warned (SLURM may warn early): go on only if the next step fits in the time really left
@@ -139,9 +145,15 @@ after() {
   return 0
 }
 
+# one task: the training process itself; several: srun starts one per task (-K: one failing ends the step)
+launcher=()
+if [ "${SLURM_NTASKS:-1}" -gt 1 ]; then
+  launcher=(srun --kill-on-bad-exit=1 --ntasks="$SLURM_NTASKS")
+  echo "$(date -Is) training over ${SLURM_NTASKS} tasks (${SLURM_JOB_NUM_NODES:-1} nodes)"
+fi
 # a requeued job starts here again: training resumes (or is skipped when finished)
 forward=1
-step python scripts/train_model.py --config "$CONFIG" --run-name "$RUN_NAME" --auto-resume "${overrides[@]}" "$@"
+step "${launcher[@]}" python scripts/train_model.py --config "$CONFIG" --run-name "$RUN_NAME" --auto-resume "${overrides[@]}" "$@"
 status=$?
 forward=0
 after "$status" training

@@ -66,8 +66,8 @@ def production(n_files):
 def measured(command, env=None, until=None, timeout=3600):
     """(seconds, peak MB, stderr) of a process; with ``until``, stop it when that text appears in its log."""
     start = time.perf_counter()
-    process = subprocess.Popen([str(c) for c in command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, **(env or {})}, cwd=REPO, bufsize=1)
+    process = subprocess.Popen([str(c) for c in command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, **(env or {})}, cwd=REPO)
     peak, lines = 0, []
     os.set_blocking(process.stderr.fileno(), False)
     seconds = None
@@ -79,14 +79,14 @@ def measured(command, env=None, until=None, timeout=3600):
             pass
         chunk = process.stderr.read()
         if chunk:
-            lines.append(chunk)
+            lines.append(chunk.decode(errors="replace"))
             if until is not None and until in "".join(lines[-3:]):
                 seconds = time.perf_counter() - start
                 process.kill()
                 process.wait()
                 break
         if process.poll() is not None:
-            lines.append(process.stderr.read() or "")
+            lines.append((process.stderr.read() or b"").decode(errors="replace"))
             break
         if time.perf_counter() - start > timeout:
             process.kill()

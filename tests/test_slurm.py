@@ -10,6 +10,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -136,3 +137,82 @@ def test_all_four_tasks_and_a_sweep_run_under_sbatch(slurm, toy_data, tmp_path):
         assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
         rates.add(yaml.safe_load((run_dir / "config.yaml").read_text())["TrainCTLearnModel"]["optimizer"]["base_learning_rate"])
     assert rates == {0.001, 0.003}
+
+
+def _curve(run_dir):
+    with open(run_dir / "training_log.csv") as f:
+        return [(float(r["loss"]), float(r["val_loss"])) for r in csv.DictReader(f)]
+
+
+def test_two_tasks_train_one_run_whose_curve_is_the_one_task_curve(slurm, toy_data, tmp_path):
+    """MultiWorkerMirroredStrategy over 2 SLURM tasks: per-task batch 8 = one task with batch 16, same seed."""
+    config = _config(toy_data, tmp_path, "energy", TrainCTLearnModel={"n_epochs": 3, "batch_size": 8},
+                     FastLoader={"enabled": True, "workers": 0})
+    log = tmp_path / "mw-%j.out"
+    job = sbatch("--ntasks=2", "--cpus-per-task=1", "--time=15", f"--output={log}", "bash_template.sh", config,
+                 env={"RUN_NAME": "two-tasks"})
+    wait_for([job])
+    output = Path(str(log).replace("%j", job)).read_text()
+    run_dir = tmp_path / "models" / "energy" / "two-tasks"
+    assert "training over 2 tasks" in output and "task 1 of 2" in output and "task 0 of 2 (chief)" in output
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished", output[-3000:]
+    assert (run_dir / "dl2" / "test.dl2.h5").exists()
+    # only the chief wrote the run directory: no copy of another task's files
+    assert not [p for p in run_dir.rglob("*") if "workertemp" in p.name or "worker1" in p.name]
+    # the same run in one task with the global batch (16) and the same seed
+    single = subprocess.run(
+        [VENV / "bin" / "python", REPO / "scripts" / "train_model.py", "--config", config, "--run-name", "one-task",
+         "--set", "TrainCTLearnModel.batch_size=16", "--log-level", "WARN"], cwd=tmp_path, capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-2000:]
+    two, one = _curve(run_dir), _curve(tmp_path / "models" / "energy" / "one-task")
+    assert len(two) == len(one) == 3
+    # summation order differs between the all-reduce and one device: float32 noise only
+    np.testing.assert_allclose(np.array(two), np.array(one), rtol=1e-4)
+
+
+def test_two_task_job_is_requeued_at_the_time_limit_and_resumes(slurm, toy_data, tmp_path):
+    n_epochs = _epochs_lasting(90, toy_data, tmp_path)
+    config = _config(toy_data, tmp_path, "energy", TrainCTLearnModel={"n_epochs": n_epochs, "batch_size": 8},
+                     FastLoader={"enabled": True, "workers": 0})
+    log = tmp_path / "mw-limit-%j.out"
+    job = sbatch("--ntasks=2", "--cpus-per-task=1", "--time=1", "--signal=B:USR1@40", f"--output={log}",
+                 "bash_template.sh", config, env={"RUN_NAME": "two-limited", "MAX_RESTARTS": "40", "STEP_RESERVE": "25"})
+    wait_for([job], timeout=1800)
+    output = Path(str(log).replace("%j", job)).read_text()
+    run_dir = tmp_path / "models" / "energy" / "two-limited"
+    events = read_events(run_dir)
+    kinds = [e["event"] for e in events]
+    assert kinds.count("interruption") >= 1 and kinds.count("resume") >= 1, output[-3000:]
+    assert "on every task" in output and "requeuing job" in output
+    with open(run_dir / "training_log.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(n_epochs))
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+
+
+def test_a_killed_task_ends_the_job_with_a_message_in_bounded_time(slurm, toy_data, tmp_path):
+    import psutil
+
+    config = _config(toy_data, tmp_path, "energy", TrainCTLearnModel={"n_epochs": 200, "batch_size": 8},
+                     FastLoader={"enabled": True, "workers": 0})
+    log = tmp_path / "mw-kill-%j.out"
+    job = sbatch("--ntasks=2", "--cpus-per-task=1", "--time=15", f"--output={log}", "bash_template.sh", config,
+                 env={"RUN_NAME": "two-killed"})
+    run_dir = tmp_path / "models" / "energy" / "two-killed"
+    deadline = time.monotonic() + 600
+    while not (run_dir / "state" / "epoch_00000.json").exists():
+        assert time.monotonic() < deadline, "the 2-task run never finished an epoch"
+        time.sleep(1)
+    workers = [p for p in psutil.process_iter(["name", "cmdline"])
+               if p.info["name"].startswith("python") and str(config) in " ".join(p.info["cmdline"] or [])
+               and "train_model.py" in " ".join(p.info["cmdline"])]
+    assert len(workers) == 2
+    # the task that is not the chief (the chief holds the run lock)
+    chief_pid = json.loads((run_dir.with_name(".two-killed.lock")).read_text())["pid"]
+    victim = next(p for p in workers if p.pid != chief_pid)
+    killed_at = time.monotonic()
+    victim.kill()
+    wait_for([job], timeout=300)
+    assert time.monotonic() - killed_at < 120
+    output = Path(str(log).replace("%j", job)).read_text()
+    assert "a task of this multi-worker run stopped answering" in output, output[-3000:]
+    assert "Traceback" not in output.split("stopped answering")[0][-2000:]

@@ -15,6 +15,9 @@ import numpy as np
 
 __all__ = [
     "ReaderHooks",
+    "configure_coordination_service",
+    "fit_arguments",
+    "strategy_for_ctlearn_setup",
     "subarray_read_once",
     "mono_item",
     "stereo_batch_with_images",
@@ -101,6 +104,81 @@ def backup_epoch(backup_dir):
     except (tf.errors.OpError, ValueError) as err:
         raise ValueError(f"{checkpoint} cannot be read ({type(err).__name__}: {str(err).splitlines()[0]})") from None
     return None
+
+
+def configure_coordination_service(n_tasks, heartbeat_seconds):
+    """TensorFlow 2.14's coordination service for a multi-worker cluster, with a heartbeat.
+
+    MultiWorkerMirroredStrategy starts one with defaults only if none is
+    configured; configured here (``context.configure_coordination_service``,
+    not public API), a task that dies makes the others fail after about
+    ``heartbeat_seconds`` instead of waiting in a collective operation.
+    Must run before the strategy is created.
+    """
+    from tensorflow.python.eager import context
+    from tensorflow.tsl.protobuf import coordination_config_pb2
+
+    milliseconds = int(heartbeat_seconds * 1000)
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader="/job:worker/replica:0/task:0",
+        heartbeat_timeout_in_ms=milliseconds, cluster_register_timeout_in_ms=300_000,
+        shutdown_barrier_timeout_in_ms=milliseconds,
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name="worker", num_tasks=n_tasks)],
+    )
+
+
+@contextlib.contextmanager
+def strategy_for_ctlearn_setup(strategy):
+    """ctlearn 0.10.2's ``TrainCTLearnModel.setup`` builds a ``tf.distribute.MirroredStrategy()``: give it ``strategy``.
+
+    While active (the upstream setup), the name it calls returns the given
+    strategy (a MultiWorkerMirroredStrategy, itself a mirrored strategy).
+    The setup then registers ``strategy._extended._collective_ops._lock.locked``
+    at exit, an attribute MirroredStrategy has and the multi-worker one lacks:
+    it gets a lock of its own to point at.
+    """
+    if strategy is None:
+        yield
+        return
+    import threading
+    import types
+
+    from ctlearn.tools import train_model
+
+    if not hasattr(strategy._extended, "_collective_ops"):
+        strategy._extended._collective_ops = types.SimpleNamespace(_lock=threading.Lock())
+
+    original = train_model.tf.distribute.MirroredStrategy
+    train_model.tf.distribute.MirroredStrategy = lambda *args, **kwargs: strategy
+    try:
+        yield
+    finally:
+        train_model.tf.distribute.MirroredStrategy = original
+
+
+@contextlib.contextmanager
+def fit_arguments(transform):
+    """While active, ``keras.Model.fit(*args, **kwargs)`` is called with ``transform(args, kwargs)`` (Keras 2.14).
+
+    ctlearn 0.10.2's ``TrainCTLearnModel.start`` builds, compiles and fits the
+    model in one method; the arguments of its one ``fit`` call are set here:
+    ``shuffle=False`` for the read-ahead loaders (they shuffle their examples
+    themselves between epochs, as the stock loader does), and the per-task
+    datasets of a multi-worker run.
+    """
+    import keras
+
+    original = keras.Model.fit
+
+    def fit(model, *args, **kwargs):
+        args, kwargs = transform(args, kwargs)
+        return original(model, *args, **kwargs)
+
+    keras.Model.fit = fit
+    try:
+        yield
+    finally:
+        keras.Model.fit = original
 
 
 # --- dl1-data-handler 0.14.6 ------------------------------------------------------------------------------------

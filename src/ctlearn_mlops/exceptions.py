@@ -39,6 +39,7 @@ __all__ = [
     "ResumableStop",
     "RunExistsError",
     "RunLockedError",
+    "TaskLost",
     "Stop",
     "TrainingDiverged",
     "TrainingInterrupted",
@@ -119,7 +120,14 @@ class LoaderWorkerDied(ResumableStop):
     """A loader worker process died (killed, out of memory): the run resumes from its last finished epoch."""
 
 
+class TaskLost(ResumableStop):
+    """A task of a multi-worker run stopped answering (died, killed, its node failed)."""
+
+
 _NO_SPACE = re.compile(r"no space left on device|disk quota exceeded", re.IGNORECASE)
+#: what TensorFlow's coordination service and collectives say when another task of the cluster is gone
+_PEER_LOST = re.compile(r"heartbeat timeout|Socket closed|Connection reset by peer|failed to connect to all addresses|"
+                        r"Collective ops is aborted", re.IGNORECASE)
 #: names of the loader pool's errors (``loading.pool``); through tf.data they arrive as text in an OpError
 _WORKER_DIED = "LoaderWorkerDiedError"
 _WORKER_FAILED = "LoaderWorkerError"
@@ -146,6 +154,12 @@ def typed_error(err, output=None):
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT) or _NO_SPACE.search(text):
         where = getattr(err, "filename", None) or _path_in(text) or output
         return NoSpaceLeft(where)
+    if _PEER_LOST.search(text):
+        # TensorFlow names the task that failed as /job:worker/task:N (or .../replica:0/task:N)
+        lost = re.search(r"(?:from|Task) /job:worker/(?:replica:\d+/)?task:(\d+)", text)
+        who = f"task {lost.group(1)}" if lost else "a task"
+        return TaskLost(f"a task of this multi-worker run stopped answering ({who}: it died, was killed or lost its "
+                        "node): every task stops; the run resumes from its last finished epoch")
     for name, kind in ((_WORKER_DIED, LoaderWorkerDied), (_WORKER_FAILED, InputDataError)):
         if type(err).__name__ == name or f"{name}:" in text:
             message = text.split(f"{name}:", 1)[-1].strip() or name

@@ -8,8 +8,6 @@ images come from a ``DL1ImageSource`` or an image cache, read by a
 ``WorkerPool`` up to ``prefetch`` batches ahead.
 """
 
-import contextlib
-import functools
 import math
 import threading
 
@@ -24,7 +22,7 @@ from .._compat import mono_item, stereo_batch_with_images, stereo_item
 from .pool import WorkerPool
 from .sources import CachedImageSource, DL1ImageSource
 
-__all__ = ["FastDataLoader", "FastLoader", "FastPath", "batches_in_loader_order", "image_source"]
+__all__ = ["FastDataLoader", "FastLoader", "FastPath", "image_source"]
 
 #: example columns the stock label code reads
 _LABEL_COLUMNS = (
@@ -216,27 +214,3 @@ class FastPath:
         if self.pool is not None:
             self.pool.close()
         self.source.close()
-
-
-@contextlib.contextmanager
-def batches_in_loader_order():
-    """Make ``keras.Model.fit`` draw a Sequence's batches in order (``shuffle=False``) while active.
-
-    ctlearn 0.10.2's ``TrainCTLearnModel.start`` calls ``model.fit(loader)``
-    with Keras' default ``shuffle=True``, which asks for the batches of a
-    Sequence in a random order that a read-ahead loader cannot know.  The
-    examples are reshuffled between epochs by the loader itself
-    (``DLDataLoader.on_epoch_end``), so nothing is lost.
-    """
-    original = keras.Model.fit
-
-    @functools.wraps(original)
-    def fit(model, *args, **kwargs):
-        kwargs.setdefault("shuffle", False)
-        return original(model, *args, **kwargs)
-
-    keras.Model.fit = fit
-    try:
-        yield
-    finally:
-        keras.Model.fit = original

@@ -13,7 +13,7 @@ import os
 import shutil
 import socket
 import sys
-import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -25,7 +25,7 @@ from ctlearn.core.loader import DLDataLoader
 from ctlearn.core.model import CTLearnModel
 from ctlearn.tools.train_model import TrainCTLearnModel
 
-from .._compat import backup_epoch, tool_exit_stack
+from .._compat import backup_epoch, fit_arguments, strategy_for_ctlearn_setup, tool_exit_stack
 from ..checkpoints import BestWeights, save_model_atomically, save_weights_atomically
 from ..config import Project, check_model_accepts_task
 from ..exceptions import (
@@ -42,7 +42,7 @@ from ..exceptions import (
 from ..io.dl1 import check_dl1_files
 from ..loading.reader import reader_type_for
 from ..loading.index import ExampleIndex
-from ..loading.loader import FastLoader, FastPath, batches_in_loader_order
+from ..loading.loader import FastLoader, FastPath
 from ..mlflow_tracking import MLflowEpochLogger, MLflowRun, MLflowTracking, flatten_config
 from ..resume import BACKUP_DIR, GracefulStop, StateRestorer, StateSaver, apply_loader_state, load_state
 from ..rundir import (
@@ -67,6 +67,8 @@ from ..rundir import (
 from ..runlock import RunLock
 from ..showers import shower_reuse_of
 from ..split import split_by_shower
+from ..callbacks import EpochProgress, SharesFollowEpochs, StopOnNonFiniteLoss, SyncStop
+from ..distributed import WorkerShare, cluster_from_environment, per_task_dataset
 from ..tracking import EventLog, ScalarRecorder
 from .io_checks import check_writable
 from .taskconfig import TaskConfigTool
@@ -75,52 +77,6 @@ __all__ = ["TrainModel", "main"]
 
 _OWNED = "is set from the Project section ({}); set that instead"
 FINAL_WEIGHTS_FILE = "final.weights.h5"
-
-
-class EpochProgress(keras.callbacks.Callback):
-    """One log line per epoch with elapsed time and ETA (readable in SLURM logs)."""
-
-    def __init__(self, log, n_epochs):
-        super().__init__()
-        self.log = log
-        self.n_epochs = n_epochs
-
-    def on_train_begin(self, logs=None):
-        self.start = time.monotonic()
-        self.first_epoch = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.first_epoch is None:
-            self.first_epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        done = epoch + 1 - self.first_epoch
-        elapsed = time.monotonic() - self.start
-        eta = elapsed / done * (self.n_epochs - epoch - 1)
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in (logs or {}).items())
-        self.log.info(
-            "epoch %d/%d done in %.0f s total, ETA %.0f s: %s", epoch + 1, self.n_epochs, elapsed, eta, metrics,
-        )
-
-
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Abort with a clear error as soon as the loss is NaN or infinite."""
-
-    def __init__(self):
-        super().__init__()
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(loss):
-            raise TrainingDiverged(
-                f"the training loss became {loss} in epoch {self.epoch + 1}, batch {batch + 1}: "
-                "check the input channels for NaN and lower the learning rate",
-                key="TrainCTLearnModel.optimizer",
-            )
 
 
 class TrainModel(TaskConfigTool, TrainCTLearnModel):
@@ -166,6 +122,12 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
 
     def setup(self):
         self.started = utc_now()
+        # a run over several SLURM tasks: the strategy must come before any other TensorFlow operation
+        self.cluster = cluster_from_environment()
+        tool_exit_stack(self).callback(self.cluster.close)
+        if self.cluster.multi_worker:
+            self.log.info("multi-worker training: %s, global batch %d x %d", self.cluster.describe(),
+                          self.batch_size, self.cluster.n_workers)
         project = self.setup_project()
         source = self.task_config_source
         self._check_values(source)
@@ -189,6 +151,8 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         check_model_accepts_task(self.model_type, project.task, self.config.get(self.model_type, {}), source)
         check_dl1_files([*self.signal_files, *self.background_files], source)
         check_writable(self.run_dir.parent, "Project.output_root", source)
+        if not self.cluster.is_chief:
+            return self._setup_worker(source)
 
         # from here on the run is ours alone: nothing of it is read or moved before the lock is held
         created = _make_directories(self.run_dir.parent)
@@ -220,7 +184,7 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
                 "pass --overwrite to replace it, or --resume to continue it", source=source, key="Project.run_name",
             )
         try:
-            with self._run_dir_out_of_the_way():
+            with self._run_dir_out_of_the_way(), strategy_for_ctlearn_setup(self.cluster.strategy):
                 try:
                     super().setup()
                 except (ValueError, OSError, KeyError, tables.NoSuchNodeError) as err:
@@ -259,11 +223,14 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         self.provenance_log = self.run_dir / f"{self.name}.provenance.log"
         self.events = EventLog(self.run_dir)
         self._add_callbacks()
+        if self.cluster.multi_worker:
+            self.cluster.all_reduce_sum(0)  # the run directory is ready: the other tasks may read it
         config_text = (self.run_dir / CONFIG_FILE).read_text()
         write_run_info(
             self.run_dir, task=project.task, run_name=run_name, status="running",
             config_source=source, model_type=self.model_type, n_epochs=self.n_epochs,
             host=socket.gethostname(), pid=os.getpid(), slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+            tasks=self.cluster.n_workers,
             **({} if self.resume else {"created": self.started}),
             **({"replaces": self.replaced.name} if self.replaced is not None else {}),
         )
@@ -298,8 +265,38 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
                 key="Project.run_name",
             )
         completed = 0 if last is None else last + 1
+        trained_over = info.get("tasks", 1)
+        if trained_over != self.cluster.n_workers:
+            self.log.warning(
+                "run %s was trained over %d task(s) and resumes over %d: the global batch changes from %d to %d",
+                self.run_dir, trained_over, self.cluster.n_workers, self.batch_size * trained_over,
+                self.batch_size * self.cluster.n_workers)
         self._truncate_training_log(completed)
         self.log.info("resuming %s after %d finished epochs", self.run_dir, completed)
+
+    def _setup_worker(self, source):
+        """Setup of a task other than the chief: the chief's run, read only; its own files go to scratch."""
+        self.tracked, self.events = None, None
+        if self.auto_resume and (self.run_dir / RUN_FILE).exists() and \
+                read_run_info(self.run_dir).get("status") == "finished":
+            self.already_finished = True  # as the chief decides: it looks at the same run.json
+            return
+        self.output_dir = Path(self.cluster.scratch()) / "run"
+        try:
+            with strategy_for_ctlearn_setup(self.cluster.strategy):
+                super().setup()
+        except (ValueError, OSError, KeyError, tables.NoSuchNodeError) as err:
+            raise InputDataError(f"the training data cannot be used: {type(err).__name__}: {err}", source=source,
+                                 key="Project.signal_dir") from None
+        self._split_by_shower()
+        keras.utils.set_random_seed(self.random_seed)
+        tf.config.experimental.enable_op_determinism()
+        self.cluster.all_reduce_sum(0)  # wait for the chief: the run directory is ready to be read
+        last = backup_epoch(self.run_dir / BACKUP_DIR)
+        if last is not None:
+            self.resume = True
+            self.resume_state = load_state(self.run_dir, last)
+        self._add_callbacks()
 
     def _check_values(self, source):
         """Values that ctlearn 0.10.2 accepts but cannot train with (a run without a model, a division by zero)."""
@@ -342,16 +339,17 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         """Build the network once, before the run directory exists: a model that cannot be built is a config error.
 
         ctlearn builds it only in ``start``, after the run directory is made.
-        Keras' state is reset afterwards, so the real build gets the same layer
-        names and (seeded) weights as without this check.
+        Keras' layer numbering is reset afterwards, and the weights are seeded
+        later, so the real build gets the same layer names and weights as
+        without this check.
         """
         section = self.model_type
         try:
-            with self.strategy.scope():
-                built = CTLearnModel.from_name(
-                    self.model_type, input_shape=self.training_loader.input_shape, tasks=self.reco_tasks, parent=self,
-                )
-                model = getattr(built, "model", None)
+            # outside the strategy's scope: plain variables, no collective operation of a multi-worker run
+            built = CTLearnModel.from_name(
+                self.model_type, input_shape=self.training_loader.input_shape, tasks=self.reco_tasks, parent=self,
+            )
+            model = getattr(built, "model", None)
         except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError) as err:
             raise ConfigError(f"the network cannot be built: {type(err).__name__}: {err}", source=source,
                               key=section) from None
@@ -362,7 +360,7 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
                 source=source, key=section,
             )
         del built, model
-        keras.backend.clear_session()
+        keras.backend.reset_uids()
 
     def _truncate_training_log(self, completed):
         """Keep the rows of finished epochs only (an interrupted epoch may have been logged)."""
@@ -374,30 +372,34 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         atomic_write_text(path, "\n".join(kept) + "\n" if len(kept) > 1 else "")
 
     def _add_callbacks(self):
-        loaders = {"training": self.training_loader, "validation": self.validation_loader}
+        chief, cluster = self.cluster.is_chief, self.cluster
+        loaders = self.shares or {"training": self.training_loader, "validation": self.validation_loader}
         if self.resume_state is not None:
             apply_loader_state(self.resume_state, loaders)
         # ctlearn's ModelCheckpoint writes the whole model at every improving epoch, in place: keep the best
-        # weights instead (the model is written once at the end, atomically)
+        # weights instead (the model is written once at the end, atomically); every task of a multi-worker run
+        # saves (reading some variables is a collective), the others into their scratch directory
         self.best_weights = None
         for i, callback in enumerate(self.callbacks):
             if isinstance(callback, keras.callbacks.ModelCheckpoint):
                 self.best_weights = self.callbacks[i] = BestWeights(
-                    self.run_dir, callback.monitor, "min" if callback.monitor_op is np.less else "max",
-                    callback.save_best_only,
+                    self.run_dir if chief else cluster.scratch(), callback.monitor,
+                    "min" if callback.monitor_op is np.less else "max", callback.save_best_only,
                 )
+            if isinstance(callback, keras.callbacks.CSVLogger) and not chief:
+                callback.filename = str(Path(cluster.scratch()) / TRAINING_LOG)
         stateful = [cb for cb in self.callbacks if isinstance(
             cb, keras.callbacks.ReduceLROnPlateau | keras.callbacks.EarlyStopping | BestWeights)]
-        self.graceful_stop = GracefulStop()
-        self.callbacks += [
-            StopOnNonFiniteLoss(),
-            EpochProgress(self.log, self.n_epochs),
-            ScalarRecorder(self.run_dir, self.events),
-            StateSaver(self.run_dir, loaders, stateful),
-            keras.callbacks.BackupAndRestore(str(self.run_dir / BACKUP_DIR), delete_checkpoint=False),
-            self.graceful_stop,
-            StateRestorer(self.resume_state, stateful),
-        ]
+        # Keras' backup: every task takes part, the chief's is the one kept and read back by all
+        backup = keras.callbacks.BackupAndRestore(str(self.run_dir / BACKUP_DIR), delete_checkpoint=False)
+        self.callbacks.append(StopOnNonFiniteLoss())
+        if chief:
+            self.callbacks += [EpochProgress(self.log, self.n_epochs), ScalarRecorder(self.run_dir, self.events),
+                               StateSaver(self.run_dir, loaders, stateful)]
+        if self.shares:
+            self.callbacks.append(SharesFollowEpochs(list(self.shares.values())))
+        self.callbacks += [backup, SyncStop(cluster) if cluster.multi_worker else GracefulStop(),
+                           StateRestorer(self.resume_state, stateful)]
         if self.tracked is not None:
             self.callbacks.append(MLflowEpochLogger(self.tracked))
 
@@ -423,26 +425,33 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
                     "lower TrainCTLearnModel.batch_size or add data",
                     source=self.task_config_source, key="TrainCTLearnModel.batch_size",
                 )
-        loader_options = dict(
-            tasks=self.reco_tasks, batch_size=batch, random_seed=self.random_seed,
-            sort_by_intensity=self.sort_by_intensity, stack_telescope_images=self.stack_telescope_images,
-        )
         fast = FastLoader(parent=self)
-        self.fast_path = None
-        if fast.enabled:
-            self.fast_path = FastPath(fast, self.dl1dh_reader, "train", self.task_config_source)
-            self.training_loader, self.validation_loader = (
-                self.fast_path.loader([int(i) for i in indices], self.reco_tasks, batch,
-                                      random_seed=self.random_seed, sort_by_intensity=self.sort_by_intensity,
-                                      stack_telescope_images=self.stack_telescope_images)
-                for indices in (training, validation)
-            )
+        self.fast_path = FastPath(fast, self.dl1dh_reader, "train", self.task_config_source) if fast.enabled else None
+        if self.fast_path is not None:
             self.log.info(self.fast_path.describe())
-        else:
-            self.training_loader = DLDataLoader(self.dl1dh_reader, [int(i) for i in training], **loader_options)
-            self.validation_loader = DLDataLoader(self.dl1dh_reader, [int(i) for i in validation], **loader_options)
+        self.training_loader, self.validation_loader = (
+            self._loader(indices, batch, self.random_seed) for indices in (training, validation))
+        self.shares = None
+        if self.cluster.multi_worker:
+            # every task reads its slice of each global batch; the global loaders keep the order
+            self.shares = {
+                name: WorkerShare(loader, self._loader(loader.indices, batch // self.cluster.n_workers, None),
+                                  self.cluster.rank, self.cluster.n_workers,
+                                  self.dl1dh_reader.class_weight if name == "training" else None,
+                                  repeat=name == "training")
+                for name, loader in (("training", self.training_loader), ("validation", self.validation_loader))
+            }
         self.split_indices = {"training": training, "validation": validation}
         self.log.info("split by shower: %d training and %d validation %s", len(training), len(validation), unit)
+
+    def _loader(self, indices, batch_size, random_seed):
+        """A loader of the reader's examples (stock, or the fast path's), as ctlearn 0.10.2 builds them."""
+        options = dict(random_seed=random_seed, sort_by_intensity=self.sort_by_intensity,
+                       stack_telescope_images=self.stack_telescope_images)
+        indices = [int(i) for i in indices]
+        if self.fast_path is not None:
+            return self.fast_path.loader(indices, self.reco_tasks, batch_size, **options)
+        return DLDataLoader(self.dl1dh_reader, indices, tasks=self.reco_tasks, batch_size=batch_size, **options)
 
     def _examples(self):
         """The reader's examples: its images (mono), its array events (stereo)."""
@@ -475,20 +484,35 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         if self.already_finished:
             return
         try:
-            if self.fast_path is None:
+            with fit_arguments(self._fit_arguments):
                 super().start()
-            else:
-                with batches_in_loader_order():
-                    super().start()
         except BaseException as err:
             typed = typed_error(err, self.run_dir)
-            self._record_end(typed or err)
+            if self.cluster.is_chief:
+                self._record_end(typed or err)
             if typed is None:
                 raise
             raise typed from None
         finally:
             if self.fast_path is not None:
                 self.fast_path.close()
+
+    def _fit_arguments(self, args, kwargs):
+        """The arguments of ctlearn's one ``fit`` call (ctlearn 0.10.2 ``TrainCTLearnModel.start``).
+
+        A read-ahead loader gets its batches in order (it reshuffles its
+        examples between epochs, as the stock loader does); a multi-worker run
+        gets the per-task datasets (Keras must not split them again).
+        """
+        if self.fast_path is not None or self.shares:
+            kwargs.setdefault("shuffle", False)
+        if self.shares:
+            training, steps = per_task_dataset(self.cluster, self.shares["training"])
+            validation, validation_steps = per_task_dataset(self.cluster, self.shares["validation"])
+            args = (training, *args[1:])
+            kwargs.update(steps_per_epoch=steps, validation_data=validation, validation_steps=validation_steps,
+                          class_weight=None)  # carried by the per-task batches
+        return args, kwargs
 
     def _record_end(self, err):
         """Note in run.json, events.jsonl and MLflow how training ended; a run without space left says so."""
@@ -517,6 +541,14 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
     def finish(self):
         if self.already_finished:
             print(f"Run directory: {self.run_dir} (already finished)")
+            return
+        if not self.cluster.is_chief:
+            # saving reads variables collectively: every task saves, this one where nobody reads it
+            scratch = Path(self.cluster.scratch())
+            save_weights_atomically(self.model, scratch / FINAL_WEIGHTS_FILE)
+            if self.best_weights is not None:
+                self.best_weights.restore_best(self.model)
+            save_model_atomically(self.model, scratch / MODEL_DIR)
             return
         super().finish()
         save_weights_atomically(self.model, self.run_dir / FINAL_WEIGHTS_FILE)

@@ -1,0 +1,257 @@
+"""Training over several SLURM tasks: TensorFlow's MultiWorkerMirroredStrategy, its cluster from SLURM.
+
+A training started by ``srun`` with two or more tasks (``sbatch --ntasks=2``
+or ``--nodes=N --ntasks-per-node=1``: ``bash_template.sh`` starts it so) is
+one run over all of them:
+
+* the cluster comes from TensorFlow's ``SlurmClusterResolver`` (the step's
+  node list and task counts, no ``scontrol``); the ports start at a base
+  derived from the job and step ids, so that two jobs on one node do not
+  collide; with GPUs (``--gres``) each task gets its own (``auto_set_gpu``);
+* a coordination service with a heartbeat: when a task dies, the others
+  fail within about ``HEARTBEAT_SECONDS`` instead of waiting forever in a
+  collective operation;
+* task 0 is the chief: only it writes the run directory; every task takes
+  part in the saving callbacks (reading some variables is a collective) and
+  the others' copies go to scratch directories that are removed;
+* each task reads only its share of every global batch (``WorkerShare``);
+  ``TrainCTLearnModel.batch_size`` is the batch of one task (one replica),
+  the global batch is ``batch_size x tasks``;
+* a stop (SLURM's warning before the time limit) is decided by the chief at
+  an epoch end and followed by every task (``SyncStop``).
+
+With one task, nothing here is used: ctlearn's ``MirroredStrategy`` (all
+GPUs of one node) stays the path.
+"""
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+__all__ = [
+    "HEARTBEAT_SECONDS",
+    "Cluster",
+    "WorkerShare",
+    "cluster_from_environment",
+    "port_base",
+]
+
+#: how long the coordination service waits for a silent task before the others fail
+HEARTBEAT_SECONDS = 10
+#: the longest a collective operation may wait for a living task (the first step, a validation, saving)
+COLLECTIVE_TIMEOUT_SECONDS = 1800
+_PORT_LOW, _PORT_HIGH, _PORT_STRIDE = 20000, 60000, 8
+
+
+def port_base(job_id, step_id, tasks_per_node=1):
+    """The first port of a step: the same for all its tasks, different for other jobs and steps on a node."""
+    stride = max(_PORT_STRIDE, tasks_per_node)
+    return _PORT_LOW + ((int(job_id) * 7 + int(step_id)) % ((_PORT_HIGH - _PORT_LOW) // stride)) * stride
+
+
+def _slurm_step_tasks():
+    """Tasks of the SLURM step this process belongs to (1 outside ``srun``)."""
+    if "SLURM_STEP_ID" not in os.environ or "SLURM_PROCID" not in os.environ:
+        return 1
+    try:
+        return int(os.environ.get("SLURM_STEP_NUM_TASKS", "1"))
+    except ValueError:
+        return 1
+
+
+class Cluster:
+    """This process' place in the run: how many tasks, which one, and the strategy."""
+
+    def __init__(self, n_workers=1, rank=0, strategy=None):
+        self.n_workers = n_workers
+        self.rank = rank
+        self.strategy = strategy
+        self._scratch = None
+
+    @property
+    def multi_worker(self):
+        return self.n_workers > 1
+
+    @property
+    def is_chief(self):
+        return self.rank == 0
+
+    def scratch(self):
+        """A directory of this task that nobody reads (removed by ``close``): where non-chief copies go."""
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix=f"ctlearn-mlops-worker{self.rank}-")
+        return self._scratch
+
+    def close(self):
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def all_reduce_sum(self, value):
+        """The sum of ``value`` over every task (a collective: every task must call it)."""
+        import tensorflow as tf
+
+        strategy = self.strategy
+        per_replica = strategy.run(lambda: tf.constant(float(value)))
+        return float(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None))
+
+    def describe(self):
+        if not self.multi_worker:
+            return "one task"
+        return f"task {self.rank} of {self.n_workers}{' (chief)' if self.is_chief else ''}"
+
+
+def cluster_from_environment():
+    """The Cluster of this process; for two or more SLURM tasks, creates the MultiWorkerMirroredStrategy.
+
+    Must run before any other TensorFlow operation of the process.
+    """
+    n = _slurm_step_tasks()
+    if n < 2:
+        return Cluster()
+    import tensorflow as tf
+
+    from ._compat import configure_coordination_service
+
+    tasks_per_node = max(int(x.split("(")[0]) for x in os.environ["SLURM_STEP_TASKS_PER_NODE"].split(","))
+    base = port_base(os.environ.get("SLURM_JOB_ID", 0), os.environ.get("SLURM_STEP_ID", 0), tasks_per_node)
+    gpus_per_node = int(os.environ.get("SLURM_GPUS_ON_NODE", "0") or 0)
+    if gpus_per_node:
+        # one task per GPU: the resolver sets CUDA_VISIBLE_DEVICES of each task
+        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
+            port_base=base, gpus_per_node=gpus_per_node, gpus_per_task=max(gpus_per_node // tasks_per_node, 1))
+    else:
+        # on CPU nodes the resolver would ask nvidia-smi for GPUs: tell it there is one "slot" per task and
+        # hand the cluster on without accelerators
+        slurm = tf.distribute.cluster_resolver.SlurmClusterResolver(
+            port_base=base, gpus_per_node=tasks_per_node, gpus_per_task=1, auto_set_gpu=False)
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            slurm.cluster_spec(), task_type=slurm.task_type, task_id=slurm.task_id, num_accelerators={},
+            rpc_layer="grpc")
+        threads = int(os.environ.get("SLURM_CPUS_PER_TASK", "1") or 1)
+        # task/none binds nothing: without this every task would use every core of the node
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    configure_coordination_service(n, HEARTBEAT_SECONDS)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=resolver,
+        communication_options=tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING,
+            timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS),
+    )
+    return Cluster(n_workers=n, rank=int(resolver.task_id or 0), strategy=strategy)
+
+
+class WorkerShare:
+    """The share of one task of every global batch of a loader: what a task of a multi-worker run reads.
+
+    ``loader`` (a ``DLDataLoader`` or ``FastDataLoader`` with the global batch
+    size) decides the examples and their order, shuffled the same way on every
+    task; ``reader_loader`` (the same kind with batch size
+    ``global // n_workers`` and no shuffling of its own) reads this task's
+    slice of each global batch, rows ``[rank * b, (rank + 1) * b)``.
+    ``indices`` is what the resume state keeps: the order of the last epoch
+    Keras finished.  With ``class_weight`` each batch carries the weights of
+    its examples (Keras applies class weights to datasets of one device only).
+
+    ``repeat`` is for training: one endless stream, reshuffled between epochs.
+    Validation (``repeat=False``) gives one pass per iterator: Keras makes a
+    new iterator for every validation pass.  The reshuffle between passes (what
+    Keras' ``on_epoch_end`` does for one task; it matters because the last,
+    incomplete batch is left out) happens when the next pass starts, not when
+    one ends: tasks read ahead by different amounts, and a reshuffle at the end
+    would give them different orders (overlapping shares).
+    """
+
+    def __init__(self, loader, reader_loader, rank, n_workers, class_weight=None, repeat=True):
+        self.loader = loader
+        self.repeat = repeat
+        self.passes = 0
+        self.reader_loader = reader_loader
+        self.rank = rank
+        self.n_workers = n_workers
+        self.class_weight = class_weight
+        self.orders = []
+        self.finished = 0
+        self.reader_loader.indices = self._rows(list(loader.indices))
+
+    def __len__(self):
+        return len(self.loader)
+
+    @property
+    def batch_size(self):
+        return self.reader_loader.batch_size
+
+    @property
+    def indices(self):
+        if 0 < self.finished <= len(self.orders):
+            return self.orders[self.finished - 1]
+        return list(self.loader.indices)
+
+    @indices.setter
+    def indices(self, value):
+        self.loader.indices = list(value)
+        self.orders, self.finished = [], 0
+
+    def on_epoch_end(self):
+        self.loader.on_epoch_end()
+
+    def epoch_finished(self):
+        self.finished += 1
+
+    def _rows(self, order):
+        global_batch = self.loader.batch_size
+        share = global_batch // self.n_workers
+        rows = []
+        for i in range(len(self.loader)):
+            start = i * global_batch + self.rank * share
+            rows.extend(order[start:start + share])
+        return rows
+
+    def _weighted(self, batch):
+        if not self.class_weight:
+            return batch
+        features, labels = batch
+        classes = np.argmax(np.asarray(labels), axis=-1)
+        weights = np.asarray([self.class_weight[int(c)] for c in classes], dtype=np.float32)
+        return features, labels, weights
+
+    def batches(self):
+        """This task's batches, epoch after epoch (the loader reshuffles between epochs, as Keras would ask)."""
+        while True:
+            if not self.repeat:
+                if self.passes:
+                    self.loader.on_epoch_end()
+                self.passes += 1
+            order = list(self.loader.indices)
+            self.orders.append(order)
+            if hasattr(self.reader_loader, "close"):
+                self.reader_loader.close()  # what it read ahead was for the previous order
+            self.reader_loader.indices = self._rows(order)
+            for i in range(len(self)):
+                yield self._weighted(self.reader_loader[i])
+            if not self.repeat:
+                return
+            self.loader.on_epoch_end()
+
+
+def per_task_dataset(cluster, share):
+    """A distributed dataset of a task's shares (Keras must not split them again) and its steps per epoch."""
+    import tensorflow as tf
+
+    first = share._weighted(share.reader_loader[0]) if len(share) else None
+
+    def spec(value):
+        if isinstance(value, dict):
+            return {k: spec(v) for k, v in value.items()}
+        value = np.asarray(value)
+        return tf.TensorSpec((None, *value.shape[1:]), tf.as_dtype(value.dtype))
+
+    signature = tuple(spec(part) for part in first)
+
+    def dataset(context):
+        return tf.data.Dataset.from_generator(share.batches, output_signature=signature)
+
+    return cluster.strategy.distribute_datasets_from_function(dataset), len(share)
