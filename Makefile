@@ -45,10 +45,12 @@ quality-%: data-quality
 # pytest exits 5 when it collects nothing: that is not a failure here
 test: setup
 	@bash scripts/ci/test_prerequisites.sh
+	$(BIN)/ruff check src tests scripts benchmarks
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
 
 test-fast: setup
+	$(BIN)/ruff check src tests scripts benchmarks
 	$(BIN)/python -m pytest -m "not slow and not slurm"
 
 constraints: setup

@@ -124,7 +124,7 @@ def train_epochs(config, config_path, files, tmp, cache_dir, workers, batch_size
     """Seconds per training step (second epoch): stock tool, ours, compute limit; and our run directory."""
     from ctlearn.tools.train_model import TrainCTLearnModel
 
-    from ctlearn_mlops.tools.train import TrainModel
+    from ctlearn_mlops.tools.train import TrainTool
 
     train = config["TrainCTLearnModel"]
     stock_config = {k: v for k, v in config.items() if k in READER_SECTIONS or k == config["TrainCTLearnModel"]["model_type"]}
@@ -137,7 +137,7 @@ def train_epochs(config, config_path, files, tmp, cache_dir, workers, batch_size
     stock_path.write_text(yaml.safe_dump(stock_config))
     stock = second_epoch_seconds_per_step(run_captured(TrainCTLearnModel(), ["--config", stock_path]))
 
-    ours_out = run_captured(TrainModel(), [
+    ours_out = run_captured(TrainTool(), [
         "--config", config_path, "--run-name", "bench", "--epochs", 2, "--overwrite",
         "--set", f"Project.output_root={tmp / 'models'}", "--set", "FastLoader.enabled=true",
         # workers let reading overlap the network even from the cache (in-process measured 1.5x the limit, 2 workers 1.2x)
@@ -204,10 +204,10 @@ def compute_limit(config, files, cache_dir, run_dir, batch_size):
 
 def predict_rates(config, config_path, files, tmp, run_dir, cache_dir, workers, batch_size):
     """Events/s of the stock mono predict tool and of ours, on the same files, in this interpreter."""
-    import h5py
     from ctlearn.tools.predict_model import MonoPredictCTLearnModel
 
-    from ctlearn_mlops.tools.predict import DL2_TABLE, PredictModel
+    from ctlearn_mlops.io.dl2 import read_telescope_events
+    from ctlearn_mlops.tools.predict import PredictTool
 
     task = config["Project"]["task"]
     stock_config = {k: v for k, v in config.items() if k in READER_SECTIONS}
@@ -223,7 +223,7 @@ def predict_rates(config, config_path, files, tmp, run_dir, cache_dir, workers, 
     stock_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    run_captured(PredictModel(), [
+    run_captured(PredictTool(), [
         "--config", config_path, "--run", run_dir, "--name", "bench", "--overwrite",
         "--set", f"Project.output_root={tmp / 'models'}", "--set", f"Project.test_signal_dir={Path(files[0]).parent}",
         "--set", f"Project.test_signal_patterns={[Path(f).name for f in files]}", "--set", "FastLoader.enabled=true",
@@ -231,8 +231,7 @@ def predict_rates(config, config_path, files, tmp, run_dir, cache_dir, workers, 
         "--batch-size", batch_size,
     ])
     ours_seconds = time.perf_counter() - start
-    with h5py.File(run_dir / "dl2" / "bench.dl2.h5") as f:
-        n_events = len(f[DL2_TABLE])
+    n_events = len(read_telescope_events(run_dir / "dl2" / "bench.dl2.h5"))
     return n_events, stock_seconds, ours_seconds
 
 

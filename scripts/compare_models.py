@@ -2,7 +2,7 @@
 Usage: python scripts/compare_models.py --task energy --all [--ensemble]
 Options: --help-all"""
 
-from ctlearn_mlops.tools.compare import main
+from ctlearn_mlops.cli import compare
 
 if __name__ == "__main__":
-    main()
+    compare()

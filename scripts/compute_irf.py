@@ -2,7 +2,7 @@
 Usage: python scripts/compute_irf.py --input data/dl2/irf.dl2.h5 [--name NAME] [--optimise-cuts]
 Options: --help-all"""
 
-from ctlearn_mlops.tools.irf import main
+from ctlearn_mlops.cli import irf
 
 if __name__ == "__main__":
-    main()
+    irf()

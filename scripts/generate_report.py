@@ -2,7 +2,7 @@
 Usage: python scripts/generate_report.py --config configs/energy.yaml --run <name|directory|latest>
 Options: --help-all"""
 
-from ctlearn_mlops.tools.report import main
+from ctlearn_mlops.cli import report
 
 if __name__ == "__main__":
-    main()
+    report()

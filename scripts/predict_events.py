@@ -2,7 +2,7 @@
 python scripts/predict_events.py --run type=<run> --run energy=<run> --run geometry=<run> --output data/dl2/events.dl2.h5
 Options: --help-all"""
 
-from ctlearn_mlops.tools.events import main
+from ctlearn_mlops.cli import events
 
 if __name__ == "__main__":
-    main()
+    events()

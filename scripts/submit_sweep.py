@@ -1,8 +1,6 @@
 """Submit a sweep of overrides as a SLURM job array (one run per point). Options: --help"""
 
-import sys
-
-from ctlearn_mlops.tools.sweep import main
+from ctlearn_mlops.cli import sweep
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sweep()

@@ -2,7 +2,7 @@
 Usage: python scripts/test_model.py --config configs/energy.yaml --run <run name|directory|latest>
 Options: --help-all"""
 
-from ctlearn_mlops.tools.predict import main
+from ctlearn_mlops.cli import predict
 
 if __name__ == "__main__":
-    main()
+    predict()

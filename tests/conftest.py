@@ -7,6 +7,7 @@
 """
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,19 @@ REPO = Path(__file__).resolve().parents[1]
 TASKS = ("energy", "type", "cameradirection", "skydirection")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def pytest_configure(config):
+    """Keep absl's log handler (imported with TensorFlow) away from pytest's capture files.
+
+    absl 2's ``PythonHandler`` keeps the ``sys.stderr`` of its creation and
+    closes it in ``close()`` unless it is the current ``sys.stderr``; every
+    ``logging.config.dictConfig`` (each ctapipe Tool run) closes all handlers,
+    so under ``capfd`` it would close pytest's own capture file.
+    """
+    from absl import logging as absl_logging
+
+    absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
 
 
 @pytest.fixture(scope="session")
@@ -74,16 +88,16 @@ def run(tool, argv, cwd):
 @pytest.fixture(scope="session")
 def trained_runs(toy_data, tmp_path_factory):
     """One tiny trained and tested run per task (shared by the tests that only read runs)."""
-    from ctlearn_mlops.tools.predict import PredictModel
-    from ctlearn_mlops.tools.train import TrainModel
+    from ctlearn_mlops.tools.predict import PredictTool
+    from ctlearn_mlops.tools.train import TrainTool
 
     root = tmp_path_factory.mktemp("runs")
     runs = {}
     for task in TASKS:
         config = root / f"{task}.yaml"
         config.write_text(yaml.safe_dump(shrink_config(task, toy_data, root / "models")))
-        assert run(TrainModel(), ["--config", config], cwd=root) == 0, f"training {task} failed"
-        assert run(PredictModel(), ["--config", config, "--run", "tiny"], cwd=root) == 0, f"predicting {task} failed"
+        assert run(TrainTool(), ["--config", config], cwd=root) == 0, f"training {task} failed"
+        assert run(PredictTool(), ["--config", config, "--run", "tiny"], cwd=root) == 0, f"predicting {task} failed"
         runs[task] = (config, root / "models" / task / "tiny")
     return runs
 
@@ -94,7 +108,7 @@ def sst1m_dl1(tmp_path_factory):
     from ctapipe.core.tool import run_tool
 
     from ctlearn_mlops.resources import eventio_resource
-    from ctlearn_mlops.tools.convert import ConvertData
+    from ctlearn_mlops.tools.convert import ConvertTool
 
     out = tmp_path_factory.mktemp("sst1m")
     inputs = out / "simtel"
@@ -103,5 +117,5 @@ def sst1m_dl1(tmp_path_factory):
         "gamma_20deg_0deg_run102___cta-prod4-sst-1m_desert-2150m-Paranal-sst-1m.simtel.zst"))
     argv = ["--input", inputs, "--output-dir", out / "dl1", "--processing-config",
             REPO / "configs" / "processing" / "dl1_images.yaml", "--max-events", "12"]
-    assert run_tool(ConvertData(), [str(a) for a in argv], cwd=out, raises=False) == 0
+    assert run_tool(ConvertTool(), [str(a) for a in argv], cwd=out, raises=False) == 0
     return out / "dl1" / "sst1m.dl1.h5"

@@ -14,8 +14,8 @@ from ctlearn_mlops.config import (
     validate_sections,
 )
 from ctlearn_mlops.exceptions import ConfigError
-from ctlearn_mlops.tools.predict import PredictModel
-from ctlearn_mlops.tools.train import TrainModel
+from ctlearn_mlops.tools.predict import PredictTool
+from ctlearn_mlops.tools.train import TrainTool
 
 from .conftest import REPO, TASKS, run
 
@@ -37,27 +37,48 @@ def test_shipped_configs_are_valid_and_name_their_task(name, toy_data):
     if "custom_model_file" in project:
         project["custom_model_file"] = str(REPO / project["custom_model_file"])
         import_custom_model_file(project["custom_model_file"])
-    validate_sections(content, TrainModel().config_classes(), f"configs/{name}.yaml")
+    from ctlearn_mlops.tools.predict import PredictTool
+    from ctlearn_mlops.tools.report import ReportTool
+
+    # every tool that reads a task config checks its sections (and accepts the other tools')
+    for tool in (TrainTool(), PredictTool(), ReportTool()):
+        validate_sections(content, tool.config_classes(), f"configs/{name}.yaml", unchecked=tool.unchecked_sections())
     model_type = content.get("TrainCTLearnModel", {}).get("model_type")
     check_model_accepts_task(model_type, task, content.get(model_type, {}), f"configs/{name}.yaml")
 
 
 def test_unknown_option_names_file_key_and_valid_options():
     with pytest.raises(ConfigError) as err:
-        validate_sections({"TrainCTLearnModel": {"n_epoch": 3}}, TrainModel().config_classes(), "x.yaml")
+        validate_sections({"TrainCTLearnModel": {"n_epoch": 3}}, TrainTool().config_classes(), "x.yaml")
     message = str(err.value)
     assert "x.yaml" in message and "TrainCTLearnModel.n_epoch" in message
     assert "Did you mean 'n_epochs'" in message and "batch_size" in message
 
 
 def test_unknown_section_is_refused_with_suggestion():
+    tool = TrainTool()
     with pytest.raises(ConfigError, match="Did you mean 'DLImageReader'"):
-        validate_sections({"DLImageReadr": {}}, TrainModel().config_classes(), "x.yaml")
+        validate_sections({"DLImageReadr": {}}, tool.config_classes(), "x.yaml", unchecked=tool.unchecked_sections())
+    with pytest.raises(ConfigError, match="Did you mean 'PredictTool'"):
+        validate_sections({"PredictTol": {}}, tool.config_classes(), "x.yaml", unchecked=tool.unchecked_sections())
+
+
+def test_old_section_names_still_work_with_a_warning(tmp_path, caplog):
+    from ctlearn_mlops.config import apply_overrides, read_yaml
+
+    path = tmp_path / "old.yaml"
+    path.write_text("PredictModel:\n  batch_size: 32\n")
+    with caplog.at_level("WARNING"):
+        content = read_yaml(path)
+        content = apply_overrides(content, ["TrainModel.resume=true"], path)
+    assert content == {"PredictTool": {"batch_size": 32}, "TrainTool": {"resume": True}}
+    assert "section PredictModel is now called PredictTool" in caplog.text
+    assert "section TrainModel is now called TrainTool" in caplog.text
 
 
 def test_wrong_type_is_refused():
     with pytest.raises(ConfigError, match="TrainCTLearnModel.batch_size.*expected an int"):
-        validate_sections({"TrainCTLearnModel": {"batch_size": "many"}}, TrainModel().config_classes(), "x.yaml")
+        validate_sections({"TrainCTLearnModel": {"batch_size": "many"}}, TrainTool().config_classes(), "x.yaml")
 
 
 @pytest.mark.parametrize("option, value, problem", [
@@ -69,15 +90,15 @@ def test_wrong_type_is_refused():
 def test_keys_of_upstream_dict_options_are_checked(option, value, problem):
     # ctlearn 0.10.2 ignores unknown keys of these mappings without a word; a missing one is a traceback mid-setup
     with pytest.raises(ConfigError) as err:
-        validate_sections({"TrainCTLearnModel": {option: value}}, TrainModel().config_classes(), "x.yaml")
+        validate_sections({"TrainCTLearnModel": {option: value}}, TrainTool().config_classes(), "x.yaml")
     assert f"TrainCTLearnModel.{option}" in str(err.value) and problem in str(err.value)
 
 
 def test_project_owned_option_is_refused():
     with pytest.raises(ConfigError, match="Project.task"):
         validate_sections(
-            {"TrainCTLearnModel": {"reco_tasks": ["energy"]}}, TrainModel().config_classes(), "x.yaml",
-            forbidden=TrainModel.owned_by_project,
+            {"TrainCTLearnModel": {"reco_tasks": ["energy"]}}, TrainTool().config_classes(), "x.yaml",
+            forbidden=TrainTool.owned_by_project,
         )
 
 
@@ -116,19 +137,19 @@ BAD_CONFIGS = {
 def test_bad_config_exits_2_and_creates_no_run(case, task_config, tmp_path, capfd):
     task, sections, key = BAD_CONFIGS[case]
     config = task_config(task, **sections)
-    assert run(TrainModel(), ["--config", config], cwd=tmp_path) == 2
+    assert run(TrainTool(), ["--config", config], cwd=tmp_path) == 2
     assert key in capfd.readouterr().err
     assert not (tmp_path / "models").exists()
     assert not list(tmp_path.glob("*.provenance.log"))
 
 
 def test_missing_config_file_exits_2(tmp_path, capfd):
-    assert run(TrainModel(), ["--config", tmp_path / "nope.yaml"], cwd=tmp_path) == 2
+    assert run(TrainTool(), ["--config", tmp_path / "nope.yaml"], cwd=tmp_path) == 2
     assert "nope.yaml': does not exist" in capfd.readouterr().err
 
 
 def test_no_config_exits_2(tmp_path, capfd):
-    assert run(PredictModel(), [], cwd=tmp_path) == 2
+    assert run(PredictTool(), [], cwd=tmp_path) == 2
     assert "--config" in capfd.readouterr().err
 
 

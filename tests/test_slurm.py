@@ -118,7 +118,7 @@ def test_all_four_tasks_and_a_sweep_run_under_sbatch(slurm, toy_data, tmp_path):
         jobs.append(sbatch("--time=15", "--cpus-per-task=1", "--mem=3G", f"--output={tmp_path}/{task}-%j.out",
                            "bash_template.sh", config, env={"RUN_NAME": f"batch-{task}"}))
     sweep = subprocess.run(
-        [sys.executable, REPO / "scripts" / "submit_sweep.py", _config(toy_data, tmp_path, "energy"), "--name", "lrscan",
+        [sys.executable, REPO / "scripts" / "submit_sweep.py", "--config", _config(toy_data, tmp_path, "energy"), "--name", "lrscan",
          "--grid", "TrainCTLearnModel.optimizer.base_learning_rate=0.001,0.003",
          "--sbatch-option=--time=15", "--sbatch-option=--cpus-per-task=1", "--sbatch-option=--mem=3G",
          f"--sbatch-option=--output={tmp_path}/sweep-%A_%a.out"],

@@ -1,6 +1,6 @@
 """Write slim DL1 files with only what training reads. Options: --help-all"""
 
-from ctlearn_mlops.tools.extract import main
+from ctlearn_mlops.cli import extract_images
 
 if __name__ == "__main__":
-    main()
+    extract_images()

@@ -1,6 +1,6 @@
 """Generate the embedded default toy dataset. Options: --help-all"""
 
-from ctlearn_mlops.tools.make_default_data import main
+from ctlearn_mlops.cli import make_default_data
 
 if __name__ == "__main__":
-    main()
+    make_default_data()

@@ -45,7 +45,7 @@ TARGETS = {
 
 
 def check_versions():
-    """Raise ImportError naming every package whose installed version is not the one the shims target."""
+    """Raise ImportError naming every package whose installed version is not the one the shims target (``TARGETS``, e.g. ctlearn 0.10.2)."""
     wrong = {name: version(name) for name, wanted in TARGETS.items() if version(name) != wanted}
     if wrong:
         listing = ", ".join(f"{name} {found} (shims written for {TARGETS[name]})" for name, found in wrong.items())
@@ -55,16 +55,16 @@ def check_versions():
 check_versions()
 
 
-# --- traitlets 5.14 / ctapipe 0.23 -----------------------------------------------------------------------------
+# --- traitlets 5.16 / ctapipe 0.23 -----------------------------------------------------------------------------
 
 
 def validate_trait(trait, owner, value):
-    """Validate ``value`` for ``trait`` as if assigned to ``owner`` (traitlets ``TraitType._validate``)."""
+    """Validate ``value`` for ``trait`` as if assigned to ``owner`` (traitlets 5.16 ``TraitType._validate``)."""
     return trait._validate(owner, value)
 
 
 def parse_command_line(application, argv):
-    """traitlets ``Application.parse_command_line`` without its ``catch_config_error`` wrapper.
+    """traitlets 5.16 ``Application.parse_command_line`` without its ``catch_config_error`` wrapper.
 
     The wrapper exits with code 1 on a bad option; unwrapped, the TraitError
     or ArgumentError reaches the caller, which exits with the config-error code.
@@ -221,12 +221,14 @@ def stereo_batch_with_images(reader, event_indices, images):
 
 
 def n_examples(reader):
-    """Examples of a reader: images in mono mode, array events in stereo mode (``DLDataReader._get_n_events``)."""
+    """Examples of a reader: images in mono mode, array events in stereo mode (dl1-data-handler 0.14.6
+    ``DLDataReader._get_n_events``)."""
     return reader._get_n_events()
 
 
 def camera_type(reader, tel_type):
-    """Camera name of a telescope type string, as the reader keys its image mappers (``_get_camera_type``)."""
+    """Camera name of a telescope type string, as the reader keys its image mappers (dl1-data-handler 0.14.6
+    ``DLDataReader._get_camera_type``)."""
     return reader._get_camera_type(tel_type)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from .exceptions import TrainingDiverged, TrainingInterrupted
 from .stop import catch_stop_signals, stop_deadline, stop_requested
 
-__all__ = ["EpochProgress", "SharesFollowEpochs", "StopOnNonFiniteLoss", "SyncStop"]
+__all__ = ["EpochProgress", "MLflowEpochLogger", "SharesFollowEpochs", "StopOnNonFiniteLoss", "SyncStop"]
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -102,3 +102,14 @@ class SharesFollowEpochs(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         for share in self.shares:
             share.epoch_finished()
+
+
+class MLflowEpochLogger(keras.callbacks.Callback):
+    """Log each epoch's metrics (loss, validation loss, learning rate, ...) with the epoch as step."""
+
+    def __init__(self, tracked):
+        super().__init__()
+        self.tracked = tracked
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.tracked.log_metrics({k: v for k, v in (logs or {}).items()}, step=epoch)

@@ -13,9 +13,10 @@ code 2.
 """
 
 import copy
-import hashlib
 import difflib
+import hashlib
 import importlib.util
+import logging
 import sys
 from pathlib import Path as PathlibPath
 
@@ -30,6 +31,7 @@ from ctapipe.core.traits import (
 )
 
 from . import TASKS
+from ._compat import validate_trait
 from .exceptions import ConfigError
 
 __all__ = [
@@ -106,6 +108,20 @@ class Project(Component):
     ).tag(config=True)
 
 
+log = logging.getLogger(__name__)
+
+#: sections renamed with the tools; the old names still work, with a warning
+RENAMED_SECTIONS = {"PredictModel": "PredictTool", "TrainModel": "TrainTool"}
+
+
+def _current_section(section, source):
+    new = RENAMED_SECTIONS.get(section)
+    if new is None:
+        return section
+    log.warning("%s: section %s is now called %s (the old name still works)", source, section, new)
+    return new
+
+
 def read_yaml(path) -> dict:
     """Read a task config file into a dict, with file-naming errors."""
     path = PathlibPath(path)
@@ -120,7 +136,7 @@ def read_yaml(path) -> dict:
         content = {}
     if not isinstance(content, dict):
         raise ConfigError("the top level must be a mapping of sections (e.g. Project:, TrainCTLearnModel:)", source=path)
-    return content
+    return {_current_section(section, path): values for section, values in content.items()}
 
 
 def apply_overrides(content: dict, overrides, source) -> dict:
@@ -133,6 +149,7 @@ def apply_overrides(content: dict, overrides, source) -> dict:
         parts = [p for p in dotted.strip().split(".") if p]
         if len(parts) < 2:
             raise ConfigError(f"--set expects Section.key=value, got {item!r}", source=source)
+        parts[0] = _current_section(parts[0], f"{source} (--set)")
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as err:
@@ -231,7 +248,7 @@ def _check_dict_keys(dotted, value, source):
         )
 
 
-def validate_sections(content: dict, classes, source, forbidden=None, overridden=()):
+def validate_sections(content: dict, classes, source, forbidden=None, overridden=(), unchecked=()):
     """Check every section and key of ``content`` against the traits of ``classes``.
 
     Parameters
@@ -239,6 +256,7 @@ def validate_sections(content: dict, classes, source, forbidden=None, overridden
     classes : iterable of Configurable classes allowed as sections
     forbidden : dict mapping "Section.key" to the reason it may not be set
     overridden : "Section.key" names that came from --set (named as such in errors)
+    unchecked : names of further sections accepted as they are (None: any other section)
     """
     by_name = {cls.__name__: cls for cls in classes}
     forbidden = forbidden or {}
@@ -247,10 +265,12 @@ def validate_sections(content: dict, classes, source, forbidden=None, overridden
         return f"{source} (--set)" if any(dotted.startswith(o) or o.startswith(dotted) for o in overridden) else source
 
     for section, values in content.items():
+        if section not in by_name and (unchecked is None or section in unchecked):
+            continue
         if section not in by_name:
+            valid = sorted({*by_name, *unchecked})
             raise ConfigError(
-                f"unknown section.{_suggest(section, list(by_name))} "
-                f"Valid sections: {', '.join(sorted(by_name))}.",
+                f"unknown section.{_suggest(section, valid)} Valid sections: {', '.join(valid)}.",
                 source=origin(section), key=section,
             )
         if values is None:
@@ -271,7 +291,7 @@ def validate_sections(content: dict, classes, source, forbidden=None, overridden
                     source=origin(dotted), key=dotted,
                 )
             try:
-                traits[key]._validate(instance, value)
+                validate_trait(traits[key], instance, value)
             except TraitError as err:
                 message = _trait_error_message(err).replace(f" of a {section} instance", "")
                 raise ConfigError(f"invalid value {value!r}: {message}", source=origin(dotted), key=dotted) from None

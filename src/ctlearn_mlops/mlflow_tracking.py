@@ -16,14 +16,13 @@ import re
 import time
 from pathlib import Path as PathlibPath
 
-import keras
 from ctapipe.core import Component
 from ctapipe.core.traits import Bool, Path, Unicode
 
 from .exceptions import ConfigError
 from .rundir import RUN_FILE, read_run_info, write_run_info
 
-__all__ = ["MLflowEpochLogger", "MLflowRun", "MLflowTracking", "flatten_config"]
+__all__ = ["MLflowRun", "MLflowTracking", "flatten_config"]
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +171,3 @@ class MLflowRun:
             self._safely("mark the run running", self.client.update_run, self.run_id, status="RUNNING")
         else:
             self._safely(f"mark the run {status}", self.client.set_terminated, self.run_id, status=status)
-
-
-class MLflowEpochLogger(keras.callbacks.Callback):
-    """Log each epoch's metrics (loss, validation loss, learning rate, ...) with the epoch as step."""
-
-    def __init__(self, tracked: MLflowRun):
-        super().__init__()
-        self.tracked = tracked
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.tracked.log_metrics({k: v for k, v in (logs or {}).items()}, step=epoch)

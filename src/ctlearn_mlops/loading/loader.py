@@ -11,7 +11,6 @@ images come from a ``DL1ImageSource`` or an image cache, read by a
 import math
 import threading
 
-import keras
 import numpy as np
 from astropy.table import Table
 from ctapipe.core import Component

@@ -122,7 +122,7 @@ def irf_events(events, prefixes):
     """
     columns = {}
     valid = np.ones(len(events), dtype=bool)
-    for role, name in (("type", "gh_score"), ("energy", "reco_energy"), ("geometry", "reco_alt")):
+    for role in ("type", "energy", "geometry"):
         reco = Reconstruction(role, prefixes[role], telescope=False)
         valid &= np.asarray(events[reco.valid], dtype=bool)
         if role == "type":
@@ -259,8 +259,10 @@ def compute_irfs(gammas, protons, gamma_info, proton_info, options=None, bins=No
     # IRFs (one field-of-view bin around the source offset)
     fov_bins = u.Quantity([0, options.fov_offset_max.to_value(u.deg)], u.deg)
     background_fov_bins = np.arange(0, np.floor(proton_info.viewcone_max.to_value(u.deg) * 2) / 2 + 1e-9, 0.5) * u.deg
-    effective_area = np.nan_to_num(effective_area_per_energy(signal, gamma_info, true_energy_bins=e_true))
-    effective_area_no_cuts = np.nan_to_num(effective_area_per_energy(gammas, gamma_info, true_energy_bins=e_true))
+    # true-energy bins outside the simulated range have no thrown shower: 0/0, an effective area of 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        effective_area = np.nan_to_num(effective_area_per_energy(signal, gamma_info, true_energy_bins=e_true))
+        effective_area_no_cuts = np.nan_to_num(effective_area_per_energy(gammas, gamma_info, true_energy_bins=e_true))
     edisp = energy_dispersion(signal, true_energy_bins=e_true, fov_offset_bins=fov_bins,
                               migration_bins=bins["migration"])
     psf = psf_table(gammas[gammas["selected_gh"]], e_true, source_offset_bins=bins["source_offset"],

@@ -2,13 +2,14 @@
 
 import functools
 import os
+import sys
 
 from ctapipe.core import Provenance, Tool
 from traitlets import default
 
 from ..exceptions import Stop, typed_error
 
-__all__ = ["ExitCodes", "MLOpsTool"]
+__all__ = ["ExitCodes", "MLOpsTool", "RenamedOptions", "current_options"]
 
 _PHASES = ("setup", "start", "finish")
 
@@ -60,7 +61,33 @@ class ExitCodes:
             self.exit(stop.exit_code)
 
 
-class MLOpsTool(ExitCodes, Tool):
+def current_options(argv, renamed, log):
+    """``argv`` with the options a tool renamed spelled the new way, each use logged as a warning.
+
+    ``renamed`` maps an old spelling (``--output-root``, ``-o``) to the new one.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    result = []
+    for arg in argv:
+        name, sep, value = arg.partition("=")
+        if name in renamed:
+            log.warning("%s is now %s (the old spelling still works for now)", name, renamed[name])
+            arg = renamed[name] + sep + value
+        result.append(arg)
+    return result
+
+
+class RenamedOptions:
+    """Mixin for a ctapipe ``Tool``: old option spellings keep working, with a warning."""
+
+    #: {"--old": "--new"}
+    renamed_options = {}
+
+    def initialize(self, argv=None):
+        super().initialize(current_options(argv, self.renamed_options, self.log))
+
+
+class MLOpsTool(RenamedOptions, ExitCodes, Tool):
     """A ctapipe Tool that reports progress at INFO level and writes no provenance log
     until it knows where its outputs go (a refused input must leave nothing behind)."""
 

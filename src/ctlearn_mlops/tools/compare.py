@@ -27,6 +27,7 @@ from ctapipe.core.traits import Bool, List, Path, Unicode
 
 from ..exceptions import ConfigError, RunExistsError
 from ..io import dl2
+from ..output import show
 from ..physics.evaluation import evaluate, network_prefix, read_events
 from ..reporting import plots
 from ..reporting.document import Report, atomic_directory
@@ -118,11 +119,12 @@ class CompareTool(MLOpsTool):
         ("r", "run"): "CompareTool.runs",
         "task": "CompareTool.task",
         "models-root": "CompareTool.models_root",
-        ("o", "output-root"): "CompareTool.reports_root",
+        "reports-root": "CompareTool.reports_root",
         "name": "CompareTool.comparison_name",
         "dl2": "CompareTool.dl2_name",
         "irf": "CompareTool.irf_dirs",
     }
+    renamed_options = {"--output-root": "--reports-root", "-o": "--reports-root"}
     flags = {
         "all": ({"CompareTool": {"all_runs": True}}, "Compare every finished run of --task."),
         "ensemble": ({"CompareTool": {"ensemble": True}}, "Add the ensemble mean as a row."),
@@ -291,7 +293,7 @@ class CompareTool(MLOpsTool):
             writer.writeheader()
             writer.writerows(self.rows)
             (tmp / "summary.csv").write_text(buffer.getvalue())
-        print(f"Comparison: {self.output_dir / 'report.html'}")
+        show(f"Comparison: {self.output_dir / 'report.html'}")
 
 
 def main():

@@ -7,7 +7,6 @@ command again; each output is written under a temporary name and renamed only
 when complete.  Under a SLURM job array each element converts only its shard.
 """
 
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -22,23 +21,24 @@ from ..dataproc.inputs import (
     select_shard,
     shard_from_environment,
 )
-from ..exceptions import ConfigError, NoSpaceLeft
+from ..exceptions import ConfigError, NoSpaceLeft, Stop
+from ..output import show
 from ..progress import Progress
 from .base import MLOpsTool
 from .io_checks import require_writable_directory
 
-__all__ = ["ConvertData", "main"]
+__all__ = ["ConvertTool", "main"]
 
 
-class ConvertData(MLOpsTool):
+class ConvertTool(MLOpsTool):
     """simtel -> DL1 (images, peak times, parameters, simulation truth, pointing) with ctapipe-process."""
 
     name = "ctlearn-mlops-convert"
     description = __doc__
     examples = """
     python scripts/data_processing/convert_data.py --input /data/gammas/ --output-dir data/dl1/gammas --jobs 2
-    python scripts/data_processing/convert_data.py --input '/data/prod/*.simtel.zst' -o data/dl1 --allowed-tels 1 --allowed-tels 2
-    sbatch --array=0-99 ... convert_data.py --input /data/prod/ -o data/dl1   # each element takes its shard
+    python scripts/data_processing/convert_data.py --input '/data/prod/*.simtel.zst' --output-dir data/dl1 --allowed-tels 1 --allowed-tels 2
+    sbatch --array=0-99 ... convert_data.py --input /data/prod/ --output-dir data/dl1   # each element takes its shard
     """
 
     inputs = List(Unicode(), default_value=[], help="simtel files, directories (recursive) or glob patterns.").tag(
@@ -63,17 +63,18 @@ class ConvertData(MLOpsTool):
     overwrite = Bool(False, help="Convert again files whose output exists.").tag(config=True)
 
     aliases = {
-        ("i", "input"): "ConvertData.inputs",
-        ("o", "output-dir"): "ConvertData.output_dir",
-        "processing-config": "ConvertData.processing_config",
-        ("j", "jobs"): "ConvertData.jobs",
-        "shard": "ConvertData.shard",
-        ("t", "allowed-tels"): "ConvertData.allowed_tels",
-        ("m", "max-events"): "ConvertData.max_events",
+        ("i", "input"): "ConvertTool.inputs",
+        "output-dir": "ConvertTool.output_dir",
+        "processing-config": "ConvertTool.processing_config",
+        ("j", "jobs"): "ConvertTool.jobs",
+        "shard": "ConvertTool.shard",
+        ("t", "allowed-tels"): "ConvertTool.allowed_tels",
+        ("m", "max-events"): "ConvertTool.max_events",
     }
+    renamed_options = {"-o": "--output-dir"}
     flags = {
-        "overwrite": ({"ConvertData": {"overwrite": True}}, "Convert again files whose output exists."),
-        "allow-truncated": ({"ConvertData": {"allow_truncated": True}}, "Keep events of truncated files."),
+        "overwrite": ({"ConvertTool": {"overwrite": True}}, "Convert again files whose output exists."),
+        "allow-truncated": ({"ConvertTool": {"allow_truncated": True}}, "Keep events of truncated files."),
     }
 
 
@@ -129,16 +130,16 @@ class ConvertData(MLOpsTool):
     def finish(self):
         done = [r for r in self.results if r.status == "done"]
         failed = sorted((r for r in self.results if r.status == "failed"), key=lambda r: str(r.source))
-        print(
+        show(
             f"converted {len(done)}, skipped {len(self.skipped)} (already complete), failed {len(failed)}; "
             f"{sum(r.n_events for r in done)} events written in {self.seconds:.0f} s to {self.output_dir}"
         )
         for result in failed:
-            print(f"FAILED {result.source}: {result.reason}", file=sys.stderr)
+            self.log.error("FAILED %s: %s", result.source, result.reason)
         if failed:
-            print(f"ctapipe-process logs of the failed files: {self.log_dir}", file=sys.stderr)
-            sys.exit(1)
+            raise Stop(f"{len(failed)} of {len(self.results)} files failed; ctapipe-process logs of the failed files: "
+                       f"{self.log_dir}")
 
 
 def main():
-    ConvertData().run()
+    ConvertTool().run()

@@ -27,7 +27,7 @@ from ..config import import_custom_model_file, read_yaml
 from ..exceptions import ConfigError, InputDataError
 from ..io import dl2
 from ..io.dl1 import check_dl1_files
-from ..loading.loader import FastLoader, FastPath
+from ..loading.loader import FastPath
 from ..loading.reader import reader_type_for
 from ..physics import reconstruction
 from ..progress import Progress
@@ -84,7 +84,7 @@ class PredictedRun:
     def reader_config(self):
         """The config sections that make the reader see the images as in training."""
         return Config({k: v for k, v in self.config.items()
-                       if k not in ("Project", "TrainCTLearnModel", "PredictModel", "MLflowTracking") and v})
+                       if k not in ("Project", "TrainCTLearnModel", "PredictTool", "MLflowTracking") and v})
 
     def files(self, split):
         """(signal, background) DL1 files of the run's ``train`` or ``test`` split, from its config."""

@@ -18,6 +18,7 @@ from ..exceptions import ConfigError, RunExistsError
 from ..io import dl2
 from ..io.dl1 import check_dl1_files
 from ..loading.loader import FastLoader
+from ..output import show
 from ..physics.reconstruction import WEIGHTS
 from ..rundir import RUN_FILE, resolve_run
 from .base import MLOpsTool
@@ -138,7 +139,7 @@ class EventDL2Tool(MLOpsTool):
 
     def finish(self):
         n_events, n_images = self.counts
-        print(f"DL2 file: {self.output} ({n_events} array events, {n_images} telescope events)")
+        show(f"DL2 file: {self.output} ({n_events} array events, {n_images} telescope events)")
 
 
 def main():

@@ -16,11 +16,12 @@ from ctapipe.io import HDF5Merger
 
 from ..dataproc.inputs import expand_inputs
 from ..exceptions import ConfigError
+from ..output import show
 from ..progress import Progress
 from .base import MLOpsTool
 from .io_checks import require_writable_directory
 
-__all__ = ["ExtractImages", "main"]
+__all__ = ["ExtractImagesTool", "main"]
 
 #: what HDF5Merger leaves out of the slim files
 SLIM = dict(
@@ -33,7 +34,7 @@ def _size(path):
     return os.stat(path).st_size
 
 
-class ExtractImages(MLOpsTool):
+class ExtractImagesTool(MLOpsTool):
     """Slim copies of DL1 files for training (same names, in --output-dir)."""
 
     name = "ctlearn-mlops-extract-images"
@@ -48,8 +49,9 @@ class ExtractImages(MLOpsTool):
                       help="Directory of the slim files.").tag(config=True)
     overwrite = Bool(False, help="Replace slim files that exist.").tag(config=True)
 
-    aliases = {("i", "input"): "ExtractImages.inputs", ("o", "output-dir"): "ExtractImages.output_dir"}
-    flags = {"overwrite": ({"ExtractImages": {"overwrite": True}}, "Replace existing outputs.")}
+    aliases = {("i", "input"): "ExtractImagesTool.inputs", "output-dir": "ExtractImagesTool.output_dir"}
+    renamed_options = {"-o": "--output-dir"}
+    flags = {"overwrite": ({"ExtractImagesTool": {"overwrite": True}}, "Replace existing outputs.")}
 
 
     def setup(self):
@@ -85,8 +87,8 @@ class ExtractImages(MLOpsTool):
         before = sum(r[2] for r in self.rows)
         after = sum(r[3] for r in self.rows)
         for _source, target, size_in, size_out, status in self.rows:
-            print(f"{status:8s} {target}  {size_in / 1e6:8.1f} MB -> {size_out / 1e6:8.1f} MB ({size_out / size_in:.0%})")
-        print(f"total {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB: {1 - after / max(before, 1):.0%} smaller", file=sys.stdout)
+            show(f"{status:8s} {target}  {size_in / 1e6:8.1f} MB -> {size_out / 1e6:8.1f} MB ({size_out / size_in:.0%})")
+        show(f"total {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB: {1 - after / max(before, 1):.0%} smaller")
 
 
 def main(argv=None):
@@ -97,4 +99,4 @@ def main(argv=None):
 
         ImageCacheTool().run([a for a in argv if a != "--image-cache"])
     else:
-        ExtractImages().run(argv)
+        ExtractImagesTool().run(argv)

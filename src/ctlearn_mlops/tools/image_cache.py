@@ -17,14 +17,15 @@ from ..exceptions import ConfigError, RunExistsError
 from ..loading.cache import COMPRESSIONS, cache_path, write_image_cache
 from ..loading.loader import FastLoader
 from ..loading.reader import reader_type_for
+from ..output import show
 from ..progress import Progress
 from .io_checks import require_writable_directory
-from .taskconfig import TaskConfigTool
+from .taskconfig import DataConfigTool
 
 __all__ = ["ImageCacheTool", "main"]
 
 
-class ImageCacheTool(TaskConfigTool):
+class ImageCacheTool(DataConfigTool):
     """Write <cache_dir>/train.images.h5 and test.images.h5 for a task config."""
 
     name = "ctlearn-mlops-image-cache"
@@ -50,8 +51,9 @@ class ImageCacheTool(TaskConfigTool):
         "set": "TaskConfigTool.overrides",
         "split": "ImageCacheTool.split",
         "compression": "ImageCacheTool.compression",
-        ("o", "output-dir"): "ImageCacheTool.output_dir",
+        "output-dir": "ImageCacheTool.output_dir",
     }
+    renamed_options = {"-o": "--output-dir"}
     flags = {
         "overwrite": ({"TaskConfigTool": {"overwrite": True}}, "Replace existing cache files."),
         "image-cache": ({}, "Write the image cache of --config (this mode)."),
@@ -92,7 +94,7 @@ class ImageCacheTool(TaskConfigTool):
 
     def finish(self):
         for split, target, n in self.written:
-            print(f"{split}: {target} ({n} images, {os.stat(target).st_size / 1e6:.1f} MB)")
+            show(f"{split}: {target} ({n} images, {os.stat(target).st_size / 1e6:.1f} MB)")
 
 
 def main():

@@ -7,7 +7,7 @@ each reconstruction (``CNN``: the mono networks combined over telescopes;
 the Hillas BDT with ctapipe's HillasReconstructor), computes with pyirf the
 event weights, the cuts, effective area, energy migration, PSF, background
 rate, angular and energy resolution and the point-source sensitivity.
-Writes ``<output_root>/irf/<name>/``: ``irf_<reconstruction>.fits.gz`` (GADF;
+Writes ``<reports_root>/irf/<name>/``: ``irf_<reconstruction>.fits.gz`` (GADF;
 ``irf.fits.gz`` is the CNN's), ``sensitivity.csv``, ``metrics.json``, the
 figures and ``report.html``.
 """
@@ -23,6 +23,7 @@ from ctapipe.core.traits import Bool, Float, List, Path, Unicode
 from ..exceptions import ConfigError, RunExistsError
 from ..io import dl2
 from ..io.dl1 import hdf5_problem
+from ..output import show
 from ..physics.irf import GAMMA_ID, PROTON_ID, IRFOptions, compute_irfs, gadf_hdus, irf_events, simulation_info
 from ..progress import Progress
 from ..reporting.document import Report, atomic_directory
@@ -57,9 +58,9 @@ class IRFTool(MLOpsTool):
 
     inputs = List(Path(exists=True, directory_ok=False), default_value=[],
                   help="Event DL2 files (repeatable; their events are taken together).").tag(config=True)
-    irf_name = Unicode("", help="Name of the output: <output_root>/irf/<name>/ (default: the first input's name).").tag(
+    irf_name = Unicode("", help="Name of the output: <reports_root>/irf/<name>/ (default: the first input's name).").tag(
         config=True)
-    output_root = Path("reports", directory_ok=True, file_ok=False, help="IRFs go to <output_root>/irf/<name>/.").tag(
+    reports_root = Path("reports", directory_ok=True, file_ok=False, help="IRFs go to <reports_root>/irf/<name>/.").tag(
         config=True)
     gamma_efficiency = Float(0.7, min=0.05, max=0.99, help="Gamma efficiency of the gammaness cut per energy bin.").tag(
         config=True)
@@ -76,13 +77,14 @@ class IRFTool(MLOpsTool):
     aliases = {
         ("i", "input"): "IRFTool.inputs",
         "name": "IRFTool.irf_name",
-        ("o", "output-root"): "IRFTool.output_root",
+        "reports-root": "IRFTool.reports_root",
         "gamma-efficiency": "IRFTool.gamma_efficiency",
         "theta-containment": "IRFTool.theta_containment",
         "obs-time": "IRFTool.obs_time",
         "alpha": "IRFTool.alpha",
         "fov-offset-max": "IRFTool.fov_offset_max",
     }
+    renamed_options = {"--output-root": "--reports-root", "-o": "--reports-root"}
     flags = {
         "optimise-cuts": ({"IRFTool": {"optimise": True}}, "Gammaness cuts of best sensitivity per energy bin."),
         "overwrite": ({"IRFTool": {"overwrite": True}}, "Replace an existing output directory."),
@@ -131,7 +133,7 @@ class IRFTool(MLOpsTool):
         )
         self.gamma_info, self.proton_info = (self._simulation(particle) for particle in (GAMMA_ID, PROTON_ID))
         name = self.irf_name or PathlibPath(self.inputs[0]).name.removesuffix(".h5").removesuffix(".dl2")
-        self.output_dir = self.output_root / "irf" / name
+        self.output_dir = self.reports_root / "irf" / name
         if self.output_dir.exists() and not self.overwrite:
             raise RunExistsError(f"{self.output_dir} exists; pass --overwrite or choose --name", key="--name")
         self.provenance_log = self.output_dir.with_name(f"{name}.provenance.log")
@@ -204,8 +206,7 @@ class IRFTool(MLOpsTool):
                 if label == "CNN":
                     hdus.writeto(tmp / "irf.fits.gz")
         self.log.info("IRFs written to %s", self.output_dir)
-        print(self.summary["verdict"])
-        print(f"IRFs: {self.output_dir / 'report.html'}")
+        show(self.summary["verdict"], f"IRFs: {self.output_dir / 'report.html'}")
 
 
 def main():

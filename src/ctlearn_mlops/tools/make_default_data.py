@@ -15,17 +15,18 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from ctapipe.core.traits import Bool, Float, Int, Path
 
+from ..output import show
 from ..toysim.dataset import default_dataset_plan, irf_dataset_plan, lst_subarray, write_toy_file
 from .base import MLOpsTool
 
-__all__ = ["MakeDefaultData", "main"]
+__all__ = ["DefaultDataTool", "main"]
 
 
 def _write(spec):
     return spec, write_toy_file(spec, overwrite=True)
 
 
-class MakeDefaultData(MLOpsTool):
+class DefaultDataTool(MLOpsTool):
     """Write data/default/{train,test}/{gamma,proton}_*.dl1.h5 and irf/ (skips files already complete)."""
 
     name = "ctlearn-mlops-make-default-data"
@@ -43,17 +44,18 @@ class MakeDefaultData(MLOpsTool):
     overwrite = Bool(False, help="Regenerate files that exist.").tag(config=True)
 
     aliases = {
-        ("o", "output-dir"): "MakeDefaultData.output_dir",
-        "n-gamma": "MakeDefaultData.n_gamma",
-        "n-proton": "MakeDefaultData.n_proton",
-        "test-fraction": "MakeDefaultData.test_fraction",
-        "n-irf-gamma": "MakeDefaultData.n_irf_gamma",
-        "n-irf-proton": "MakeDefaultData.n_irf_proton",
-        "seed": "MakeDefaultData.seed",
-        "showers-per-file": "MakeDefaultData.showers_per_file",
-        ("j", "jobs"): "MakeDefaultData.jobs",
+        "output-dir": "DefaultDataTool.output_dir",
+        "n-gamma": "DefaultDataTool.n_gamma",
+        "n-proton": "DefaultDataTool.n_proton",
+        "test-fraction": "DefaultDataTool.test_fraction",
+        "n-irf-gamma": "DefaultDataTool.n_irf_gamma",
+        "n-irf-proton": "DefaultDataTool.n_irf_proton",
+        "seed": "DefaultDataTool.seed",
+        "showers-per-file": "DefaultDataTool.showers_per_file",
+        ("j", "jobs"): "DefaultDataTool.jobs",
     }
-    flags = {"overwrite": ({"MakeDefaultData": {"overwrite": True}}, "Regenerate existing files.")}
+    renamed_options = {"-o": "--output-dir"}
+    flags = {"overwrite": ({"DefaultDataTool": {"overwrite": True}}, "Regenerate existing files.")}
 
 
     def setup(self):
@@ -85,8 +87,8 @@ class MakeDefaultData(MLOpsTool):
         self.summary = f"{len(todo)} files written ({n_events} events), {skipped} skipped, in {self.output_dir}"
 
     def finish(self):
-        print(self.summary)
+        show(self.summary)
 
 
 def main():
-    MakeDefaultData().run()
+    DefaultDataTool().run()

@@ -18,16 +18,21 @@ from ..dataproc.compat import incompatibility, summarize
 from ..dataproc.inputs import expand_inputs
 from ..exceptions import ConfigError
 from ..io.dl1 import hdf5_problem
-from .base import ExitCodes
+from ..output import show
+from .base import ExitCodes, RenamedOptions
 from .io_checks import check_writable
 
-__all__ = ["MergeDL1", "main"]
+__all__ = ["DL1MergeTool", "main"]
 
 
-class MergeDL1(ExitCodes, MergeTool):
+class DL1MergeTool(RenamedOptions, ExitCodes, MergeTool):
     """Check, merge and report DL1 files."""
 
     name = "ctlearn-mlops-merge"
+    # ctapipe 0.23's -i is --input-dir; in every script of this package -i is --input (files or directories)
+    aliases = {**{k: v for k, v in MergeTool.aliases.items() if k != ("i", "input-dir")},
+               "input-dir": "MergeTool.input_dir"}
+    renamed_options = {"-i": "--input-dir"}
     examples = """
     python scripts/data_processing/run_merge.py --output data/gamma_merged.dl1.h5 data/dl1/gamma_*.dl1.h5
     python scripts/data_processing/run_merge.py -o merged.dl1.h5 --input-dir data/dl1 --pattern 'proton_*.h5'
@@ -85,8 +90,8 @@ class MergeDL1(ExitCodes, MergeTool):
         width = max(len(s.path.name) for s in self.summaries)
         for s in self.summaries:
             self.log.info("%s  %9d events", f"{s.path.name:<{width}}", s.n_events)
-            print(f"{s.path.name:<{width}}  {s.n_events:>9d} events")
-        print(f"{'total':<{width}}  {sum(s.n_events for s in self.summaries):>9d} events -> {self.final_output}")
+            show(f"{s.path.name:<{width}}  {s.n_events:>9d} events")
+        show(f"{'total':<{width}}  {sum(s.n_events for s in self.summaries):>9d} events -> {self.final_output}")
 
 
 class _RemovedAtExit:
@@ -103,4 +108,4 @@ class _RemovedAtExit:
 
 
 def main():
-    MergeDL1().run()
+    DL1MergeTool().run()

@@ -32,16 +32,17 @@ from ..exceptions import ConfigError, RunExistsError
 from ..io.dl1 import check_dl1_files
 from ..loading.index import ExampleIndex
 from ..loading.loader import FastLoader
+from ..output import show
 from ..physics.reconstruction import WEIGHTS
-from ..runlock import RunLock
 from ..rundir import resolve_run, write_run_info
+from ..runlock import RunLock
 from .event_dl2 import load_run, write_event_dl2
-from .taskconfig import TaskConfigTool
+from .taskconfig import DataConfigTool
 
-__all__ = ["PredictModel", "main"]
+__all__ = ["PredictTool", "main"]
 
 
-class PredictModel(TaskConfigTool, PredictCTLearnModel):
+class PredictTool(DataConfigTool, PredictCTLearnModel):
     """Predict a run of the config's task on its test data; writes <run>/dl2/<name>.dl2.h5."""
 
     name = "ctlearn-mlops-predict"
@@ -65,11 +66,11 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
     aliases = {
         "config": "Tool.config_files",
         "set": "TaskConfigTool.overrides",
-        "run": "PredictModel.trained_run",
-        ("i", "input"): "PredictModel.inputs",
-        "name": "PredictModel.output_name",
+        ("r", "run"): "PredictTool.trained_run",
+        ("i", "input"): "PredictTool.inputs",
+        "name": "PredictTool.output_name",
         "batch-size": "PredictCTLearnModel.batch_size",
-        "weights": "PredictModel.weights",
+        "weights": "PredictTool.weights",
     }
     flags = {
         "overwrite": ({"TaskConfigTool": {"overwrite": True}}, "Replace an existing DL2 output of this name."),
@@ -87,7 +88,7 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
         source = self.task_config_source
         if self.weights not in WEIGHTS:
             raise ConfigError(f"unknown weights {self.weights!r}; choose one of {', '.join(WEIGHTS)}", source=source,
-                              key="PredictModel.weights")
+                              key="PredictTool.weights")
         self.run_dir = resolve_run(self.trained_run, project.output_root, project.task, source)
         self.run = load_run(self.run_dir, source)
         if self.run.task != project.task:
@@ -103,7 +104,7 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
         if self.output_path.exists() and not self.overwrite:
             raise RunExistsError(
                 f"{self.output_path} exists; pass --overwrite to replace it or --name to write another",
-                source=source, key="PredictModel.output_name",
+                source=source, key="PredictTool.output_name",
             )
         if self.inputs:
             self.files = sorted(self.inputs)
@@ -131,11 +132,11 @@ class PredictModel(TaskConfigTool, PredictCTLearnModel):
 
     def finish(self):
         if self.skipped:
-            print(f"DL2 file: {self.output_path} (exists, skipped)")
+            show(f"DL2 file: {self.output_path} (exists, skipped)")
             return
         write_run_info(self.run_dir, **{f"dl2_{self.output_name}": str(self.output_path)})
-        print(f"DL2 file: {self.output_path} ({self.n_events} array events, {self.n_images} telescope events)")
+        show(f"DL2 file: {self.output_path} ({self.n_events} array events, {self.n_images} telescope events)")
 
 
 def main():
-    PredictModel().run()
+    PredictTool().run()

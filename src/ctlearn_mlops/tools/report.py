@@ -16,8 +16,9 @@ from ctapipe.core.traits import Path, Unicode
 
 from ..config import Project
 from ..exceptions import ConfigError, RunExistsError
-from ..mlflow_tracking import MLflowRun
 from ..io import dl2
+from ..mlflow_tracking import MLflowRun
+from ..output import show
 from ..physics.evaluation import LOWER_IS_BETTER, evaluate_file, network_prefix
 from ..progress import Progress
 from ..reporting.document import Report, atomic_directory
@@ -60,15 +61,21 @@ class ReportTool(TaskConfigTool):
     aliases = {
         "config": "Tool.config_files",
         "set": "TaskConfigTool.overrides",
-        "run": "ReportTool.trained_run",
+        ("r", "run"): "ReportTool.trained_run",
         "dl2": "ReportTool.dl2_name",
-        ("o", "output-root"): "ReportTool.reports_root",
+        "reports-root": "ReportTool.reports_root",
     }
+    renamed_options = {"--output-root": "--reports-root", "-o": "--reports-root"}
     flags = {
         "overwrite": ({"TaskConfigTool": {"overwrite": True}}, "Replace an existing report."),
         "skip-existing": ({"TaskConfigTool": {"skip_existing": True}}, "Do nothing if the report exists."),
     }
     classes = [Project]
+
+    def unchecked_sections(self):
+        """Every section but its own and Project's: the network and data sections were checked when the run trained
+        (checking them here would import CTLearn and TensorFlow)."""
+        return None
 
     def setup(self):
         project = self.setup_project()
@@ -149,7 +156,7 @@ class ReportTool(TaskConfigTool):
 
     def finish(self):
         if self.skipped:
-            print(f"Report: {self.output_dir / 'report.html'} (exists, skipped)")
+            show(f"Report: {self.output_dir / 'report.html'} (exists, skipped)")
             return
         with atomic_directory(self.output_dir, overwrite=self.overwrite) as tmp:
             self.report.write(tmp, self.metrics)
@@ -164,7 +171,7 @@ class ReportTool(TaskConfigTool):
             })
             tracked.log_artifact(self.output_dir, "report")
             self.log.info("report logged to MLflow run %s", tracked.run_id)
-        print(f"Report: {self.output_dir / 'report.html'}")
+        show(f"Report: {self.output_dir / 'report.html'}")
 
 
 def _table_records(table):

@@ -20,10 +20,11 @@ from ctapipe.core.traits import Path as PathTrait
 
 from .. import TASKS
 from ..exceptions import ConfigError
-from ..rundir import CONFIG_FILE, RUN_FILE, TRAINING_LOG, read_run_info, run_directories
+from ..output import refuse, show
+from ..rundir import CONFIG_FILE, TRAINING_LOG, read_run_info, resolve_run, run_directories
 from .base import MLOpsTool
 
-__all__ = ["ListRuns", "resume_main", "run_state", "list_main"]
+__all__ = ["RunsTool", "resume_main", "run_state", "list_main"]
 
 _KEY_SETTINGS = (
     ("TrainCTLearnModel", "model_type"), ("TrainCTLearnModel", "n_epochs"), ("TrainCTLearnModel", "batch_size"),
@@ -92,7 +93,7 @@ def describe(run_dir, reports_root):
     return row
 
 
-class ListRuns(MLOpsTool):
+class RunsTool(MLOpsTool):
     """List the runs of a task (or of all tasks): state, epochs, key settings, headline metrics."""
 
     name = "ctlearn-mlops-runs"
@@ -107,8 +108,8 @@ class ListRuns(MLOpsTool):
     reports_root = PathTrait("reports", directory_ok=True, file_ok=False, help="Where reports live.").tag(config=True)
     as_csv = Bool(False, help="Write CSV to stdout instead of a table.").tag(config=True)
 
-    aliases = {"task": "ListRuns.task", "models-root": "ListRuns.models_root", "reports-root": "ListRuns.reports_root"}
-    flags = {"csv": ({"ListRuns": {"as_csv": True}}, "CSV output.")}
+    aliases = {"task": "RunsTool.task", "models-root": "RunsTool.models_root", "reports-root": "RunsTool.reports_root"}
+    flags = {"csv": ({"RunsTool": {"as_csv": True}}, "CSV output.")}
 
 
     def setup(self):
@@ -128,43 +129,48 @@ class ListRuns(MLOpsTool):
             writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
             writer.writeheader()
             writer.writerows(rows)
-            sys.stdout.write(buffer.getvalue())
+            show(buffer.getvalue().rstrip("\n"))
             return
         if not rows:
-            print(f"no runs under {self.models_root}" + (f"/{self.task}" if self.task else ""))
+            show(f"no runs under {self.models_root}" + (f"/{self.task}" if self.task else ""))
             return
         widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-        print("  ".join(c.ljust(widths[c]) for c in columns))
-        for row in rows:
-            print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+        show("  ".join(c.ljust(widths[c]) for c in columns),
+             *("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns) for row in rows))
 
 
 def list_main():
-    ListRuns().run()
+    RunsTool().run()
 
 
 def resume_main(argv=None):
-    """``resume.py --run <run directory> [train options]``: continue an unfinished run."""
+    """``resume.py --run RUN [--task TASK] [train options]``: continue an unfinished run."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="resume.py", description="Resume an unfinished run from its last finished epoch.",
+        epilog="Any further option goes to scripts/train_model.py (see its --help-all), e.g. --log-level WARN.\n"
+               "Example: python scripts/rerun/resume.py --task energy --run slurm-1234",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-r", "--run", required=True,
+                        help="the run: its directory, or its name under <models-root>/<task>/ (with --task)")
+    parser.add_argument("--task", choices=TASKS, help="the task of a run given by name")
+    parser.add_argument("--models-root", type=Path, default=Path("models"), help="where runs live (default: models)")
+    args, rest = parser.parse_known_args(argv)
+    try:
+        if not Path(args.run).is_dir() and args.task is None:
+            raise ConfigError(f"run '{args.run}' is not a directory: give its task (--task) or its directory",
+                              key="--run")
+        run_dir = resolve_run(args.run, args.models_root, args.task, None)
+        if not (run_dir / CONFIG_FILE).exists():
+            raise ConfigError(f"{run_dir} has no {CONFIG_FILE}: not a run directory", key="--run")
+    except ConfigError as err:
+        refuse("resume.py", err)
+        sys.exit(err.exit_code)
+
     from .train import run_training
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("-h", "--help"):
-        print(
-            "Resume an unfinished run from its last finished epoch.\n\n"
-            "Usage: python scripts/rerun/resume.py --run models/<task>/<run> [train options]\n\n"
-            "Options:\n  --run DIR   the run directory (its config.yaml is used)\n"
-            "  any option of scripts/train_model.py (see its --help-all), e.g. --log-level WARN"
-        )
-        return 0
-    if "--run" not in argv or argv.index("--run") + 1 >= len(argv):
-        print("resume.py: --run <run directory> is required", file=sys.stderr)
-        sys.exit(2)
-    i = argv.index("--run")
-    run_dir = Path(argv[i + 1])
-    rest = argv[:i] + argv[i + 2:]
-    if not (run_dir / CONFIG_FILE).exists() or not (run_dir / RUN_FILE).exists():
-        print(f"resume.py: {run_dir} is not a run directory", file=sys.stderr)
-        sys.exit(2)
     run_training([
         "--config", str(run_dir / CONFIG_FILE), "--resume", "--run-name", run_dir.name,
         "--set", f"Project.output_root={run_dir.absolute().parents[1]}", *rest,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from ..output import refuse, show
+
 __all__ = ["main", "expand_grid", "write_sweep_file"]
 
 
@@ -38,19 +40,28 @@ def write_sweep_file(path, points):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Example: python scripts/submit_sweep.py configs/energy.yaml --name lr "
+                                     epilog="Example: python scripts/submit_sweep.py --config configs/energy.yaml --name lr "
                                             "--grid TrainCTLearnModel.optimizer.base_learning_rate=0.0003,0.001,0.003")
-    parser.add_argument("config", type=Path, help="task config")
+    parser.add_argument("--config", type=Path, help="task config")
+    parser.add_argument("positional_config", type=Path, nargs="?", metavar="CONFIG",
+                        help="the task config as a first argument (old spelling of --config)")
     parser.add_argument("--name", required=True, help="sweep name: runs are <name>-0, <name>-1, ...")
     parser.add_argument("--point", action="append", default=[],
                         help="one run's overrides, 'A.b=1;C.d=2' (repeatable)")
     parser.add_argument("--grid", action="append", default=[],
                         help="Section.key=v1,v2,... : all combinations of the --grid options (values parsed as YAML)")
     parser.add_argument("--sbatch-option", action="append", default=[], help="extra sbatch option, e.g. --time=02:00:00")
-    parser.add_argument("--template", type=Path, default=Path("bash_template.sh"))
+    parser.add_argument("--template", type=Path, default=Path("bash_template.sh"), help="the batch script (default: bash_template.sh)")
     parser.add_argument("--dry-run", action="store_true", help="write the sweep file, print the sbatch command, submit nothing")
     args = parser.parse_args(argv)
 
+    if args.positional_config is not None:
+        if args.config is not None:
+            parser.error("give the task config once, with --config")
+        refuse("submit_sweep.py", "warning: the config as a first argument is now --config CONFIG (still accepted)")
+        args.config = args.positional_config
+    if args.config is None:
+        parser.error("the task config is required: --config configs/<task>.yaml")
     if not args.config.is_file():
         parser.error(f"config not found: {args.config}")
     grid = {}
@@ -69,8 +80,8 @@ def main(argv=None):
         *args.sbatch_option, str(args.template), str(args.config),
     ]
     for i, point in enumerate(points):
-        print(f"{args.name}-{i}: {point}")
-    print(shlex.join(command))
+        show(f"{args.name}-{i}: {point}")
+    show(shlex.join(command))
     if args.dry_run:
         return 0
     result = subprocess.run(command, capture_output=True, text=True)

@@ -6,14 +6,10 @@ from pathlib import Path as PathlibPath
 
 from astropy.utils.metadata import MergeConflictWarning
 from ctapipe.core.traits import Bool, List, Unicode, classes_with_traits
-from ctlearn.core.model import CTLearnModel
-from ctlearn.tools.predict_model import PredictCTLearnModel
-from ctlearn.tools.train_model import TrainCTLearnModel
-from dl1_data_handler.image_mapper import ImageMapper
-from dl1_data_handler.reader import DLDataReader, TableQualityQuery
 from traitlets import TraitError
-from traitlets.config import Application, Config
+from traitlets.config import Config
 
+from .._compat import parse_command_line
 from ..config import (
     Project,
     apply_overrides,
@@ -23,12 +19,36 @@ from ..config import (
     validate_sections,
 )
 from ..exceptions import ConfigError
-from ..loading.index import ExampleIndex
-from ..loading.loader import FastLoader
 from ..mlflow_tracking import MLflowTracking
-from .base import MLOpsTool
+from .base import MLOpsTool, current_options
 
-__all__ = ["TaskConfigTool", "glob_inputs"]
+__all__ = ["TOOL_SECTIONS", "DataConfigTool", "TaskConfigTool", "glob_inputs", "network_and_data_classes"]
+
+#: the sections of the package's task tools; every task tool accepts the others' sections
+#: (each is checked key by key by the tool it configures)
+TOOL_SECTIONS = ("TrainTool", "PredictTool", "ReportTool", "ImageCacheTool")
+
+
+def network_and_data_classes():
+    """CTLearn's and dl1-data-handler's configurable classes: the network, the reader, the image mapper.
+
+    Imports CTLearn (and TensorFlow): only the tools that build a reader or a
+    network check these sections.  Recomputed on each call: a custom model
+    file registers its classes on import.
+    """
+    from ctlearn.core.model import CTLearnModel
+    from ctlearn.tools.predict_model import PredictCTLearnModel
+    from ctlearn.tools.train_model import TrainCTLearnModel
+    from dl1_data_handler.image_mapper import ImageMapper
+    from dl1_data_handler.reader import DLDataReader, TableQualityQuery
+
+    from ..loading.index import ExampleIndex
+    from ..loading.loader import FastLoader
+
+    return [
+        FastLoader, ExampleIndex, TrainCTLearnModel, PredictCTLearnModel, TableQualityQuery,
+        *classes_with_traits(CTLearnModel), *classes_with_traits(DLDataReader), *classes_with_traits(ImageMapper),
+    ]
 
 
 def glob_inputs(directory, patterns, key, source):
@@ -63,21 +83,15 @@ class TaskConfigTool(MLOpsTool):
     owned_by_project = {}
 
     def config_classes(self):
-        """Every class a task config may configure.
+        """The classes whose sections this tool checks key by key (extended by the tools that need more)."""
+        return list(dict.fromkeys([Project, MLflowTracking, type(self)]))
 
-        Recomputed on each call: a custom model file registers its classes on import.
-        The train and predict tools read the same file, so each accepts the other's section.
+    def unchecked_sections(self):
+        """Names of the sections this tool accepts without checking them (None: every other section).
+
+        Each of them is checked by the tool that reads it.
         """
-        from .predict import PredictModel
-        from .report import ReportTool
-        from .train import TrainModel
-
-        classes = [
-            Project, MLflowTracking, FastLoader, ExampleIndex, TrainCTLearnModel, TrainModel, PredictCTLearnModel,
-            PredictModel, ReportTool, TableQualityQuery,
-            *classes_with_traits(CTLearnModel), *classes_with_traits(DLDataReader), *classes_with_traits(ImageMapper),
-        ]
-        return list(dict.fromkeys(classes))
+        return set(TOOL_SECTIONS)
 
     def initialize(self, argv=None):
         """Patched from ctapipe 0.23 ``Tool.initialize``: our own checked YAML loading.
@@ -89,7 +103,7 @@ class TaskConfigTool(MLOpsTool):
         warnings.filterwarnings("ignore", category=MergeConflictWarning)
         try:
             # undecorated: traitlets' own wrapper would exit with code 1 on a bad option
-            Application.parse_command_line.__wrapped__(self, argv)
+            parse_command_line(self, current_options(argv, self.renamed_options, self.log))
         except (TraitError, ArgumentError) as err:
             raise ConfigError(f"command line: {err}") from None
         self.update_logging_config()
@@ -105,7 +119,7 @@ class TaskConfigTool(MLOpsTool):
                 import_custom_model_file(custom_file)
             validate_sections(
                 content, self.config_classes(), path, forbidden=self.owned_by_project,
-                overridden=overridden_keys(self.overrides),
+                overridden=overridden_keys(self.overrides), unchecked=self.unchecked_sections(),
             )
             self.update_config(Config(content))
             for section, values in content.items():
@@ -144,3 +158,10 @@ class TaskConfigTool(MLOpsTool):
         if self.project.task is None:
             raise ConfigError("missing: every task config must name its task", source=self.task_config_source, key="Project.task")
         return self.project
+
+
+class DataConfigTool(TaskConfigTool):
+    """A task tool that builds a reader or a network: it also checks CTLearn's and dl1-data-handler's sections."""
+
+    def config_classes(self):
+        return list(dict.fromkeys([*super().config_classes(), *network_and_data_classes()]))

@@ -26,8 +26,10 @@ from ctlearn.core.model import CTLearnModel
 from ctlearn.tools.train_model import TrainCTLearnModel
 
 from .._compat import backup_epoch, fit_arguments, strategy_for_ctlearn_setup, tool_exit_stack
+from ..callbacks import EpochProgress, MLflowEpochLogger, SharesFollowEpochs, StopOnNonFiniteLoss, SyncStop
 from ..checkpoints import BestWeights, save_model_atomically, save_weights_atomically
 from ..config import Project, check_model_accepts_task
+from ..distributed import WorkerShare, cluster_from_environment, per_task_dataset
 from ..exceptions import (
     EXIT_CTRL_C,
     EXIT_RESUMABLE,
@@ -36,14 +38,14 @@ from ..exceptions import (
     NoSpaceLeft,
     ResumableStop,
     RunExistsError,
-    TrainingDiverged,
     typed_error,
 )
 from ..io.dl1 import check_dl1_files
-from ..loading.reader import reader_type_for
 from ..loading.index import ExampleIndex
 from ..loading.loader import FastLoader, FastPath
-from ..mlflow_tracking import MLflowEpochLogger, MLflowRun, MLflowTracking, flatten_config
+from ..loading.reader import reader_type_for
+from ..mlflow_tracking import MLflowRun, MLflowTracking, flatten_config
+from ..output import show
 from ..resume import BACKUP_DIR, GracefulStop, StateRestorer, StateSaver, apply_loader_state, load_state
 from ..rundir import (
     CONFIG_FILE,
@@ -67,19 +69,17 @@ from ..rundir import (
 from ..runlock import RunLock
 from ..showers import shower_reuse_of
 from ..split import split_by_shower
-from ..callbacks import EpochProgress, SharesFollowEpochs, StopOnNonFiniteLoss, SyncStop
-from ..distributed import WorkerShare, cluster_from_environment, per_task_dataset
 from ..tracking import EventLog, ScalarRecorder
 from .io_checks import check_writable
-from .taskconfig import TaskConfigTool
+from .taskconfig import DataConfigTool
 
-__all__ = ["TrainModel", "main"]
+__all__ = ["TrainTool", "main"]
 
 _OWNED = "is set from the Project section ({}); set that instead"
 FINAL_WEIGHTS_FILE = "final.weights.h5"
 
 
-class TrainModel(TaskConfigTool, TrainCTLearnModel):
+class TrainTool(DataConfigTool, TrainCTLearnModel):
     """Train the model of one task config into <output_root>/<task>/<run_name>/."""
 
     name = "ctlearn-mlops-train"
@@ -99,9 +99,9 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
     }
     flags = {
         "overwrite": ({"TaskConfigTool": {"overwrite": True}}, "Replace an existing run directory of the same name."),
-        "resume": ({"TrainModel": {"resume": True}}, "Continue an unfinished run from its last finished epoch."),
+        "resume": ({"TrainTool": {"resume": True}}, "Continue an unfinished run from its last finished epoch."),
         "auto-resume": (
-            {"TrainModel": {"auto_resume": True}},
+            {"TrainTool": {"auto_resume": True}},
             "Start the run, or resume it if it exists unfinished, or do nothing if it is finished (for batch jobs).",
         ),
     }
@@ -466,7 +466,7 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
         for section, values in self.cli_config.items():
             if not hasattr(values, "items"):
                 continue
-            if section in ("TrainModel", "TrainCTLearnModel"):  # traitlets files aliases under the tool's class
+            if section in ("TrainTool", "TrainCTLearnModel"):  # traitlets files aliases under the tool's class
                 config.setdefault("TrainCTLearnModel", {}).update({k: v for k, v in values.items() if k in upstream})
             elif section not in ("Tool", "Application", "TaskConfigTool"):
                 config.setdefault(section, {}).update(dict(values))
@@ -540,7 +540,7 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
 
     def finish(self):
         if self.already_finished:
-            print(f"Run directory: {self.run_dir} (already finished)")
+            show(f"Run directory: {self.run_dir} (already finished)")
             return
         if not self.cluster.is_chief:
             # saving reads variables collectively: every task saves, this one where nobody reads it
@@ -582,7 +582,7 @@ class TrainModel(TaskConfigTool, TrainCTLearnModel):
             self.tracked.log_artifact(self.run_dir / MODEL_DIR, MODEL_DIR)
             self.tracked.set_status("FINISHED")
         self.log.info("Run directory: %s", self.run_dir)
-        print(f"Run directory: {self.run_dir}")
+        show(f"Run directory: {self.run_dir}")
 
 
 def _make_directories(directory):
@@ -606,7 +606,7 @@ def _remove_if_empty(directories):
 
 
 def run_training(argv=None):
-    """Run `TrainModel` as a process; an interrupted run (stop signal, Ctrl-C) ends it without interpreter teardown.
+    """Run `TrainTool` as a process; an interrupted run (stop signal, Ctrl-C) ends it without interpreter teardown.
 
     TensorFlow 2.14 can deadlock when the multi-device iterator of an
     interrupted ``fit`` is destroyed at interpreter shutdown while it still
@@ -616,7 +616,7 @@ def run_training(argv=None):
     the resume exit code.
     """
     try:
-        TrainModel().run(argv)
+        TrainTool().run(argv)
     except SystemExit as stop:
         if stop.code in (EXIT_RESUMABLE, EXIT_CTRL_C):
             logging.shutdown()

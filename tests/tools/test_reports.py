@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from ctlearn_mlops.tools.compare import CompareTool
-from ctlearn_mlops.tools.predict import PredictModel
+from ctlearn_mlops.tools.predict import PredictTool
 from ctlearn_mlops.tools.report import ReportTool
-from ctlearn_mlops.tools.train import TrainModel
+from ctlearn_mlops.tools.train import TrainTool
 
-from .conftest import REPO, TASKS, run, shrink_config
+from ..conftest import REPO, TASKS, run, shrink_config
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def reports(trained_runs, tmp_path_factory):
     out = {}
     for task in TASKS:
         config, run_dir = trained_runs[task]
-        assert run(ReportTool(), ["--config", config, "--run", run_dir, "--output-root", root], cwd=root) == 0
+        assert run(ReportTool(), ["--config", config, "--run", run_dir, "--reports-root", root], cwd=root) == 0
         out[task] = root / task / run_dir.name
     return out
 
@@ -72,9 +72,9 @@ def test_report_has_metrics_figures_pdf_and_html_with_baselines(task, reports):
 def test_report_refuses_existing_output_and_runs_without_predictions(trained_runs, reports, tmp_path, capfd):
     config, run_dir = trained_runs["energy"]
     root = reports["energy"].parents[1]
-    assert run(ReportTool(), ["--config", config, "--run", run_dir, "--output-root", root], cwd=tmp_path) == 2
+    assert run(ReportTool(), ["--config", config, "--run", run_dir, "--reports-root", root], cwd=tmp_path) == 2
     assert "--overwrite" in capfd.readouterr().err
-    assert run(ReportTool(), ["--config", config, "--run", run_dir, "--output-root", root, "--dl2", "nothing"],
+    assert run(ReportTool(), ["--config", config, "--run", run_dir, "--reports-root", root, "--dl2", "nothing"],
                cwd=tmp_path) == 2
     assert "run scripts/test_model.py first" in capfd.readouterr().err
 
@@ -113,14 +113,14 @@ def three_energy_runs(trained_runs, toy_data, tmp_path_factory):
         content["TrainCTLearnModel"]["optimizer"]["base_learning_rate"] = rate
         path = config.parent / f"energy-{name}.yaml"
         path.write_text(yaml.safe_dump(content))
-        assert run(TrainModel(), ["--config", path], cwd=config.parent) == 0
-        assert run(PredictModel(), ["--config", path, "--run", name], cwd=config.parent) == 0
+        assert run(TrainTool(), ["--config", path], cwd=config.parent) == 0
+        assert run(PredictTool(), ["--config", path, "--run", name], cwd=config.parent) == 0
         runs.append(root / "energy" / name)
     return runs
 
 
 def test_compare_three_runs_with_ensemble(three_energy_runs, tmp_path):
-    argv = ["--output-root", tmp_path, "--name", "lr-scan", "--ensemble"]
+    argv = ["--reports-root", tmp_path, "--name", "lr-scan", "--ensemble"]
     for run_dir in three_energy_runs:
         argv += ["--run", run_dir]
     assert run(CompareTool(), argv, cwd=tmp_path) == 0
@@ -137,7 +137,7 @@ def test_compare_three_runs_with_ensemble(three_energy_runs, tmp_path):
 
 def test_compare_all_runs_of_a_task(three_energy_runs, tmp_path):
     models_root = three_energy_runs[0].parents[1]
-    argv = ["--task", "energy", "--all", "--models-root", models_root, "--output-root", tmp_path, "--name", "all"]
+    argv = ["--task", "energy", "--all", "--models-root", models_root, "--reports-root", tmp_path, "--name", "all"]
     assert run(CompareTool(), argv, cwd=tmp_path) == 0
     with open(tmp_path / "compare" / "all" / "summary.csv") as f:
         assert len(list(csv.DictReader(f))) == 3
@@ -145,12 +145,12 @@ def test_compare_all_runs_of_a_task(three_energy_runs, tmp_path):
 
 def test_compare_refuses_mixed_tasks_and_runs_without_predictions(trained_runs, three_energy_runs, tmp_path, capfd):
     _, type_run = trained_runs["type"]
-    argv = ["--run", three_energy_runs[0], "--run", type_run, "--output-root", tmp_path]
+    argv = ["--run", three_energy_runs[0], "--run", type_run, "--reports-root", tmp_path]
     assert run(CompareTool(), argv, cwd=tmp_path) == 2
     err = capfd.readouterr().err
     assert "different tasks" in err and str(type_run) in err
     assert run(CompareTool(), ["--run", three_energy_runs[0], "--run", three_energy_runs[1], "--dl2", "none",
-                               "--output-root", tmp_path], cwd=tmp_path) == 2
+                               "--reports-root", tmp_path], cwd=tmp_path) == 2
     assert "without predictions" in capfd.readouterr().err
     assert not (tmp_path / "compare").exists()
 

@@ -12,10 +12,10 @@ from dl1_data_handler.reader import DLImageReader
 from traitlets.config import Config
 
 from ctlearn_mlops.io.dl2 import read_telescope_events, read_training_images
-from ctlearn_mlops.tools.predict import PredictModel
-from ctlearn_mlops.tools.train import TrainModel
+from ctlearn_mlops.tools.predict import PredictTool
+from ctlearn_mlops.tools.train import TrainTool
 
-from .conftest import REPO, TASKS, run
+from ..conftest import REPO, TASKS, run
 
 pytestmark = pytest.mark.slow
 
@@ -116,20 +116,20 @@ def test_dl2_has_every_test_image_with_truth_ids_and_predictions(task, trained_r
 def test_second_training_into_same_run_is_refused_then_overwritten(trained_runs, capfd):
     config, run_dir = trained_runs["energy"]
     before = (run_dir / "run.json").read_text()
-    assert run(TrainModel(), ["--config", config], cwd=config.parent) == 2
+    assert run(TrainTool(), ["--config", config], cwd=config.parent) == 2
     assert "--overwrite" in capfd.readouterr().err
     assert (run_dir / "run.json").read_text() == before
 
-    assert run(PredictModel(), ["--config", config, "--run", "tiny"], cwd=config.parent) == 2
+    assert run(PredictTool(), ["--config", config, "--run", "tiny"], cwd=config.parent) == 2
     assert "test.dl2.h5 exists" in capfd.readouterr().err
 
 
 def test_overwrite_replaces_a_run(task_config, tmp_path):
     config = task_config("energy")
-    assert run(TrainModel(), ["--config", config], cwd=tmp_path) == 0
+    assert run(TrainTool(), ["--config", config], cwd=tmp_path) == 0
     run_dir = tmp_path / "models" / "energy" / "tiny"
     (run_dir / "stale-file").write_text("from the first run")
-    assert run(TrainModel(), ["--config", config, "--overwrite"], cwd=tmp_path) == 0
+    assert run(TrainTool(), ["--config", config, "--overwrite"], cwd=tmp_path) == 0
     assert not (run_dir / "stale-file").exists()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
 
@@ -137,7 +137,7 @@ def test_overwrite_replaces_a_run(task_config, tmp_path):
 def test_predicting_with_a_run_of_another_task_is_refused(trained_runs, capfd):
     type_config, _ = trained_runs["type"]
     _, energy_run = trained_runs["energy"]
-    assert run(PredictModel(), ["--config", type_config, "--run", energy_run, "--name", "x"], cwd=type_config.parent) == 2
+    assert run(PredictTool(), ["--config", type_config, "--run", energy_run, "--name", "x"], cwd=type_config.parent) == 2
     assert "trained for task 'energy'" in capfd.readouterr().err
     assert not (energy_run / "dl2" / "x.dl2.h5").exists()
 
@@ -146,7 +146,7 @@ def test_latest_run_and_explicit_input(trained_runs, toy_data):
     config, run_dir = trained_runs["cameradirection"]
     test_file = sorted((toy_data / "test").glob("gamma_*.h5"))[0]
     argv = ["--config", config, "--run", "latest", "--input", test_file, "--name", "one-file"]
-    assert run(PredictModel(), argv, cwd=config.parent) == 0
+    assert run(PredictTool(), argv, cwd=config.parent) == 0
     assert read_telescope_events(run_dir / "dl2" / "one-file.dl2.h5")["CTLearn_tel_is_valid"].any()
 
 
@@ -158,10 +158,10 @@ def test_custom_model_template_trains_and_predicts(task_config, tmp_path):
         CustomCNN={"filters": [4, 8], "head_layers": {"energy": [8, 1]}, "head_activation_function": {"energy": "relu"},
                    "mirror_augmentation": True, "mirror_average": True, "log_channels": [0]},
     )
-    assert run(TrainModel(), ["--config", config], cwd=tmp_path) == 0
+    assert run(TrainTool(), ["--config", config], cwd=tmp_path) == 0
     run_dir = tmp_path / "models" / "energy" / "tiny"
     assert json.loads((run_dir / "run.json").read_text())["model_type"] == "CustomCNN"
-    assert run(PredictModel(), ["--config", config, "--run", "tiny"], cwd=tmp_path) == 0
+    assert run(PredictTool(), ["--config", config, "--run", "tiny"], cwd=tmp_path) == 0
     dl2 = read_telescope_events(run_dir / "dl2" / "test.dl2.h5")
     dl2 = dl2[dl2["CTLearn_tel_is_valid"]]
     assert len(dl2) and np.isfinite(dl2["CTLearn_tel_energy"]).all()
@@ -177,7 +177,7 @@ def test_custom_model_template_trains_and_predicts(task_config, tmp_path):
     np.testing.assert_allclose(model.predict(images[:, ::-1], verbose=0)["energy"], energies, rtol=1e-5)
     np.testing.assert_allclose(model.predict(images[:, :, ::-1], verbose=0)["energy"], energies, rtol=1e-5)
     # the mirror is a training-time layer: predicting twice gives the same energies
-    assert run(PredictModel(), ["--config", config, "--run", "tiny", "--name", "again"], cwd=tmp_path) == 0
+    assert run(PredictTool(), ["--config", config, "--run", "tiny", "--name", "again"], cwd=tmp_path) == 0
     again = read_telescope_events(run_dir / "dl2" / "again.dl2.h5")
     again = again[again["CTLearn_tel_is_valid"]]
     np.testing.assert_array_equal(dl2["CTLearn_tel_energy"], again["CTLearn_tel_energy"])
@@ -191,6 +191,6 @@ def test_custom_model_refuses_a_task_before_the_run_starts(task_config, tmp_path
         CustomCNN={"filters": [4], "head_layers": {"cameradirection": [8, 2]},
                    "head_activation_function": {"cameradirection": "relu"}, "mirror_augmentation": True},
     )
-    assert run(TrainModel(), ["--config", config], cwd=tmp_path) == 2
+    assert run(TrainTool(), ["--config", config], cwd=tmp_path) == 2
     assert "key 'CustomCNN'" in capsys.readouterr().err
     assert not (tmp_path / "models").exists()

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from traitlets.config import Config
 
-from .conftest import REPO, TASKS, run
+from ..conftest import REPO, TASKS, run
 
 
 def _reader(toy_data, task, channels=("cleaned_image", "cleaned_relative_peak_time")):
@@ -177,24 +177,24 @@ def test_train_and_predict_on_the_fast_path_match_the_stock_predictions(task_con
     import h5py
 
     from ctlearn_mlops.tools.image_cache import ImageCacheTool
-    from ctlearn_mlops.tools.predict import PredictModel
-    from ctlearn_mlops.tools.train import TrainModel
+    from ctlearn_mlops.tools.predict import PredictTool
+    from ctlearn_mlops.tools.train import TrainTool
 
     cache_dir = tmp_path / "cache"
     config = task_config("type", FastLoader={"enabled": True, "workers": 2, "cache_dir": str(cache_dir)})
     # training refuses a cache that does not exist yet, before making the run directory
-    assert run(TrainModel(), ["--config", config], cwd=tmp_path) == 2
+    assert run(TrainTool(), ["--config", config], cwd=tmp_path) == 2
     assert not (tmp_path / "models" / "type" / "tiny").exists()
     assert run(ImageCacheTool(), ["--config", config], cwd=tmp_path) == 0
     with h5py.File(cache_dir / "train.images.h5") as f:
         assert f["images"].chunks is None and "sources" in f.attrs and "settings" in f.attrs
-    assert run(TrainModel(), ["--config", config], cwd=tmp_path) == 0
-    assert run(PredictModel(), ["--config", config, "--run", "tiny"], cwd=tmp_path) == 0
+    assert run(TrainTool(), ["--config", config], cwd=tmp_path) == 0
+    assert run(PredictTool(), ["--config", config, "--run", "tiny"], cwd=tmp_path) == 0
     stock = yaml.safe_load(config.read_text())
     stock["FastLoader"]["enabled"] = False
     stock_config = tmp_path / "stock.yaml"
     stock_config.write_text(yaml.safe_dump(stock))
-    assert run(PredictModel(), ["--config", stock_config, "--run", "tiny", "--name", "stock"], cwd=tmp_path) == 0
+    assert run(PredictTool(), ["--config", stock_config, "--run", "tiny", "--name", "stock"], cwd=tmp_path) == 0
 
     from ctlearn_mlops.io.dl2 import read_telescope_events
 

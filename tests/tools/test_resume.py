@@ -16,10 +16,10 @@ import yaml
 
 from ctlearn_mlops._compat import backup_epoch
 from ctlearn_mlops.tools.runs import run_state
-from ctlearn_mlops.tools.train import TrainModel
+from ctlearn_mlops.tools.train import TrainTool
 from ctlearn_mlops.tracking import read_events
 
-from .conftest import REPO, run, shrink_config
+from ..conftest import REPO, run, shrink_config
 
 pytestmark = pytest.mark.slow
 N_EPOCHS = 6
@@ -64,7 +64,7 @@ def _weights(path):
 
 def test_killed_twice_at_random_points_resumes_to_the_same_weights(resumable_config):
     models = resumable_config.parent / "models" / "energy"
-    assert run(TrainModel(), ["--config", resumable_config, "--run-name", "straight"], cwd=resumable_config.parent) == 0
+    assert run(TrainTool(), ["--config", resumable_config, "--run-name", "straight"], cwd=resumable_config.parent) == 0
 
     rng = random.Random(os.getpid())
     process = _train_process(resumable_config, "killed")
@@ -109,9 +109,9 @@ def test_warning_signal_stops_cleanly_with_exit_75_then_resumes(resumable_config
     assert done == list(range(len(done))) and len(done) < N_EPOCHS
 
     argv = ["--config", resumable_config, "--run-name", "signalled", "--auto-resume"]
-    assert run(TrainModel(), argv, cwd=resumable_config.parent) == 0
+    assert run(TrainTool(), argv, cwd=resumable_config.parent) == 0
     assert _epochs_in_log(run_dir) == list(range(N_EPOCHS))
-    assert run(TrainModel(), argv, cwd=resumable_config.parent) == 0  # finished: nothing to do
+    assert run(TrainTool(), argv, cwd=resumable_config.parent) == 0  # finished: nothing to do
     assert _epochs_in_log(run_dir) == list(range(N_EPOCHS))
 
 
@@ -120,7 +120,7 @@ def test_exception_leaves_an_exception_record_and_a_nonzero_exit(resumable_confi
     config["TrainCTLearnModel"]["optimizer"]["base_learning_rate"] = 1e30  # diverges at once
     path = tmp_path / "diverging.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert run(TrainModel(), ["--config", path, "--run-name", "diverged"], cwd=tmp_path) != 0
+    assert run(TrainTool(), ["--config", path, "--run-name", "diverged"], cwd=tmp_path) != 0
     run_dir = tmp_path / "models" / "energy" / "diverged"
     events = read_events(run_dir)
     assert events[-1]["event"] == "exception" and "Traceback" in events[-1]["traceback"]
@@ -133,7 +133,7 @@ def test_same_seed_same_metrics_other_seed_other_split(resumable_config):
     models = cwd / "models" / "energy"
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
         argv = ["--config", resumable_config, "--run-name", name, "--seed", str(seed), "--epochs", "2"]
-        assert run(TrainModel(), argv, cwd=cwd) == 0
+        assert run(TrainTool(), argv, cwd=cwd) == 0
     log = {name: (models / name / "training_log.csv").read_text() for name in "abc"}
     split = {name: (models / name / "split.csv").read_text() for name in "abc"}
     assert log["a"] == log["b"] and split["a"] == split["b"]
@@ -143,20 +143,21 @@ def test_same_seed_same_metrics_other_seed_other_split(resumable_config):
 
 
 def test_status_lists_states_and_csv(resumable_config, capfd):
-    from ctlearn_mlops.tools.runs import ListRuns
+    from ctlearn_mlops.tools.runs import RunsTool
 
     cwd = resumable_config.parent
-    assert run(TrainModel(), ["--config", resumable_config, "--run-name", "done", "--epochs", "1"], cwd=cwd) == 0
-    process = _train_process(resumable_config, "alive")
+    assert run(TrainTool(), ["--config", resumable_config, "--run-name", "done", "--epochs", "1"], cwd=cwd) == 0
+    # far more epochs than the listing takes: the run is surely alive when listed
+    process = _train_process(resumable_config, "alive", "--epochs", "500")
     _wait_for_epoch(cwd / "models" / "energy" / "alive", 0, process)
     capfd.readouterr()
-    assert run(ListRuns(), ["--task", "energy", "--models-root", cwd / "models", "--csv"], cwd=cwd) == 0
+    assert run(RunsTool(), ["--task", "energy", "--models-root", cwd / "models", "--csv"], cwd=cwd) == 0
     rows = {r["run"]: r for r in csv.DictReader(capfd.readouterr().out.splitlines())}
     assert rows["done"]["state"] == "finished" and rows["done"]["epochs"] == "1/1"
     assert rows["alive"]["state"] == "running"
     process.kill()
     process.wait()
-    assert run(ListRuns(), ["--task", "energy", "--models-root", cwd / "models"], cwd=cwd) == 0
+    assert run(RunsTool(), ["--task", "energy", "--models-root", cwd / "models"], cwd=cwd) == 0
     table = capfd.readouterr().out
     assert any(line.split()[1:3] == ["alive", "resumable"] for line in table.splitlines())
 

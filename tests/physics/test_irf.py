@@ -6,7 +6,6 @@ diffuse over 3 deg, with a known acceptance, Gaussian PSF and gammaness
 distributions, so the whole chain runs in seconds with known expectations.
 """
 
-import operator
 
 import astropy.units as u
 import numpy as np
@@ -275,8 +274,9 @@ def test_effective_area_of_the_chain_is_the_toy_acceptance(toy, result):
     assert np.all(np.abs(result.effective_area_no_cuts[ok] - expected[ok]) < 4 * sigma[ok] + 0.01 * expected[ok])
 
 
-def _hand_counts(result, i, options=IRFOptions()):
+def _hand_counts(result, i, options=None):
     """Weighted signal and off counts in bin i of reconstructed energy, selected from the events by hand."""
+    options = options or IRFOptions()
     gammas, protons = result.extras["gammas"], result.extras["protons"]
     low, high = result.bins["reco_energy"][i], result.bins["reco_energy"][i + 1]
     gh_cut, theta_cut = result.gh_cuts["cut"][i], result.theta_cuts["cut"][i]

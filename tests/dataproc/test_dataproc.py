@@ -10,19 +10,19 @@ import numpy as np
 import pytest
 import tables
 import yaml
-from ctapipe.io import TableLoader, read_table
+from ctapipe.io import TableLoader
 from dl1_data_handler.reader import DLImageReader
 from traitlets.config import Config
 
 from ctlearn_mlops.dataproc.inputs import output_name, select_shard
 from ctlearn_mlops.resources import eventio_resource
-from ctlearn_mlops.tools.convert import ConvertData
-from ctlearn_mlops.tools.extract import ExtractImages
-from ctlearn_mlops.tools.merge import MergeDL1
-from ctlearn_mlops.tools.predict import PredictModel
-from ctlearn_mlops.tools.train import TrainModel
+from ctlearn_mlops.tools.convert import ConvertTool
+from ctlearn_mlops.tools.extract import ExtractImagesTool
+from ctlearn_mlops.tools.merge import DL1MergeTool
+from ctlearn_mlops.tools.predict import PredictTool
+from ctlearn_mlops.tools.train import TrainTool
 
-from .conftest import REPO, run, shrink_config
+from ..conftest import REPO, run, shrink_config
 
 PROCESSING = REPO / "configs" / "processing" / "dl1_images.yaml"
 LST = ["--allowed-tels", "1", "--allowed-tels", "2", "--allowed-tels", "3", "--allowed-tels", "4"]
@@ -41,7 +41,7 @@ def simtel_dir(tmp_path_factory):
 def real_dl1(simtel_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("dl1")
     argv = ["--input", simtel_dir, "--output-dir", out, "--processing-config", PROCESSING, "--allow-truncated", *LST]
-    assert run(ConvertData(), argv, cwd=out) == 0
+    assert run(ConvertTool(), argv, cwd=out) == 0
     return out / "gamma_test.dl1.h5"
 
 
@@ -72,7 +72,7 @@ def test_real_simtel_converts_to_dl1_that_stock_readers_open(real_dl1):
 @pytest.mark.slow
 def test_truncated_input_fails_unless_allowed(simtel_dir, tmp_path, capfd):
     argv = ["--input", simtel_dir, "--output-dir", tmp_path, "--processing-config", PROCESSING, *LST]
-    assert run(ConvertData(), argv, cwd=tmp_path) == 1
+    assert run(ConvertTool(), argv, cwd=tmp_path) == 1
     err = capfd.readouterr().err
     assert "gamma_test.simtel.gz: input is truncated" in err and "--allow-truncated" in err
     assert not (tmp_path / "gamma_test.dl1.h5").exists() and not _leftovers(tmp_path)
@@ -88,7 +88,7 @@ def test_bad_files_fail_one_line_each_and_the_others_finish(simtel_dir, tmp_path
     (inputs / "sst1m.simtel.zst").symlink_to(eventio_resource(SST1M_ZST))
     out = tmp_path / "out"
     argv = ["--input", inputs, "--output-dir", out, "--processing-config", PROCESSING, "--max-events", "5", "--jobs", "2"]
-    assert run(ConvertData(), argv, cwd=tmp_path) == 1
+    assert run(ConvertTool(), argv, cwd=tmp_path) == 1
     captured = capfd.readouterr()
     failed = [line for line in captured.err.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 2
@@ -114,7 +114,7 @@ def test_bad_input_locations_exit_2_before_work(case, expected, tmp_path, capfd)
         blocker.write_text("not a directory")
         out = blocker / "out"
     argv = ["--input", inputs, "--output-dir", out, "--processing-config", PROCESSING]
-    assert run(ConvertData(), argv, cwd=tmp_path) == 2
+    assert run(ConvertTool(), argv, cwd=tmp_path) == 2
     assert expected in capfd.readouterr().err
 
 
@@ -135,8 +135,25 @@ def test_slurm_array_element_converts_only_its_shard(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
     out = tmp_path / "out"
     argv = ["--input", inputs, "--output-dir", out, "--processing-config", PROCESSING, "--max-events", "3"]
-    assert run(ConvertData(), argv, cwd=tmp_path) == 0
+    assert run(ConvertTool(), argv, cwd=tmp_path) == 0
     assert sorted(p.name for p in out.glob("*.h5")) == ["b.dl1.h5"]
+
+
+def _converting(process, name):
+    """Whether a child of ``process`` (ctapipe-process) is converting the input ``name``."""
+    import psutil
+
+    try:
+        children = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return False
+    for child in children:
+        try:
+            if any(name in arg for arg in child.cmdline()):
+                return True
+        except psutil.Error:
+            continue
+    return False
 
 
 @pytest.mark.slow
@@ -150,13 +167,15 @@ def test_killed_conversion_reruns_only_unfinished_files(tmp_path):
            "--output-dir", out, "--processing-config", PROCESSING, "--max-events", "3", "--jobs", "1"]
     process = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # killed while the second file converts, however fast this machine is: a is done, b half-written, c not begun
     deadline = time.monotonic() + 300
-    while not (out / "a.dl1.h5").exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.2)
+    while not _converting(process, "b.simtel.zst"):
+        assert process.poll() is None and time.monotonic() < deadline, "the conversion of b never started"
+        time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     finished = {p.name: p.stat().st_mtime_ns for p in out.glob("*.h5")}
-    assert "a.dl1.h5" in finished and len(finished) < 3, "the kill came too late to test anything"
+    assert sorted(finished) == ["a.dl1.h5"]
 
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -170,7 +189,7 @@ def test_killed_conversion_reruns_only_unfinished_files(tmp_path):
 def test_merge_reports_events_and_refuses_other_subarrays(toy_data, real_dl1, tmp_path, capfd):
     gammas = sorted((toy_data / "train").glob("gamma_*.h5")) + sorted((toy_data / "test").glob("gamma_*.h5"))
     merged = tmp_path / "merged.dl1.h5"
-    assert run(MergeDL1(), ["--output", merged, *gammas], cwd=tmp_path) == 0
+    assert run(DL1MergeTool(), ["--output", merged, *gammas], cwd=tmp_path) == 0
     out = capfd.readouterr().out
     counts = [tables.open_file(p).root.dl1.event.subarray.trigger.nrows for p in gammas]
     total_line = next(line for line in out.splitlines() if line.startswith("total"))
@@ -181,37 +200,37 @@ def test_merge_reports_events_and_refuses_other_subarrays(toy_data, real_dl1, tm
         assert h5.root.dl1.event.subarray.trigger.nrows == sum(counts)
 
     refused = tmp_path / "refused.dl1.h5"
-    assert run(MergeDL1(), ["--output", refused, gammas[0], real_dl1], cwd=tmp_path) == 2
+    assert run(DL1MergeTool(), ["--output", refused, gammas[0], real_dl1], cwd=tmp_path) == 2
     err = capfd.readouterr().err
     assert f"cannot merge {real_dl1}" in err and "different subarray" in err
     assert not refused.exists() and not _leftovers(tmp_path)
-    assert run(MergeDL1(), ["--output", merged, gammas[0]], cwd=tmp_path) == 2
+    assert run(DL1MergeTool(), ["--output", merged, gammas[0]], cwd=tmp_path) == 2
     assert "--overwrite" in capfd.readouterr().err
 
 
 @pytest.mark.slow
 def test_real_chain_convert_extract_merge_train_test(real_dl1, tmp_path):
     slim_dir = tmp_path / "slim"
-    assert run(ExtractImages(), ["--input", real_dl1, "--output-dir", slim_dir], cwd=tmp_path) == 0
+    assert run(ExtractImagesTool(), ["--input", real_dl1, "--output-dir", slim_dir], cwd=tmp_path) == 0
     slim = slim_dir / real_dl1.name
     with tables.open_file(slim) as h5:
         assert "/simulation/event/telescope/parameters" not in h5.root
     merged_dir = tmp_path / "merged"
-    assert run(MergeDL1(), ["--output", merged_dir / "lst_gammas.dl1.h5", slim], cwd=tmp_path) == 0
+    assert run(DL1MergeTool(), ["--output", merged_dir / "lst_gammas.dl1.h5", slim], cwd=tmp_path) == 0
 
     config = shrink_config(
         "energy", tmp_path, tmp_path / "models",
         TrainCTLearnModel={"batch_size": 1, "validation_split": 0.3},
         TableQualityQuery={"quality_criteria": [["any", "hillas_intensity > 0"]]},
-        PredictModel={"batch_size": 4},
+        PredictTool={"batch_size": 4},
     )
     config["Project"].update(
         signal_dir=str(merged_dir), signal_patterns=["*.h5"], test_signal_dir=str(merged_dir), test_signal_patterns=["*.h5"],
     )
     path = tmp_path / "energy_real.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert run(TrainModel(), ["--config", path], cwd=tmp_path) == 0
-    assert run(PredictModel(), ["--config", path, "--run", "tiny"], cwd=tmp_path) == 0
+    assert run(TrainTool(), ["--config", path], cwd=tmp_path) == 0
+    assert run(PredictTool(), ["--config", path, "--run", "tiny"], cwd=tmp_path) == 0
     with TableLoader(tmp_path / "models" / "energy" / "tiny" / "dl2" / "test.dl2.h5",
                      focal_length_choice="EQUIVALENT") as loader:
         dl2 = loader.read_telescope_events(dl2=True, dl1_parameters=True)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import run
+from ..conftest import run
 
 
 def _tracked_config(task_config, tmp_path, **tracking):
@@ -21,14 +21,14 @@ def _tracked_config(task_config, tmp_path, **tracking):
 
 @pytest.mark.slow
 def test_mlflow_holds_parameters_epoch_metrics_model_and_report(task_config, tmp_path):
-    from ctlearn_mlops.tools.predict import PredictModel
+    from ctlearn_mlops.tools.predict import PredictTool
     from ctlearn_mlops.tools.report import ReportTool
-    from ctlearn_mlops.tools.train import TrainModel
+    from ctlearn_mlops.tools.train import TrainTool
 
     config = _tracked_config(task_config, tmp_path)
-    assert run(TrainModel(), ["--config", config], cwd=tmp_path) == 0
-    assert run(PredictModel(), ["--config", config, "--run", "tiny"], cwd=tmp_path) == 0
-    assert run(ReportTool(), ["--config", config, "--run", "tiny", "-o", tmp_path / "reports"], cwd=tmp_path) == 0
+    assert run(TrainTool(), ["--config", config], cwd=tmp_path) == 0
+    assert run(PredictTool(), ["--config", config, "--run", "tiny"], cwd=tmp_path) == 0
+    assert run(ReportTool(), ["--config", config, "--run", "tiny", "--reports-root", tmp_path / "reports"], cwd=tmp_path) == 0
 
     import mlflow
 
@@ -63,8 +63,8 @@ def test_mlflow_off_imports_and_writes_nothing_of_it(task_config, tmp_path):
     code = (
         "import sys\n"
         "from ctapipe.core.tool import run_tool\n"
-        "from ctlearn_mlops.tools.train import TrainModel\n"
-        f"status = run_tool(TrainModel(), ['--config', {str(config)!r}], raises=False)\n"
+        "from ctlearn_mlops.tools.train import TrainTool\n"
+        f"status = run_tool(TrainTool(), ['--config', {str(config)!r}], raises=False)\n"
         "print('EXIT', status, 'MLFLOW', 'mlflow' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
@@ -75,10 +75,10 @@ def test_mlflow_off_imports_and_writes_nothing_of_it(task_config, tmp_path):
 
 
 def test_unreachable_tracking_server_is_refused_before_any_run_directory(task_config, tmp_path, capfd):
-    from ctlearn_mlops.tools.train import TrainModel
+    from ctlearn_mlops.tools.train import TrainTool
 
     config = _tracked_config(task_config, tmp_path, tracking_uri="http://127.0.0.1:9")
-    assert run(TrainModel(), ["--config", config], cwd=tmp_path) == 2
+    assert run(TrainTool(), ["--config", config], cwd=tmp_path) == 2
     err = capfd.readouterr().err
     assert "MLflowTracking.tracking_uri" in err and str(config) in err
     assert "Traceback" not in err

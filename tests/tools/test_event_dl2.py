@@ -16,7 +16,7 @@ from ctapipe.io import TableLoader, read_table
 from ctlearn_mlops.io import dl2
 from ctlearn_mlops.tools.events import EventDL2Tool
 
-from .conftest import REPO, run
+from ..conftest import REPO, run
 
 pytestmark = pytest.mark.slow
 

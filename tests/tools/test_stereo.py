@@ -9,11 +9,11 @@ from ctapipe.io import read_table
 from traitlets.config import Config
 
 from ctlearn_mlops.io import dl2
-from ctlearn_mlops.tools.predict import PredictModel
+from ctlearn_mlops.tools.predict import PredictTool
 from ctlearn_mlops.tools.report import ReportTool
-from ctlearn_mlops.tools.train import TrainModel
+from ctlearn_mlops.tools.train import TrainTool
 
-from .conftest import run, shrink_config
+from ..conftest import run, shrink_config
 
 pytestmark = pytest.mark.slow
 
@@ -72,9 +72,9 @@ def test_stereo_configs_train_test_and_report_per_array_event(task, toy_data, tm
     config.setdefault("ReportTool", {})["reports_root"] = str(tmp_path / "reports")
     path = tmp_path / f"{task}_stereo.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert run(TrainModel(), ["--config", path], cwd=tmp_path) == 0
+    assert run(TrainTool(), ["--config", path], cwd=tmp_path) == 0
     run_dir = tmp_path / "models" / task / "tiny"
-    assert run(PredictModel(), ["--config", path, "--run", "tiny"], cwd=tmp_path) == 0
+    assert run(PredictTool(), ["--config", path, "--run", "tiny"], cwd=tmp_path) == 0
     dl2_file = run_dir / "dl2" / "test.dl2.h5"
     role = dl2.ROLE_OF_TASK[task]
     assert dl2.prefixes_in(dl2_file, role) == ["CTLearnStereo", "HillasBDT"]

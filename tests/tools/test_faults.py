@@ -13,10 +13,10 @@ import yaml
 
 from ctlearn_mlops.exceptions import EXIT_CONFIG, EXIT_FAILURE, EXIT_RESUMABLE
 from ctlearn_mlops.runlock import RunLock, lock_path
-from ctlearn_mlops.tools.train import TrainModel
+from ctlearn_mlops.tools.train import TrainTool
 from ctlearn_mlops.tracking import read_events
 
-from .conftest import REPO, run, shrink_config
+from ..conftest import REPO, run, shrink_config
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def _snapshot(run_dir):
 @pytest.fixture
 def finished_run(task_config, tmp_path):
     config = task_config("energy")
-    assert run(TrainModel(), ["--config", config, "--run-name", "keep"], cwd=tmp_path) == 0
+    assert run(TrainTool(), ["--config", config, "--run-name", "keep"], cwd=tmp_path) == 0
     run_dir = tmp_path / "models" / "energy" / "keep"
     return config, run_dir, _snapshot(run_dir)
 
@@ -52,7 +52,7 @@ def test_a_refused_overwrite_keeps_the_old_run(case, finished_run, tmp_path, cap
         argv += ["--set", f"Project.signal_dir={bad}"]
         expected = "gamma_broken.dl1.h5 is not an HDF5 file"
     capfd.readouterr()
-    assert run(TrainModel(), argv, cwd=tmp_path) == EXIT_CONFIG
+    assert run(TrainTool(), argv, cwd=tmp_path) == EXIT_CONFIG
     err = capfd.readouterr().err
     assert expected in err, err
     assert _snapshot(run_dir) == before
@@ -77,7 +77,7 @@ def test_an_overwrite_keeps_the_old_run_aside_until_the_new_one_finishes(finishe
     assert len(aside) == 1 and _snapshot(aside[0]) == before
     assert json.loads((run_dir / "run.json").read_text())["replaces"] == aside[0].name
     # once the new run has finished, the old one goes
-    assert run(TrainModel(), ["--config", config, "--run-name", "keep", "--resume", "--epochs", "2"], cwd=tmp_path) == 0
+    assert run(TrainTool(), ["--config", config, "--run-name", "keep", "--resume", "--epochs", "2"], cwd=tmp_path) == 0
     assert not list(run_dir.parent.glob(".keep.replaced-*"))
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
 
@@ -86,7 +86,7 @@ def test_an_overwrite_killed_before_its_run_started_gets_the_old_run_back(finish
     config, run_dir, before = finished_run
     # what a kill between setting the old run aside and creating the new one leaves behind
     os.replace(run_dir, run_dir.with_name(".keep.replaced-20260101T000000000000"))
-    assert run(TrainModel(), ["--config", config, "--run-name", "keep"], cwd=tmp_path) == EXIT_CONFIG
+    assert run(TrainTool(), ["--config", config, "--run-name", "keep"], cwd=tmp_path) == EXIT_CONFIG
     assert "the old run is back" in capfd.readouterr().err
     assert _snapshot(run_dir) == before
 
@@ -117,7 +117,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_stale_lock_is_taken_
         _fake_lock(run_dir, holder.pid)
         capfd.readouterr()
         for argv in (["--overwrite"], ["--auto-resume"]):
-            assert run(TrainModel(), ["--config", config, "--run-name", "keep", *argv], cwd=tmp_path) == EXIT_CONFIG
+            assert run(TrainTool(), ["--config", config, "--run-name", "keep", *argv], cwd=tmp_path) == EXIT_CONFIG
             err = capfd.readouterr().err
             assert f"in use by ctlearn-mlops-train process {holder.pid}" in err and str(lock_path(run_dir)) in err
         resume = subprocess.run([sys.executable, REPO / "scripts" / "rerun" / "resume.py", "--run", run_dir],
@@ -205,7 +205,7 @@ def test_an_unwritable_output_root_is_refused_before_the_data_is_read(task_confi
     blocker = tmp_path / "a_file"
     blocker.write_text("a file where a directory should be")
     config = task_config("energy", Project={"output_root": str(blocker / "models")})
-    assert run(TrainModel(), ["--config", config], cwd=tmp_path) == EXIT_CONFIG
+    assert run(TrainTool(), ["--config", config], cwd=tmp_path) == EXIT_CONFIG
     err = capfd.readouterr().err
     assert "Project.output_root" in err and "cannot write to" in err
     assert "Number of events loaded" not in err
@@ -285,7 +285,7 @@ def test_a_dead_loader_worker_ends_the_run_with_the_resume_code(task_config, tmp
     err = process.stderr.read()
     assert "died" in err and "Traceback" not in err
     assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
-    assert run(TrainModel(), ["--config", config, "--resume", "--epochs", "2"], cwd=tmp_path) == 0
+    assert run(TrainTool(), ["--config", config, "--resume", "--epochs", "2"], cwd=tmp_path) == 0
 
 
 @pytest.fixture

@@ -1,0 +1,248 @@
+"""One test per shim of ``ctlearn_mlops._compat``: each still does, on the pinned upstream, what it is used for."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from traitlets import Int, TraitError
+
+from ctlearn_mlops import _compat
+
+READER = dict(mode="mono", allowed_tels=[1, 2, 3, 4], focal_length_choice="EQUIVALENT",
+              channels=["cleaned_image", "cleaned_relative_peak_time"])
+
+
+def _gamma_files(toy_data, n=2):
+    return sorted((toy_data / "train").glob("gamma_*.dl1.h5"))[:n]
+
+
+def _stock_reader(files, **options):
+    from dl1_data_handler.reader import DLImageReader
+
+    return DLImageReader(input_url_signal=files, **{**READER, **options})
+
+
+def test_check_versions_names_a_package_of_another_version(monkeypatch):
+    _compat.check_versions()  # the pinned stack passes
+    monkeypatch.setitem(_compat.TARGETS, "ctlearn", "0.0.1")
+    with pytest.raises(ImportError, match=r"ctlearn 0\.10\.2 \(shims written for 0\.0\.1\)"):
+        _compat.check_versions()
+
+
+def test_validate_trait_checks_a_value_without_an_instance():
+    from traitlets import HasTraits
+
+    class Owner(HasTraits):
+        batch_size = Int(1, min=1)
+
+    owner = Owner.__new__(Owner)  # as config.validate_sections does: no __init__
+    trait = Owner.class_traits()["batch_size"]
+    assert _compat.validate_trait(trait, owner, 3) == 3
+    for wrong in ("many", 0):
+        with pytest.raises(TraitError):
+            _compat.validate_trait(trait, owner, wrong)
+
+
+def test_parse_command_line_raises_instead_of_exiting():
+    from ctapipe.core import Tool
+
+    class Probe(Tool):
+        number = Int(1).tag(config=True)
+        aliases = {"number": "Probe.number"}
+
+    tool = Probe()
+    _compat.parse_command_line(tool, ["--number", "4"])
+    assert tool.config.Probe.number == 4
+    with pytest.raises(Exception) as raised:
+        _compat.parse_command_line(Probe(), ["--number", "four"])
+    assert not isinstance(raised.value, SystemExit)
+
+
+def test_tool_exit_stack_is_closed_when_the_tool_ends():
+    from ctapipe.core import Tool
+
+    closed = []
+
+    class Probe(Tool):
+        def setup(self):
+            _compat.tool_exit_stack(self).callback(closed.append, "closed")
+
+        def start(self):
+            assert not closed
+
+    from ctapipe.core.tool import run_tool
+
+    assert run_tool(Probe(), []) == 0
+    assert closed == ["closed"]
+
+
+def test_backup_epoch_reads_the_last_epoch_of_an_interrupted_fit(tmp_path):
+    import keras
+
+    class StopAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("stop")
+
+    model = keras.Sequential([keras.layers.Dense(1, input_shape=(2,))])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((8, 2), np.float32), np.zeros((8, 1), np.float32)
+    assert _compat.backup_epoch(tmp_path / "backup") is None
+    with pytest.raises(RuntimeError):
+        model.fit(x, y, epochs=5, verbose=0,
+                  callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "backup")), StopAfterSecondEpoch()])
+    assert _compat.backup_epoch(tmp_path / "backup") == 1
+    checkpoint = next((tmp_path / "backup" / "chief").glob("*.data-*"))
+    checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot be read"):
+        _compat.backup_epoch(tmp_path / "backup")
+
+
+def test_coordination_service_is_configured_with_the_heartbeat():
+    code = ("from ctlearn_mlops._compat import configure_coordination_service as c; c(3, 7); "
+            "from tensorflow.python.eager import context; s = context.context().coordination_service; "
+            "print(s.heartbeat_timeout_in_ms, s.coordinated_job_list[0].num_tasks, s.service_leader)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["7000", "3", "/job:worker/replica:0/task:0"], result.stderr[-2000:]
+
+
+def test_ctlearn_setup_gets_the_given_strategy_and_its_exit_hook_works():
+    import tensorflow as tf
+    from ctlearn.tools import train_model
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with _compat.strategy_for_ctlearn_setup(strategy):
+        assert train_model.tf.distribute.MirroredStrategy() is strategy
+    assert train_model.tf.distribute.MirroredStrategy is tf.distribute.MirroredStrategy
+    # what ctlearn 0.10.2 registers at exit must exist on the given strategy
+    assert strategy._extended._collective_ops._lock.locked() is False
+
+
+def test_fit_arguments_transform_the_fit_call_and_are_undone():
+    import keras
+
+    model = keras.Sequential([keras.layers.Dense(1, input_shape=(2,))])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((8, 2), np.float32), np.zeros((8, 1), np.float32)
+
+    def one_epoch(args, kwargs):
+        return args, {**kwargs, "epochs": 1}
+
+    with _compat.fit_arguments(one_epoch):
+        assert len(model.fit(x, y, epochs=4, verbose=0).history["loss"]) == 1
+    assert len(model.fit(x, y, epochs=2, verbose=0).history["loss"]) == 2
+
+
+def test_n_examples_and_camera_type_of_a_reader(toy_data):
+    reader = _stock_reader(_gamma_files(toy_data))
+    assert _compat.n_examples(reader) == len(reader.example_identifiers)
+    tel_type = next(iter(reader.selected_telescopes))
+    assert _compat.camera_type(reader, tel_type) == "LSTCam"
+
+
+@pytest.mark.parametrize("mode", ["mono", "stereo"])
+def test_items_of_a_batch_are_ctlearns(mode, toy_data):
+    from ctlearn.core.loader import DLDataLoader
+
+    reader = _stock_reader(_gamma_files(toy_data), mode=mode)
+    loader = DLDataLoader(reader, list(range(4)), tasks=["energy"], batch_size=4)
+    features, labels = loader[0]
+    if mode == "mono":
+        batch = reader.generate_mono_batch(list(range(4)))
+        again, again_labels = _compat.mono_item(loader, batch)
+    else:
+        batch = reader.generate_stereo_batch(list(range(4)))
+        again, again_labels = _compat.stereo_item(loader, batch)
+    np.testing.assert_array_equal(again["input"], features["input"])
+    np.testing.assert_array_equal(again_labels["energy"], labels["energy"])
+
+
+def test_a_stereo_batch_with_the_images_given_is_the_stock_batch(toy_data):
+    reader = _stock_reader(_gamma_files(toy_data), mode="stereo")
+    events = list(range(3))
+    read = []  # the images the stock reader reads for the example rows of these events
+    original = reader._append_features
+
+    def reading(batch):
+        batch = original(batch)
+        read.append(np.asarray(batch["features"]))
+        return batch
+
+    reader._append_features = reading
+    stock = reader.generate_stereo_batch(events)
+    del reader._append_features
+    given = _compat.stereo_batch_with_images(reader, events, list(read[0]))
+    assert given.colnames == stock.colnames
+    np.testing.assert_array_equal(np.asarray(given["features"]), np.asarray(stock["features"]))
+    assert not hasattr(reader, "_append_features") or "_append_features" not in vars(reader)
+
+
+def test_missing_telescopes_get_empty_tables(sst1m_dl1):
+    import tables
+    from dl1_data_handler import reader as reader_module
+
+    with tables.open_file(sst1m_dl1) as h5:
+        present = {int(n.removeprefix("tel_")) for n in h5.root.dl1.event.telescope.parameters._v_children}
+    absent = min(set(range(1, 71)) - present)
+    path = f"/dl1/event/telescope/parameters/tel_{absent:03d}"
+    missing = set()
+    with tables.open_file(sst1m_dl1) as h5, _compat.tolerate_missing_telescopes(missing):
+        table = reader_module.read_table(h5, path)
+        template = reader_module.read_table(h5, f"/dl1/event/telescope/parameters/tel_{min(present):03d}")
+        image_group = h5.get_node("/dl1/event/telescope/images")
+        assert image_group._f_get_child(f"tel_{absent:03d}") is not None
+    assert len(table) == 0 and table.colnames == template.colnames
+    assert missing == {(str(sst1m_dl1), absent)}
+    with tables.open_file(sst1m_dl1) as h5, pytest.raises(tables.NoSuchNodeError):
+        reader_module.read_table(h5, path)  # undone after the block
+
+
+def test_the_subarray_is_read_once_and_the_examples_do_not_change(toy_data):
+    from dl1_data_handler import reader as reader_module
+
+    files = _gamma_files(toy_data, 3)
+    calls = []
+    original = reader_module.SubarrayDescription.from_hdf
+
+    def counting(path, *args, **kwargs):
+        calls.append(path)
+        return original(path, *args, **kwargs)
+
+    stock = _stock_reader(files)
+    reader_module.SubarrayDescription.from_hdf = staticmethod(counting)
+    try:
+        with _compat.subarray_read_once():
+            once = _stock_reader(files)
+    finally:
+        reader_module.SubarrayDescription.from_hdf = staticmethod(original)
+    assert len(calls) == 1
+    assert reader_module.SubarrayDescription.__name__ == "SubarrayDescription"
+    assert np.array_equal(np.asarray(once.example_identifiers), np.asarray(stock.example_identifiers))
+
+
+def test_reader_hooks_can_serve_the_example_table(toy_data):
+    from dl1_data_handler.reader import DLImageReader
+
+    files = _gamma_files(toy_data)
+    stock = _stock_reader(files)
+    built = []
+
+    class Served(_compat.ReaderHooks, DLImageReader):
+        def restore_examples(self):
+            self.example_identifiers = stock.example_identifiers.copy()
+            return True
+
+        def examples_built(self):
+            built.append(True)
+
+    class Counted(_compat.ReaderHooks, DLImageReader):
+        def examples_built(self):
+            built.append(True)
+
+    served = Served(input_url_signal=files, **READER)
+    assert not built and served.example_identifiers is not stock.example_identifiers
+    assert np.array_equal(np.asarray(served.example_identifiers), np.asarray(stock.example_identifiers))
+    counted = Counted(input_url_signal=files, **READER)
+    assert built == [True]
+    assert np.array_equal(np.asarray(counted.example_identifiers), np.asarray(stock.example_identifiers))
