@@ -230,7 +230,9 @@ def test_reader_hooks_can_serve_the_example_table(toy_data):
 
     class Served(_compat.ReaderHooks, DLImageReader):
         def restore_examples(self):
-            self.example_identifiers = stock.example_identifiers.copy()
+            examples = stock.example_identifiers.copy()
+            examples.remove_indices("index")
+            _compat.set_example_table(self, examples)
             return True
 
         def examples_built(self):
@@ -243,6 +245,7 @@ def test_reader_hooks_can_serve_the_example_table(toy_data):
     served = Served(input_url_signal=files, **READER)
     assert not built and served.example_identifiers is not stock.example_identifiers
     assert np.array_equal(np.asarray(served.example_identifiers), np.asarray(stock.example_identifiers))
+    assert served.n_signal_events == stock.n_signal_events and served._get_n_events() == stock._get_n_events()
     counted = Counted(input_url_signal=files, **READER)
     assert built == [True]
     assert np.array_equal(np.asarray(counted.example_identifiers), np.asarray(stock.example_identifiers))

@@ -28,6 +28,7 @@ __all__ = [
     "check_versions",
     "n_examples",
     "parse_command_line",
+    "set_example_table",
     "tolerate_missing_telescopes",
     "tool_exit_stack",
     "validate_trait",
@@ -321,6 +322,31 @@ def subarray_read_once(active=True):
         reader_module.SubarrayDescription = original
 
 
+def set_example_table(reader, examples, simulation_info=None):
+    """Give a dl1-data-handler 0.14.6 reader its example table, as its ``_construct_*_example_identifiers`` would.
+
+    ``examples``: the table of example rows (mono: with its ``index`` column;
+    stereo: one row per telescope of each array event), sorted as upstream
+    sorts it.
+    """
+    from astropy.table import unique
+
+    if simulation_info is not None:
+        reader.simulation_info = simulation_info
+    if reader.mode == "stereo":
+        reader.example_identifiers = examples
+        reader.example_identifiers_grouped = examples.group_by(["obs_id", "event_id"])
+        reader.unique_example_identifiers = unique(examples, keys=["obs_id", "event_id"])
+        counted = reader.unique_example_identifiers
+    else:
+        examples.add_index("index")
+        reader.example_identifiers = counted = examples
+    if "true_shower_primary_class" in counted.colnames:
+        reader.n_signal_events = np.count_nonzero(counted["true_shower_primary_class"] == 1)
+        if reader.input_url_background:
+            reader.n_bkg_events = np.count_nonzero(counted["true_shower_primary_class"] == 0)
+
+
 class ReaderHooks:
     """Mixin for a dl1-data-handler 0.14.6 ``DLImageReader``: hooks around how it builds its example table.
 
@@ -365,7 +391,7 @@ class ReaderHooks:
     def _build_examples_per_file(self, upstream, stereo, available):
         from collections import OrderedDict
 
-        from astropy.table import unique, vstack
+        from astropy.table import vstack
         from ctapipe.io import read_table
 
         files, selected, keep = self.files, self.selected_telescopes, list(self.example_ids_keep_columns)
@@ -392,18 +418,6 @@ class ReaderHooks:
             self.files, self.selected_telescopes = files, selected
         examples = vstack(parts)
         examples.sort(["obs_id", "event_id", "tel_id", "tel_type_id"])
-        if simulation_info:
-            self.simulation_info = vstack(simulation_info)
-        if stereo:
-            self.example_identifiers = examples
-            self.example_identifiers_grouped = examples.group_by(["obs_id", "event_id"])
-            self.unique_example_identifiers = unique(examples, keys=["obs_id", "event_id"])
-            counted = self.unique_example_identifiers
-        else:
+        if not stereo:
             examples.add_column(np.arange(len(examples)), name="index", index=0)
-            examples.add_index("index")
-            self.example_identifiers = counted = examples
-        if "true_shower_primary_class" in counted.colnames:
-            self.n_signal_events = np.count_nonzero(counted["true_shower_primary_class"] == 1)
-            if self.input_url_background:
-                self.n_bkg_events = np.count_nonzero(counted["true_shower_primary_class"] == 0)
+        set_example_table(self, examples, vstack(simulation_info) if simulation_info else None)

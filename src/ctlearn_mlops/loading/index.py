@@ -22,11 +22,11 @@ import logging
 import os
 from pathlib import Path as PathlibPath
 
-import numpy as np
-from astropy.table import Table, unique
+from astropy.table import Table
 from ctapipe.core import Component
 from ctapipe.core.traits import Bool, Path
 
+from .._compat import set_example_table
 from ..resources import cache_dir
 from .keys import example_settings, source_fingerprints
 
@@ -92,7 +92,7 @@ class ExampleIndex(Component):
         if stored_key != key:
             log.warning("example index %s does not match the files and settings: building it anew", path)
             return False
-        _set_examples(reader, examples, simulation)
+        set_example_table(reader, examples, simulation)
         log.info("examples of %d files read from the index %s", len(reader.files), path)
         return True
 
@@ -124,21 +124,3 @@ def _has(path, name):
 
     with h5py.File(path, "r") as f:
         return name in f
-
-
-def _set_examples(reader, examples, simulation):
-    """What dl1-data-handler 0.14.6's ``_construct_*_example_identifiers`` sets, from a stored table."""
-    if simulation is not None:
-        reader.simulation_info = simulation
-    if reader.mode == "stereo":
-        reader.example_identifiers = examples
-        reader.example_identifiers_grouped = examples.group_by(["obs_id", "event_id"])
-        reader.unique_example_identifiers = unique(examples, keys=["obs_id", "event_id"])
-        counted = reader.unique_example_identifiers
-    else:
-        examples.add_index("index")
-        reader.example_identifiers = counted = examples
-    if "true_shower_primary_class" in counted.colnames:
-        reader.n_signal_events = np.count_nonzero(counted["true_shower_primary_class"] == 1)
-        if reader.input_url_background:
-            reader.n_bkg_events = np.count_nonzero(counted["true_shower_primary_class"] == 0)
