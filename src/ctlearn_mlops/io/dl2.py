@@ -14,8 +14,8 @@ gamma-class probability), ``<prefix>_tel_energy``, ``<prefix>_tel_alt`` /
 ``<prefix>_prediction``, ``<prefix>_energy``, ``<prefix>_alt`` / ``_az``,
 ``<prefix>_is_valid`` and ``<prefix>_telescopes`` (a mask over the
 subarray's telescopes) per array event.  Every telescope table has one row
-per telescope event of the DL1 trigger table, every subarray table one row
-per array event, in the trigger table's order: ctapipe's ``TableLoader``
+per row of that telescope's DL1 parameter table, every subarray table one
+row per array event, in the trigger table's order: ctapipe's ``TableLoader``
 joins them, ``ctapipe-merge`` merges such files.
 
 Reconstructions (prefixes):

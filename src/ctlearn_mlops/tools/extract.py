@@ -51,7 +51,12 @@ class ExtractImagesTool(MLOpsTool):
 
     aliases = {("i", "input"): "ExtractImagesTool.inputs", "output-dir": "ExtractImagesTool.output_dir"}
     renamed_options = {"-o": "--output-dir"}
-    flags = {"overwrite": ({"ExtractImagesTool": {"overwrite": True}}, "Replace existing outputs.")}
+    flags = {
+        "overwrite": ({"ExtractImagesTool": {"overwrite": True}}, "Replace existing outputs."),
+        # handled by main(): the image-cache mode is its own tool (its options: --image-cache --help)
+        "image-cache": ({}, "Write the image cache of a task config instead (--config, --set, --split, "
+                            "--compression, --output-dir; see extract_only_images.py --image-cache --help)."),
+    }
 
 
     def setup(self):

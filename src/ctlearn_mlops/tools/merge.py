@@ -38,6 +38,10 @@ class DL1MergeTool(RenamedOptions, ExitCodes, MergeTool):
     python scripts/data_processing/run_merge.py -o merged.dl1.h5 --input-dir data/dl1 --pattern 'proton_*.h5'
     """
 
+    @default("log_level")
+    def _log_level_default(self):
+        return "INFO"  # as every script of the package (ctapipe-merge: WARN)
+
     @default("provenance_log")
     def _provenance_log_default(self):
         return os.devnull  # until the inputs passed their checks (set in setup)

@@ -99,7 +99,7 @@ class RunsTool(MLOpsTool):
     name = "ctlearn-mlops-runs"
     description = __doc__
     examples = """
-    python scripts/rerun/status.py --task energy
+    python scripts/list_runs.py --task energy
     python scripts/list_runs.py --csv > runs.csv
     """
 

@@ -529,7 +529,7 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
             if not isinstance(typed_error(write_error), NoSpaceLeft):
                 raise
             self.log.error("the end of the run could not be recorded (no space left on %s): once this process has "
-                           "ended the run shows as resumable (scripts/rerun/status.py)", self.run_dir)
+                           "ended the run shows as resumable (scripts/list_runs.py)", self.run_dir)
         if self.tracked is not None:
             self.tracked.set_status("KILLED" if interrupted else "FAILED")
         if interrupted:
