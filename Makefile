@@ -34,7 +34,7 @@ demo: data
 
 # the quality runs train on 4x the default showers (docs/physics.md), and an IRF sample 6x the default one
 data-quality: setup
-	$(BIN)/python scripts/data_processing/make_default_dataset.py --output-dir data/quality --n-gamma 12000 --n-proton 32000 --n-irf-gamma 12000 --n-irf-proton 48000 --seed 2
+	$(BIN)/python scripts/data_processing/make_default_dataset.py --output-dir data/quality --n-gamma 12000 --n-proton 32000 --n-irf-gamma 12000 --n-irf-proton 200000 --seed 2
 
 # quality budget of one task (docs/physics.md): make quality-cameradirection
 quality-%: data-quality
