@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TASKS := energy type cameradirection skydirection
 
-.PHONY: setup data data-quality demo test test-fast constraints clean-runs
+.PHONY: setup data data-quality irf-quality demo test test-fast constraints clean-runs
 
 setup: $(STAMP)
 
@@ -41,6 +41,13 @@ quality-%: data-quality
 	$(BIN)/python scripts/train_model.py --config configs/$*_quality.yaml --overwrite --log-level WARN
 	$(BIN)/python scripts/test_model.py --config configs/$*_quality.yaml --run quality --overwrite --log-level WARN
 	$(BIN)/python scripts/generate_report.py --config configs/$*_quality.yaml --run quality --overwrite --log-level WARN
+
+# IRFs and sensitivity of the quality runs (docs/physics.md): after make quality-type quality-energy quality-skydirection
+irf-quality: data-quality
+	$(BIN)/python scripts/predict_events.py --run type=quality --run energy=quality --run geometry=skydirection/quality \
+	  --input data/quality/irf --output data/dl2/quality-irf.dl2.h5 --overwrite --log-level WARN
+	$(BIN)/python scripts/compute_irf.py --input data/dl2/quality-irf.dl2.h5 --name quality --fov-offset-max 2.0 \
+	  --overwrite --log-level WARN
 
 # pytest exits 5 when it collects nothing: that is not a failure here
 test: setup

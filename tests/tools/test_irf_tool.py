@@ -62,6 +62,12 @@ def test_compute_irf_writes_gadf_sensitivity_metrics_and_report(event_file, tmp_
             assert header["HDUCLASS"] == "GADF" and header["HDUDOC"]
             for column, unit in columns.items():
                 assert u.Unit(hdus[name].columns[column].unit or "") == unit, (name, column)
+    # gammapy's reader takes the file as it takes any GADF IRF file
+    from gammapy.irf import load_irf_dict_from_file
+
+    irfs = load_irf_dict_from_file(out / "irf.fits.gz")
+    assert set(irfs) == {"aeff", "edisp", "psf", "bkg", "rad_max"}
+    assert irfs["aeff"].unit == u.m**2 and irfs["aeff"].axes.names == ["energy_true", "offset"]
     sensitivity = Table.read(out / "sensitivity.csv", format="ascii.csv")
     assert {"CNN", "classical"} <= set(np.unique(np.asarray(sensitivity["reconstruction"]).astype(str)))
     metrics = json.loads((out / "metrics.json").read_text())

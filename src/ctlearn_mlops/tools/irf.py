@@ -4,7 +4,8 @@ Reads the array events of event DL2 files (``scripts/predict_events.py``:
 point-like gammas and diffuse protons, e.g. ``data/default/irf/``) and, for
 each reconstruction (``CNN``: the mono networks combined over telescopes;
 ``CNN stereo``: the stereo networks where the file has them; ``classical``:
-the Hillas BDT with ctapipe's HillasReconstructor), computes with pyirf the
+the Hillas BDTs combined over telescopes, with ctapipe's HillasReconstructor
+for the direction of events with two or more images), computes with pyirf the
 event weights, the cuts, effective area, energy migration, PSF, background
 rate, angular and energy resolution and the point-source sensitivity.
 Writes ``<reports_root>/irf/<name>/``: ``irf_<reconstruction>.fits.gz`` (GADF;
