@@ -40,8 +40,6 @@ __all__ = [
 
 #: how long the coordination service waits for a silent task before the others fail
 HEARTBEAT_SECONDS = 10
-#: the longest a collective operation may wait for a living task (the first step, a validation, saving)
-COLLECTIVE_TIMEOUT_SECONDS = 1800
 _PORT_LOW, _PORT_HIGH, _PORT_STRIDE = 20000, 60000, 8
 
 
@@ -137,9 +135,11 @@ def cluster_from_environment():
     configure_coordination_service(n, HEARTBEAT_SECONDS)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(
         cluster_resolver=resolver,
+        # no per-operation timeout: TensorFlow 2.14 starts one thread per collective operation that sleeps for the
+        # whole timeout (thousands of threads a minute, until the process cannot start one more); the
+        # coordination service's heartbeat is what ends the collectives of a lost task
         communication_options=tf.distribute.experimental.CommunicationOptions(
-            implementation=tf.distribute.experimental.CommunicationImplementation.RING,
-            timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS),
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING),
     )
     return Cluster(n_workers=n, rank=int(resolver.task_id or 0), strategy=strategy)
 

@@ -90,7 +90,8 @@ def test_bad_files_fail_one_line_each_and_the_others_finish(simtel_dir, tmp_path
     argv = ["--input", inputs, "--output-dir", out, "--processing-config", PROCESSING, "--max-events", "5", "--jobs", "2"]
     assert run(ConvertTool(), argv, cwd=tmp_path) == 1
     captured = capfd.readouterr()
-    failed = [line for line in captured.err.splitlines() if line.startswith("FAILED")]
+    # one ERROR log line per failed file, "FAILED <file>: <reason>"
+    failed = [line for line in captured.err.splitlines() if "ERROR" in line and "FAILED " in line]
     assert len(failed) == 2
     assert any("cut_short.simtel.gz" in line for line in failed)
     assert any("not_simtel.simtel.gz: not a simulation file" in line for line in failed)

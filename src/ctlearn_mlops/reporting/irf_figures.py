@@ -55,40 +55,61 @@ def _comparable(result):
             & (np.asarray(s["n_proton_events_in_ring"]) >= MIN_PROTON_EVENTS))
 
 
-def sensitivity_summary(results, network="CNN", classical="classical"):
-    """Per-bin ratios of the network's sensitivity to the classical one and the verdict."""
-    header = ["E_reco / TeV"] + [f"{label}" for label in results] + ([f"{network} / {classical}"]
-                                                                       if classical in results else [])
+def _comparison(network, classical, low, high):
+    """The bins where both sensitivities rest on enough events, with the ratio network / classical in each."""
+    both = _comparable(network) & _comparable(classical)
+    ratio = np.asarray(network.sensitivity["relative_sensitivity"], dtype=float) / np.asarray(
+        classical.sensitivity["relative_sensitivity"], dtype=float)
+    return [{"reco_energy_low_tev": low[i], "reco_energy_high_tev": high[i], "ratio": float(ratio[i])}
+            for i in np.flatnonzero(both)]
+
+
+def sensitivity_summary(results, classical="classical"):
+    """Per-bin ratios of each network reconstruction's sensitivity to the classical one, and the verdicts.
+
+    The first network reconstruction (``CNN``) gives the headline numbers
+    (``bins_compared``, ``fraction_of_bins_network_better``); every one is in
+    ``comparisons`` and in the verdict.
+    """
+    networks = [label for label in results if label != classical]
     first = next(iter(results.values())).sensitivity
-    rows, ratios, compared = [], [], []
+    low = first["reco_energy_low"].to_value(u.TeV)
+    high = first["reco_energy_high"].to_value(u.TeV)
+    comparisons = {label: _comparison(results[label], results[classical], low, high)
+                   for label in networks if classical in results}
+    header = ["E_reco / TeV", *results, *(f"{label} / {classical}" for label in comparisons)]
+    rows = []
     for i in range(len(first)):
-        low, high = first["reco_energy_low"][i].to_value(u.TeV), first["reco_energy_high"][i].to_value(u.TeV)
-        values = [float(r.sensitivity["relative_sensitivity"][i]) for r in results.values()]
-        row = [f"{low:.3g}-{high:.3g}"] + values
-        if classical in results and network in results:
-            both = _comparable(results[network])[i] and _comparable(results[classical])[i]
-            ratio = (float(results[network].sensitivity["relative_sensitivity"][i])
-                     / float(results[classical].sensitivity["relative_sensitivity"][i])) if both else np.nan
-            row.append(ratio)
-            if both:
-                compared.append({"reco_energy_low_tev": low, "reco_energy_high_tev": high, "ratio": ratio})
-                ratios.append(ratio)
-        rows.append(row)
-    summary = {"table": (header, rows), "bins_compared": compared}
-    if ratios:
-        better = int(np.sum(np.asarray(ratios) < 1))
-        summary["fraction_of_bins_network_better"] = better / len(ratios)
-        summary["verdict"] = (
-            f"{network} sensitivity better (lower flux) than {classical} in {better} of {len(ratios)} bins of "
-            f"reconstructed energy between {COMPARED_RANGE[0]:.2g} and {COMPARED_RANGE[1]:.2g} with at least "
-            f"{MIN_GAMMA_EVENTS} gammas and {MIN_PROTON_EVENTS} protons in the background region after cuts; "
-            f"median ratio {np.median(ratios):.2f}."
-        )
-    else:
-        summary["fraction_of_bins_network_better"] = None
-        summary["verdict"] = (f"no bin between {COMPARED_RANGE[0]:.2g} and {COMPARED_RANGE[1]:.2g} with at least "
-                              f"{MIN_GAMMA_EVENTS} gammas and {MIN_PROTON_EVENTS} protons after cuts for both")
-    return summary
+        ratios = []
+        for compared in comparisons.values():
+            match = [c["ratio"] for c in compared if c["reco_energy_low_tev"] == low[i]]
+            ratios.append(match[0] if match else np.nan)
+        rows.append([f"{low[i]:.3g}-{high[i]:.3g}",
+                     *(float(r.sensitivity["relative_sensitivity"][i]) for r in results.values()), *ratios])
+    criteria = (f"bins of reconstructed energy between {COMPARED_RANGE[0]:.2g} and {COMPARED_RANGE[1]:.2g} with at "
+                f"least {MIN_GAMMA_EVENTS} gammas and {MIN_PROTON_EVENTS} protons in the background region after "
+                "the cuts of both")
+    verdicts, fractions = [], {}
+    for label, compared in comparisons.items():
+        if not compared:
+            fractions[label] = None
+            verdicts.append(f"{label}: no bin to compare with {classical} ({criteria})")
+            continue
+        ratios = np.asarray([c["ratio"] for c in compared])
+        better = int(np.sum(ratios < 1))
+        fractions[label] = better / len(ratios)
+        verdicts.append(f"{label} sensitivity better (lower flux) than {classical} in {better} of {len(ratios)} "
+                        f"bins, median ratio {np.median(ratios):.2f}")
+    headline = networks[0] if networks and comparisons else None
+    return {
+        "table": (header, rows),
+        "comparisons": comparisons,
+        "bins_compared": comparisons.get(headline, []),
+        "fraction_of_bins_network_better": fractions.get(headline),
+        "fraction_of_bins_better": fractions,
+        "verdict": ("; ".join(verdicts) + f" ({criteria})." if verdicts
+                    else f"no classical reconstruction to compare with ({criteria})"),
+    }
 
 
 def _style(i):

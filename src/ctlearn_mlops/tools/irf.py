@@ -38,8 +38,13 @@ RECONSTRUCTIONS = {
     "CNN": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX], "geometry": [dl2.CNN_PREFIX]},
     "CNN stereo": {"type": [dl2.STEREO_PREFIX], "energy": [dl2.STEREO_PREFIX],
                    "geometry": [dl2.STEREO_PREFIX, dl2.CNN_PREFIX]},
+    # the mono networks' gammaness and energy with a stereo network's direction (a file with a stereo geometry run)
+    "CNN, stereo direction": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX], "geometry": [dl2.STEREO_PREFIX]},
     "classical": {"type": [dl2.CLASSICAL_PREFIX], "energy": [dl2.CLASSICAL_PREFIX],
                   "geometry": [dl2.CLASSICAL_PREFIX]},
+    # a diagnostic mix: what the networks' gammaness and energy give with the classical direction
+    "CNN, classical direction": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX],
+                                 "geometry": [dl2.CLASSICAL_PREFIX]},
 }
 
 
