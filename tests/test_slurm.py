@@ -91,7 +91,7 @@ def _epochs_lasting(seconds, toy_data, tmp_path):
 def test_time_limited_job_is_interrupted_requeued_resumed_and_finishes(slurm, toy_data, tmp_path):
     # a one-minute limit with more epochs than fit in it, whatever this machine's speed; SLURM checks for
     # due warning signals only about once a minute, so some windows end before training has started
-    n_epochs = _epochs_lasting(90, toy_data, tmp_path)
+    n_epochs = _epochs_lasting(70, toy_data, tmp_path)
     config = _config(toy_data, tmp_path, "energy", TrainCTLearnModel={"n_epochs": n_epochs})
     log = tmp_path / "slurm-%j.out"
     job = sbatch("--time=1", "--signal=B:USR1@30", f"--output={log}", "--cpus-per-task=2", "bash_template.sh", config,
@@ -171,7 +171,8 @@ def test_two_tasks_train_one_run_whose_curve_is_the_one_task_curve(slurm, toy_da
 
 
 def test_two_task_job_is_requeued_at_the_time_limit_and_resumes(slurm, toy_data, tmp_path):
-    n_epochs = _epochs_lasting(90, toy_data, tmp_path)
+    # more than a one-minute window holds after start-up, so at least one stop and one resume
+    n_epochs = _epochs_lasting(60, toy_data, tmp_path)
     config = _config(toy_data, tmp_path, "energy", TrainCTLearnModel={"n_epochs": n_epochs, "batch_size": 8},
                      FastLoader={"enabled": True, "workers": 0})
     log = tmp_path / "mw-limit-%j.out"

@@ -6,9 +6,12 @@ import keras
 import numpy as np
 
 from .exceptions import TrainingDiverged, TrainingInterrupted
+from .progress import Progress
 from .stop import catch_stop_signals, stop_deadline, stop_requested
 
-__all__ = ["EpochProgress", "MLflowEpochLogger", "SharesFollowEpochs", "StopOnNonFiniteLoss", "SyncStop"]
+__all__ = [
+    "EpochProgress", "MLflowEpochLogger", "PredictionProgress", "SharesFollowEpochs", "StopOnNonFiniteLoss", "SyncStop",
+]
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -55,6 +58,24 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                 "check the input channels for NaN and lower the learning rate",
                 key="TrainCTLearnModel.optimizer",
             )
+
+
+class PredictionProgress(keras.callbacks.Callback):
+    """Batches predicted, elapsed time and ETA in a log line every 30 s (Keras' own bar needs a terminal)."""
+
+    def __init__(self, log, description):
+        super().__init__()
+        self.log = log
+        self.description = description
+
+    def on_predict_begin(self, logs=None):
+        self.progress = Progress(self.params.get("steps") or 0, self.description, self.log, unit="batch")
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self.progress.update()
+
+    def on_predict_end(self, logs=None):
+        self.progress.close()
 
 
 class SyncStop(keras.callbacks.Callback):

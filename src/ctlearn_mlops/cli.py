@@ -8,12 +8,17 @@ made here, before the tool (and TensorFlow) is imported:
   on CPU nodes) buries the messages that matter in batch logs; set it to 0 in
   the environment to bring it back;
 * the training programs catch SLURM's stop signals from the first moment: a
-  batch system may warn while TensorFlow is still loading.
+  batch system may warn while TensorFlow is still loading;
+* astropy's MergeConflictWarning about the description of ``obs_id`` is not
+  shown: ctapipe describes the column one way in its DL1 tables and another
+  in its simulation tables, and every join of the two (once per file of a
+  production) would print it.
 """
 
 import importlib
 import os
 import sys
+import warnings
 
 __all__ = [
     "compare", "convert", "events", "extract_images", "irf", "make_default_data", "merge", "predict", "report",
@@ -23,6 +28,7 @@ __all__ = [
 
 def _start(module, function="main"):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", message="In merged column 'obs_id' the 'description' attribute does not match")
     result = getattr(importlib.import_module(f"ctlearn_mlops.tools.{module}"), function)()
     if isinstance(result, int):
         sys.exit(result)

@@ -60,6 +60,6 @@ class Progress:
         if self.done >= self.total or now - self._last_line >= self.interval or self.total <= 50:
             self._last_line = now
             self.log.info(
-                "%s: %d/%d %ss, elapsed %.0f s, ETA %.0f s%s", self.description, self.done, self.total,
-                self.unit, self.elapsed, self.eta(), f" ({note})" if note else "",
+                "%s: %d/%d %s, elapsed %.0f s, ETA %.0f s%s", self.description, self.done, self.total,
+                self.unit + ("es" if self.unit.endswith(("ch", "s", "x")) else "s"), self.elapsed, self.eta(), f" ({note})" if note else "",
             )

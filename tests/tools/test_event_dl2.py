@@ -160,6 +160,11 @@ def test_a_missing_role_is_absent_and_said(trained_runs, tmp_path):
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "no type run given" in result.stderr and "no geometry run given" in result.stderr
+    # progress of the prediction in the log (stderr is not a terminal here), ending at the last batch
+    progress = [line for line in result.stderr.splitlines() if "energy: predicting:" in line]
+    assert progress and " batches, elapsed " in progress[-1] and "ETA 0 s" in progress[-1], result.stderr[-2000:]
+    done, total = progress[-1].split("energy: predicting: ")[1].split(" ")[0].split("/")
+    assert done == total
     with tables.open_file(out) as h5:
         assert "/dl2/event/subarray/energy/CTLearn" in h5
         assert "/dl2/event/subarray/classification" not in h5 and "/dl2/event/subarray/geometry" not in h5

@@ -18,6 +18,7 @@ No TensorFlow here: the networks' raw outputs come in as arrays.
   events with two or more valid images.
 """
 
+import logging
 import warnings
 
 import astropy.units as u
@@ -43,6 +44,7 @@ from ctapipe.reco.reconstructor import ReconstructionProperty
 from ctapipe.reco.utils import add_defaults_and_meta
 
 from ..io.dl2 import Reconstruction
+from ..progress import Progress
 from . import baselines
 
 __all__ = [
@@ -282,12 +284,13 @@ def event_table(role, prefix, keys, values, valid, events, subarray):
     return _event_rows(events, subarray, table, reco)
 
 
-def hillas_reconstructor_table(images, valid, events, subarray, prefix="HillasReconstructor"):
+def hillas_reconstructor_table(images, valid, events, subarray, prefix="HillasReconstructor", log=None):
     """ctapipe's HillasReconstructor on every array event with two or more valid images.
 
     ``images``: telescope events with their Hillas parameters in the
     telescope frame and their pointing; ``valid``: which images take part
-    (those that pass the runs' cuts).
+    (those that pass the runs' cuts); ``log``: where progress goes (one event
+    at a time, minutes for a large production).
     """
     reconstructor = HillasReconstructor(subarray)
     rows = []
@@ -301,11 +304,12 @@ def hillas_reconstructor_table(images, valid, events, subarray, prefix="HillasRe
     else:
         bounds = []
     mask = TelListToMaskTransform(subarray)
-    with warnings.catch_warnings():
+    stereo_bounds = [(start, stop) for start, stop in bounds if stop - start >= 2]
+    progress = Progress(len(stereo_bounds), prefix, log or logging.getLogger(__name__), unit="event")
+    with warnings.catch_warnings(), progress:
         warnings.simplefilter("ignore")
-        for start, stop in bounds:
-            if stop - start < 2:
-                continue
+        for start, stop in stereo_bounds:
+            progress.update()
             event = _array_event(chosen[start:stop])
             reconstructor(event)
             geometry = event.dl2.stereo.geometry[type(reconstructor).__name__]

@@ -9,6 +9,7 @@ classical way, combine over telescopes and write everything atomically.
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from dl1_data_handler.reader import DLDataReader, TableQualityQuery
 from traitlets.config import Config
 
 from .._compat import n_examples
+from ..callbacks import PredictionProgress
 from ..config import import_custom_model_file, read_yaml
 from ..exceptions import ConfigError, InputDataError
 from ..io import dl2
@@ -180,7 +182,10 @@ def _predict(run, files, fast, batch_size, log):
     log.info("%s: predicting %d %s with %s", run.task, n, "events" if run.stereo else "images", run.run_dir)
     model = keras.saving.load_model(run.run_dir / MODEL_DIR)
     try:
-        output = model.predict(loader, verbose=2)
+        # a bar on a terminal; in batch logs a line every 30 s (Keras' bar there is one line at the end)
+        terminal = sys.stderr.isatty()
+        output = model.predict(loader, verbose=1 if terminal else 0,
+                               callbacks=[] if terminal else [PredictionProgress(log, f"{run.task}: predicting")])
     finally:
         if fast_path is not None:
             fast_path.close()
@@ -248,7 +253,7 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
         selected = _selected_telescopes(runs[0], images) & _quality_mask(runs[0], images)
         progress.update(note="inputs merged")
         written = _write_reconstructions(partial, predictions, roles, images, selected, training, events, subarray,
-                                         weights)
+                                         weights, log)
         progress.update(note="classical reconstruction")
         if training is not None:
             write_table(Table(training), partial, dl2.TRAINING_IMAGES_TABLE, overwrite=True)
@@ -271,7 +276,7 @@ def _subarray(path):
     return SubarrayDescription.from_hdf(path, focal_length_choice=FocalLengthKind.EQUIVALENT)
 
 
-def _write_reconstructions(path, predictions, roles, images, selected, training, events, subarray, weights):
+def _write_reconstructions(path, predictions, roles, images, selected, training, events, subarray, weights, log):
     """Write every DL2 table; return a description of each reconstruction written."""
     written = []
     tel_ids = sorted(np.unique(np.asarray(images["tel_id"])))
@@ -299,7 +304,7 @@ def _write_reconstructions(path, predictions, roles, images, selected, training,
             stereo = reconstruction.combine(role, prefix, telescope_tables, parameters, events, subarray, weights)
             if role == "geometry" and prefix == dl2.CLASSICAL_PREFIX:
                 hillas = reconstruction.hillas_reconstructor_table(images, selected, events, subarray,
-                                                                   prefix=dl2.HILLAS_RECONSTRUCTOR_PREFIX)
+                                                                   prefix=dl2.HILLAS_RECONSTRUCTOR_PREFIX, log=log)
                 write_table(hillas, path, dl2.subarray_table_path(role, dl2.HILLAS_RECONSTRUCTOR_PREFIX),
                             overwrite=True)
                 written.append(f"{role}/{dl2.HILLAS_RECONSTRUCTOR_PREFIX}")
