@@ -58,8 +58,9 @@ def _comparable(result):
 def _comparison(network, classical, low, high):
     """The bins where both sensitivities rest on enough events, with the ratio network / classical in each."""
     both = _comparable(network) & _comparable(classical)
-    ratio = np.asarray(network.sensitivity["relative_sensitivity"], dtype=float) / np.asarray(
-        classical.sensitivity["relative_sensitivity"], dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):  # bins without events are inf in both: left out below
+        ratio = np.asarray(network.sensitivity["relative_sensitivity"], dtype=float) / np.asarray(
+            classical.sensitivity["relative_sensitivity"], dtype=float)
     return [{"reco_energy_low_tev": low[i], "reco_energy_high_tev": high[i], "ratio": float(ratio[i])}
             for i in np.flatnonzero(both)]
 
