@@ -32,7 +32,7 @@ demo: data
 	$(BIN)/python scripts/compute_irf.py --input data/dl2/demo-irf.dl2.h5 --name demo --overwrite --log-level WARN
 	@echo "Runs are in models/<task>/, their reports in reports/<task>/, IRFs in reports/irf/demo/ (open report.html)"
 
-# the quality runs train on 4x the default showers (docs/physics.md), and an IRF sample 6x the default one
+# the quality runs train on 4x the default showers (docs/physics.md); the IRF sample has 6x the gammas and 25x the protons of the default one
 data-quality: setup
 	$(BIN)/python scripts/data_processing/make_default_dataset.py --output-dir data/quality --n-gamma 12000 --n-proton 32000 --n-irf-gamma 12000 --n-irf-proton 200000 --seed 2
 

@@ -87,7 +87,7 @@ def _without(source, node, tmp_path):
 def test_event_files_without_what_irfs_need_are_refused(case, trained_runs, irf_sample, event_file, tmp_path, capfd):
     if case == "no protons":
         path = _events(trained_runs, sorted(irf_sample.glob("gamma_*.dl1.h5")), tmp_path / "gammas.dl2.h5")
-        expected = "holds no protons"
+        expected = "no protons in"
     elif case == "no simulation table":
         path = _without(event_file, "/configuration/simulation/run", tmp_path)
         expected = "has no simulation configuration"
@@ -101,3 +101,9 @@ def test_event_files_without_what_irfs_need_are_refused(case, trained_runs, irf_
     assert expected in err and str(path) in err, err[-2000:]
     assert "Traceback" not in err
     assert not reports.exists()
+    if case == "no protons":
+        # with a file of protons next to it, the gammas are welcome: the inputs count together
+        protons = _events(trained_runs, sorted(irf_sample.glob("proton_*.dl1.h5")), tmp_path / "protons.dl2.h5")
+        argv = ["--input", path, "--input", protons, "--name", "together", "--reports-root", reports]
+        assert run(IRFTool(), argv, cwd=tmp_path) == 0
+        assert (reports / "irf" / "together" / "sensitivity.csv").exists()

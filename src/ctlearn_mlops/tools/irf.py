@@ -3,9 +3,12 @@
 Reads the array events of event DL2 files (``scripts/predict_events.py``:
 point-like gammas and diffuse protons, e.g. ``data/default/irf/``) and, for
 each reconstruction (``CNN``: the mono networks combined over telescopes;
-``CNN stereo``: the stereo networks where the file has them; ``classical``:
-the Hillas BDTs combined over telescopes, with ctapipe's HillasReconstructor
-for the direction of events with two or more images), computes with pyirf the
+``CNN stereo``: the stereo networks where the file has them; ``CNN, stereo
+direction``: the mono gammaness and energy with a stereo network's direction;
+``classical``: the Hillas BDTs combined over telescopes, with ctapipe's
+HillasReconstructor for the direction of events with two or more images;
+``CNN, classical direction``: the networks' gammaness and energy with the
+classical direction, a diagnostic), computes with pyirf the
 event weights, the cuts, effective area, energy migration, PSF, background
 rate, angular and energy resolution and the point-source sensitivity.
 Writes ``<reports_root>/irf/<name>/``: ``irf_<reconstruction>.fits.gz`` (GADF;
@@ -104,17 +107,21 @@ class IRFTool(MLOpsTool):
         if runs is None or len(runs) == 0:
             raise ConfigError(f"{path} has no simulation configuration (/configuration/simulation/run): "
                               "IRFs need the thrown showers", key="--input")
-        events = dl2.read_subarray_events(path)
-        particles = set(np.unique(np.asarray(events["true_shower_primary_id"])))
-        for particle, name in ((GAMMA_ID, "gammas"), (PROTON_ID, "protons")):
-            if particle not in particles:
-                raise ConfigError(f"{path} holds no {name}: IRFs need gammas and protons", key="--input")
-        return events, runs
+        return dl2.read_subarray_events(path), runs
+
+    def _files(self):
+        """The input file(s), as a message names them."""
+        return str(self.inputs[0]) if len(self.inputs) == 1 else "the inputs " + ", ".join(map(str, self.inputs))
 
     def setup(self):
         if not self.inputs:
             raise ConfigError("give the event DL2 file(s): --input data/dl2/<name>.dl2.h5", key="--input")
         loaded = [self._check_input(p) for p in self.inputs]
+        # gammas and protons may come in separate files: what counts is what the inputs hold together
+        particles = set().union(*(np.unique(np.asarray(events["true_shower_primary_id"])) for events, _ in loaded))
+        for particle, name in ((GAMMA_ID, "gammas"), (PROTON_ID, "protons")):
+            if particle not in particles:
+                raise ConfigError(f"no {name} in {self._files()}: IRFs need gammas and protons", key="--input")
         self.reconstructions = {}
         for label, wanted in RECONSTRUCTIONS.items():
             chosen = {}
@@ -126,9 +133,11 @@ class IRFTool(MLOpsTool):
                 self.reconstructions[label] = chosen
         for label in ("CNN", "classical"):
             if label not in self.reconstructions:
+                lacking = next(path for path in self.inputs if any(
+                    p[0] not in dl2.prefixes_in(path, r) for r, p in RECONSTRUCTIONS[label].items()))
                 missing = [f"{dl2.KIND_OF_ROLE[r]}/{p[0]}" for r, p in RECONSTRUCTIONS[label].items()
-                           if not all(p[0] in dl2.prefixes_in(path, r) for path in self.inputs)]
-                raise ConfigError(f"{self.inputs[0]} lacks the {label} reconstruction ({', '.join(missing)} under "
+                           if p[0] not in dl2.prefixes_in(lacking, r)]
+                raise ConfigError(f"{lacking} lacks the {label} reconstruction ({', '.join(missing)} under "
                                   "/dl2/event/subarray): write it with scripts/predict_events.py and a run per role",
                                   key="--input")
         self.events = vstack([events for events, _ in loaded])
@@ -150,14 +159,14 @@ class IRFTool(MLOpsTool):
         try:
             info = simulation_info(runs)
         except ValueError as err:
-            raise ConfigError(f"{self.inputs[0]}: the {'gamma' if particle == GAMMA_ID else 'proton'} runs cannot be "
+            raise ConfigError(f"{self._files()}: the {'gamma' if particle == GAMMA_ID else 'proton'} runs cannot be "
                               f"taken together: {err}", key="--input") from None
         if particle == GAMMA_ID and info.viewcone_max > info.viewcone_min:
-            raise ConfigError(f"{self.inputs[0]}: the gammas are diffuse (view cone up to {info.viewcone_max}); "
+            raise ConfigError(f"{self._files()}: the gammas are diffuse (view cone up to {info.viewcone_max}); "
                               "point-source IRFs need point-like gammas, as in the irf/ sample of "
                               "make_default_dataset.py", key="--input")
         if particle == PROTON_ID and info.viewcone_max <= self.fov_offset_max * u.deg:
-            raise ConfigError(f"{self.inputs[0]}: the protons come from within {info.viewcone_max} only; the "
+            raise ConfigError(f"{self._files()}: the protons come from within {info.viewcone_max} only; the "
                               f"background ring reaches {self.fov_offset_max} deg (--fov-offset-max)", key="--input")
         return info
 
