@@ -272,6 +272,9 @@ def main():
             config, args.config, files, tmp, run_dir, cache_dir, args.workers, batch_size)
 
     stock_rate = loaders["stock DLImageReader + DLDataLoader"][-1]
+    cache_rate = loaders["ours, image cache, in-process"][-1]
+    worker_rate = loaders["ours, image cache, 1 worker"][-1]
+    consumption = batch_size / limit_step  # images per second the network takes at the compute limit
     loader_rows = "\n".join(
         f"| {name} | {rates[0]:,.0f} | {rates[-1]:,.0f} | {rates[-1] / stock_rate:.2f} |" for name, rates in loaders.items()
     )
@@ -314,13 +317,15 @@ Reading the figures: pass 1 of every DL1 loader pays for decompressing each
 HDF5 chunk once (worker processes each keep their own chunk cache, so their
 first pass is slower); later epochs run at the pass-2 rates. On a CPU node the
 network, not the loader, sets the epoch time: the image cache serves a batch
-in ~2 ms against ~0.3 s per training step, and the same model fitted through
-our loader as a Keras Sequence, without the run's callbacks, runs at the
-compute limit. What the train tool adds above it is the per-epoch saving that
-makes runs resumable and keeps the best model: CTLearn's `ModelCheckpoint`
-(the whole model, at every improving epoch), Keras' `BackupAndRestore` and our
-resume state; on the short epochs of this small sample (~10 s) that is the
-10-20 % over the limit, on long epochs it shrinks in proportion.
+in {batch_size / cache_rate * 1000:.1f} ms in-process and {batch_size / worker_rate * 1000:.1f} ms through a worker, against
+{ours_step * 1000:.0f} ms per training step of our train tool. Through a worker each batch is written
+into shared memory by the worker and copied out by the trainer, after a
+queue round trip: that copy and the round trip are what keep it below the
+in-process rate, at {worker_rate / consumption:.0f}x the images per second the network consumes here.
+What the train tool adds above the limit in Keras' time per step is the
+per-step work of its run callbacks; the per-epoch costs (saving, the
+loader's iterator at each epoch) are not in Keras' step time: the wall time
+per epoch is in `benchmarks/startup.py` and `benchmarks/epoch_bounds.py` below.
 """
     write_section(args.output, "fast-loading", body)
     print(body)

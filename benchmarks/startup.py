@@ -126,7 +126,7 @@ def startup(files_dir, tmp):
                                  until=marker)}
     for label in ("cold", "warm"):
         results[label] = measured([sys.executable, REPO / "scripts" / "train_model.py", "--config", config_path,
-                                   "--run-name", f"startup-{label}"], until=marker)
+                                   "--run-name", f"startup-{label}-{files_dir.name}"], until=marker)
     return {k: v[:2] for k, v in results.items()}
 
 
