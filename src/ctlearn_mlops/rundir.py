@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,6 +34,7 @@ __all__ = [
     "atomic_write_text",
     "collect_provenance",
     "read_run_info",
+    "remove_temporaries",
     "resolve_run",
     "utc_now",
     "write_run_info",
@@ -93,6 +95,23 @@ def atomic_write_text(path, text):
     except BaseException:
         Path(tmp.name).unlink(missing_ok=True)
         raise
+
+
+def remove_temporaries(run_dir):
+    """Remove what writers killed mid-write left in ``run_dir`` (hidden ``.partial`` names); return their paths.
+
+    Only for the holder of the run's lock: no other writer can be at work.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    left = sorted((p for p in run_dir.rglob(".*") if ".partial" in p.name), key=lambda p: len(p.parts), reverse=True)
+    for path in left:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return left
 
 
 def atomic_write_json(path, data):

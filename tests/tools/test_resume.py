@@ -162,12 +162,15 @@ def test_status_lists_states_and_csv(resumable_config, capfd):
     assert any(line.split()[1:3] == ["alive", "resumable"] for line in table.splitlines())
 
 
-def _complete_files_only(root):
-    """No half-written file anywhere: no temporary names left, every JSON record parses, a model directory is whole."""
-    assert not [p for p in root.rglob("*") if ".partial" in p.name], "temporary files left behind"
-    for record in root.rglob("*.json"):
+def _complete_files_only(root, killed=False):
+    """No half-written file anywhere: every JSON record parses, a model directory is whole, and no temporary name
+    left (``killed``: a SIGKILL mid-write may leave one; the next start of the run removes it)."""
+    if not killed:
+        assert not [p for p in root.rglob("*") if ".partial" in p.name], "temporary files left behind"
+    finished = [p for p in root.rglob("*") if ".partial" not in str(p.relative_to(root))]
+    for record in (p for p in finished if p.suffix == ".json"):
         json.loads(record.read_text())
-    for model in root.rglob("ctlearn_model.cpk"):
+    for model in (p for p in finished if p.name == "ctlearn_model.cpk"):
         assert (model / "saved_model.pb").exists() and (model / "variables").is_dir()
 
 
@@ -186,7 +189,7 @@ def test_killed_ten_times_at_random_points_loses_no_finished_epoch(resumable_con
             break
         process.kill()
         process.wait()
-        _complete_files_only(models)
+        _complete_files_only(models, killed=True)
         # a run that exists (possibly set aside while a resume was starting) resumes after its last finished epoch
         for where in (run_dir, run_dir.with_name(".tenkills.resuming")):
             if (where / "run.json").exists() and json.loads((where / "run.json").read_text())["status"] != "finished":
@@ -207,3 +210,21 @@ def test_killed_ten_times_at_random_points_loses_no_finished_epoch(resumable_con
     assert resumes == sorted(resumes) and set(resumes) <= set(expected_resumes), (resumes, expected_resumes)
     assert sorted({e["epoch"] for e in events if e["event"] == "epoch_end"}) == list(range(n_epochs))
     assert not list(models.rglob("*.lock"))
+
+
+def test_the_next_start_removes_what_killed_writes_left(tmp_path):
+    from ctlearn_mlops.rundir import remove_temporaries
+
+    run_dir = tmp_path / "run"
+    (run_dir / "state").mkdir(parents=True)
+    kept = [run_dir / "run.json", run_dir / "final.weights.h5", run_dir / "state" / "epoch_00003.json"]
+    left = [run_dir / ".final.partial.weights.h5", run_dir / "state" / ".epoch_00004.json.abc123.partial",
+            run_dir / ".ctlearn_model.cpk.partial" / "variables" / "variables.index"]
+    for path in kept + left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    removed = remove_temporaries(run_dir)
+    assert {p.name for p in removed} >= {".final.partial.weights.h5", ".epoch_00004.json.abc123.partial",
+                                         ".ctlearn_model.cpk.partial"}
+    assert all(p.exists() for p in kept)
+    assert not [p for p in run_dir.rglob("*") if ".partial" in str(p)]

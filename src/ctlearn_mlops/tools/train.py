@@ -60,6 +60,7 @@ from ..rundir import (
     collect_provenance,
     default_run_name,
     read_run_info,
+    remove_temporaries,
     replaced_runs,
     restore_replaced,
     set_aside_for_overwrite,
@@ -170,6 +171,8 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         if restored is not None:
             self.log.warning("%s: an earlier --overwrite stopped before its new run started; the old run is back",
                              self.run_dir)
+        for left in remove_temporaries(self.run_dir):
+            self.log.info("removed %s, left by a write that was killed", left)
         if self.auto_resume and (self.run_dir / RUN_FILE).exists():
             if read_run_info(self.run_dir).get("status") == "finished":
                 self.already_finished = True
