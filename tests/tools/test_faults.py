@@ -234,15 +234,21 @@ def test_an_output_root_without_permission_is_refused_for_a_non_root_user(toy_da
     assert "Permission denied" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_corrupt_resume_state_or_backup_names_the_file(task_config, tmp_path):
-    config = task_config("energy", TrainCTLearnModel={"n_epochs": 8})
+def _training_until_epoch(config, tmp_path, epoch):
+    """A training process of ``config`` (run ``tiny``), returned once its resume state of ``epoch`` is written."""
     process = subprocess.Popen([sys.executable, REPO / "scripts" / "train_model.py", "--config", config,
                                 "--log-level", "WARN"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     run_dir = tmp_path / "models" / "energy" / "tiny"
     deadline = time.monotonic() + 300
-    while not (run_dir / "state" / "epoch_00001.json").exists():
+    while not (run_dir / "state" / f"epoch_{epoch:05d}.json").exists():
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
         time.sleep(0.1)
+    return process, run_dir
+
+
+def test_a_corrupt_resume_state_or_backup_names_the_file(task_config, tmp_path):
+    config = task_config("energy", TrainCTLearnModel={"n_epochs": 8})
+    process, run_dir = _training_until_epoch(config, tmp_path, 1)
     process.kill()
     process.wait()
     states = sorted((run_dir / "state").glob("epoch_*.json"))
@@ -271,13 +277,7 @@ def test_a_dead_loader_worker_ends_the_run_with_the_resume_code(task_config, tmp
     import psutil
 
     config = task_config("energy", FastLoader={"enabled": True, "workers": 2}, TrainCTLearnModel={"n_epochs": 30})
-    process = subprocess.Popen([sys.executable, REPO / "scripts" / "train_model.py", "--config", config,
-                                "--log-level", "WARN"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    run_dir = tmp_path / "models" / "energy" / "tiny"
-    deadline = time.monotonic() + 300
-    while not (run_dir / "state" / "epoch_00000.json").exists():
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
-        time.sleep(0.1)
+    process, run_dir = _training_until_epoch(config, tmp_path, 0)
     workers = [p for p in psutil.Process(process.pid).children() if "spawn_main" in " ".join(p.cmdline())]
     assert len(workers) == 2
     os.kill(workers[0].pid, signal.SIGKILL)
