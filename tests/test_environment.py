@@ -36,7 +36,7 @@ def test_pyproject_constraints_and_conda_env_agree():
         assert conda_pins.get(name) == version, f"{name}: pyproject {version}, ctlearn.yml {conda_pins.get(name)}"
     assert set(conda_pins) == set(declared), "ctlearn.yml pins a package pyproject.toml does not"
     python = next(d for d in conda["dependencies"] if isinstance(d, str) and d.startswith("python="))
-    assert python == "python=3.11" and pyproject["project"]["requires-python"] == "==3.11.*"
+    assert python == "python=3.12" and pyproject["project"]["requires-python"] == "==3.12.*"
 
 
 def test_the_stack_is_what_is_pinned():

@@ -27,7 +27,8 @@ def _cluster_ready():
         result = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return False
-    return result.returncode == 0 and result.stdout.split()[:1] == ["idle"] or "mix" in result.stdout
+    # the node must be up and free for jobs: idle, or mixed (partly allocated)
+    return result.returncode == 0 and bool({"idle", "mix"} & set(result.stdout.split()))
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ a test (tests/test_compat.py).
 """
 
 import contextlib
-import os
 import re
 from importlib.metadata import version
 
@@ -16,37 +15,36 @@ import numpy as np
 __all__ = [
     "ReaderHooks",
     "configure_coordination_service",
-    "fit_arguments",
+    "build_for_training",
+    "fit_replaced",
     "strategy_for_ctlearn_setup",
     "subarray_read_once",
     "mono_item",
     "stereo_batch_with_images",
     "stereo_item",
     "TARGETS",
-    "backup_epoch",
     "camera_type",
     "check_versions",
     "n_examples",
     "parse_command_line",
     "set_example_table",
     "tolerate_missing_telescopes",
-    "tool_exit_stack",
     "validate_trait",
 ]
 
 #: the upstream releases the shims below were written for
 TARGETS = {
-    "dl1-data-handler": "0.14.6",
-    "ctlearn": "0.10.2",
-    "ctapipe": "0.23.2",
-    "keras": "2.14.0",
-    "tensorflow": "2.14.1",
+    "dl1-data-handler": "0.14.9",
+    "ctlearn": "0.10.4",
+    "ctapipe": "0.32.0",
+    "keras": "3.15.1",
+    "tensorflow": "2.21.0",
     "traitlets": "5.16.1",
 }
 
 
 def check_versions():
-    """Raise ImportError naming every package whose installed version is not the one the shims target (``TARGETS``, e.g. ctlearn 0.10.2)."""
+    """Raise ImportError naming every package whose installed version is not the one the shims target (``TARGETS``, e.g. ctlearn 0.10.4)."""
     wrong = {name: version(name) for name, wanted in TARGETS.items() if version(name) != wanted}
     if wrong:
         listing = ", ".join(f"{name} {found} (shims written for {TARGETS[name]})" for name, found in wrong.items())
@@ -56,7 +54,7 @@ def check_versions():
 check_versions()
 
 
-# --- traitlets 5.16 / ctapipe 0.23 -----------------------------------------------------------------------------
+# --- traitlets 5.16 / ctapipe 0.32 -----------------------------------------------------------------------------
 
 
 def validate_trait(trait, owner, value):
@@ -75,40 +73,12 @@ def parse_command_line(application, argv):
     return Application.parse_command_line.__wrapped__(application, argv)
 
 
-def tool_exit_stack(tool):
-    """ctapipe 0.23 ``Tool._exit_stack``: closed when ``Tool.run`` ends, whatever the outcome."""
-    return tool._exit_stack
 
-
-# --- keras 2.14 / tensorflow 2.14 -------------------------------------------------------------------------------
-
-
-def backup_epoch(backup_dir):
-    """Last finished epoch (0-based) in a ``keras.callbacks.BackupAndRestore`` directory, or None.
-
-    Keras 2.14 stores it as the checkpointed variable ``ckpt_saved_epoch``
-    (keras/src/distribute/worker_training_state.py); it is read here from the
-    checkpoint file without building a model.  A checkpoint that cannot be
-    read raises ``ValueError`` naming it.
-    """
-    import tensorflow as tf
-
-    checkpoint = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
-    if checkpoint is None:
-        return None
-    try:
-        reader = tf.train.load_checkpoint(checkpoint)
-        for name in reader.get_variable_to_shape_map():
-            if "ckpt_saved_epoch" in name:
-                epoch = int(reader.get_tensor(name))
-                return epoch if epoch >= 0 else None
-    except (tf.errors.OpError, ValueError) as err:
-        raise ValueError(f"{checkpoint} cannot be read ({type(err).__name__}: {str(err).splitlines()[0]})") from None
-    return None
+# --- keras 3.15 / tensorflow 2.21 -------------------------------------------------------------------------------
 
 
 def configure_coordination_service(n_tasks, heartbeat_seconds):
-    """TensorFlow 2.14's coordination service for a multi-worker cluster, with a heartbeat.
+    """TensorFlow 2.21's coordination service for a multi-worker cluster, with a heartbeat.
 
     MultiWorkerMirroredStrategy starts one with defaults only if none is
     configured; configured here (``context.configure_coordination_service``,
@@ -116,8 +86,8 @@ def configure_coordination_service(n_tasks, heartbeat_seconds):
     ``heartbeat_seconds`` instead of waiting in a collective operation.
     Must run before the strategy is created.
     """
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
     from tensorflow.python.eager import context
-    from tensorflow.tsl.protobuf import coordination_config_pb2
 
     milliseconds = int(heartbeat_seconds * 1000)
     context.context().configure_coordination_service(
@@ -128,9 +98,21 @@ def configure_coordination_service(n_tasks, heartbeat_seconds):
     )
 
 
+def build_for_training(model, batch):
+    """Build what Keras 3.15's ``fit`` builds before its first step (optimizer, loss and metric variables).
+
+    ``Trainer._symbolic_build`` (keras/src/trainers/trainer.py) from one local
+    batch: ``fit`` reaches it through a reduce of the first distributed batch
+    that a MultiWorkerMirroredStrategy cannot do (keras-team/keras#20585);
+    our multi-worker loop calls it with a batch of this task.  Must run in the
+    strategy's scope.
+    """
+    model._symbolic_build(data_batch=batch)
+
+
 @contextlib.contextmanager
 def strategy_for_ctlearn_setup(strategy):
-    """ctlearn 0.10.2's ``TrainCTLearnModel.setup`` builds a ``tf.distribute.MirroredStrategy()``: give it ``strategy``.
+    """ctlearn 0.10.4's ``TrainCTLearnModel.setup`` builds a ``tf.distribute.MirroredStrategy()``: give it ``strategy``.
 
     While active (the upstream setup), the name it calls returns the given
     strategy (a MultiWorkerMirroredStrategy, itself a mirrored strategy).
@@ -158,22 +140,22 @@ def strategy_for_ctlearn_setup(strategy):
 
 
 @contextlib.contextmanager
-def fit_arguments(transform):
-    """While active, ``keras.Model.fit(*args, **kwargs)`` is called with ``transform(args, kwargs)`` (Keras 2.14).
+def fit_replaced(replacement):
+    """While active, ``keras.Model.fit(model, *args, **kwargs)`` calls ``replacement(fit, model, args, kwargs)``.
 
-    ctlearn 0.10.2's ``TrainCTLearnModel.start`` builds, compiles and fits the
-    model in one method; the arguments of its one ``fit`` call are set here:
-    ``shuffle=False`` for the read-ahead loaders (they shuffle their examples
-    themselves between epochs, as the stock loader does), and the per-task
-    datasets of a multi-worker run.
+    ctlearn 0.10.4's ``TrainCTLearnModel.start`` builds, compiles and fits the
+    model in one method (Keras 3.15); its one ``fit`` call is handed to
+    ``replacement`` with Keras' own ``fit`` (to call with changed arguments:
+    ``shuffle=False`` for the read-ahead loaders, the resume epoch; or not at
+    all: the multi-worker loop).  Scoped to the ``with`` block: the class
+    attribute is put back however the block ends (tested).
     """
     import keras
 
     original = keras.Model.fit
 
     def fit(model, *args, **kwargs):
-        args, kwargs = transform(args, kwargs)
-        return original(model, *args, **kwargs)
+        return replacement(original, model, args, kwargs)
 
     keras.Model.fit = fit
     try:
@@ -182,16 +164,16 @@ def fit_arguments(transform):
         keras.Model.fit = original
 
 
-# --- dl1-data-handler 0.14.6 ------------------------------------------------------------------------------------
+# --- dl1-data-handler 0.14.9 ------------------------------------------------------------------------------------
 
 
 def mono_item(loader, batch):
-    """(features, labels) of a mono batch table, ctlearn 0.10.2 ``DLDataLoader._get_mono_item``."""
+    """(features, labels) of a mono batch table, ctlearn 0.10.4 ``DLDataLoader._get_mono_item``."""
     return loader._get_mono_item(batch)
 
 
 def stereo_item(loader, batch):
-    """(features, labels) of a stereo batch table, ctlearn 0.10.2 ``DLDataLoader._get_stereo_item``."""
+    """(features, labels) of a stereo batch table, ctlearn 0.10.4 ``DLDataLoader._get_stereo_item``."""
     return loader._get_stereo_item(batch)
 
 
@@ -199,7 +181,7 @@ _FEATURES_LOCK = __import__("threading").Lock()
 
 
 def stereo_batch_with_images(reader, event_indices, images):
-    """dl1-data-handler 0.14.6 ``generate_stereo_batch`` with the images already read.
+    """dl1-data-handler 0.14.9 ``generate_stereo_batch`` with the images already read.
 
     The stock batch (its rows, the blank images it adds for the telescopes an
     event lacks, its order) is built by the reader itself; only its
@@ -222,13 +204,13 @@ def stereo_batch_with_images(reader, event_indices, images):
 
 
 def n_examples(reader):
-    """Examples of a reader: images in mono mode, array events in stereo mode (dl1-data-handler 0.14.6
+    """Examples of a reader: images in mono mode, array events in stereo mode (dl1-data-handler 0.14.9
     ``DLDataReader._get_n_events``)."""
     return reader._get_n_events()
 
 
 def camera_type(reader, tel_type):
-    """Camera name of a telescope type string, as the reader keys its image mappers (dl1-data-handler 0.14.6
+    """Camera name of a telescope type string, as the reader keys its image mappers (dl1-data-handler 0.14.9
     ``DLDataReader._get_camera_type``)."""
     return reader._get_camera_type(tel_type)
 
@@ -247,7 +229,7 @@ def _template_node(h5file, path):
 
 @contextlib.contextmanager
 def tolerate_missing_telescopes(missing):
-    """While a dl1-data-handler 0.14.6 reader is built, a telescope without tables in a file has empty ones.
+    """While a dl1-data-handler 0.14.9 reader is built, a telescope without tables in a file has empty ones.
 
     ctapipe writes no tables for a telescope that never triggered in a file;
     the reader reads every selected telescope of every file.  Here its reads
@@ -292,7 +274,7 @@ def tolerate_missing_telescopes(missing):
 
 @contextlib.contextmanager
 def subarray_read_once(active=True):
-    """While a dl1-data-handler 0.14.6 reader is built, read the subarray of its first file only.
+    """While a dl1-data-handler 0.14.9 reader is built, read the subarray of its first file only.
 
     The reader reads every file's subarray to check that they agree (about a
     tenth of a second per file); for files an example index already saw
@@ -323,7 +305,7 @@ def subarray_read_once(active=True):
 
 
 def set_example_table(reader, examples, simulation_info=None):
-    """Give a dl1-data-handler 0.14.6 reader its example table, as its ``_construct_*_example_identifiers`` would.
+    """Give a dl1-data-handler 0.14.9 reader its example table, as its ``_construct_*_example_identifiers`` would.
 
     ``examples``: the table of example rows (mono: with its ``index`` column;
     stereo: one row per telescope of each array event), sorted as upstream
@@ -348,7 +330,7 @@ def set_example_table(reader, examples, simulation_info=None):
 
 
 class ReaderHooks:
-    """Mixin for a dl1-data-handler 0.14.6 ``DLImageReader``: hooks around how it builds its example table.
+    """Mixin for a dl1-data-handler 0.14.9 ``DLImageReader``: hooks around how it builds its example table.
 
     * ``restore_examples()`` may set the example table (and return True)
       instead of the reader reading every file; ``examples_built()`` is called

@@ -1,61 +1,74 @@
 """The best model of a run: its weights while training, the whole model once at the end, never half-written.
 
-ctlearn 0.10.2 saves the whole model (a SavedModel: graph tracing and
-several files) with Keras' ``ModelCheckpoint`` at every epoch that improves
-the validation loss, straight into ``ctlearn_model.cpk/``: slow, and a
-failure in the middle (a kill, a full disk) leaves a half-written model
-behind.  Here the weights of the best epoch go to ``best_weights.h5``
-(a few MB, written to a temporary name and renamed), and the model directory
-is written once, when training has finished, to a temporary directory that
-then takes the place of the old one.
+ctlearn 0.10.4 saves the whole model (``ctlearn_model.keras``) with Keras'
+``ModelCheckpoint`` at every epoch that improves the validation loss, in
+place: a failure in the middle (a kill, a full disk) leaves a half-written
+model behind.  Here the weights of the best epoch go to
+``best.weights.h5`` (a few MB, written to a temporary name and renamed), and
+the model file is written once, when training has finished, to a temporary
+name that then takes the place of the old one.
 """
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
-__all__ = ["BEST_WEIGHTS_FILE", "BestWeights", "save_model_atomically", "save_weights_atomically"]
+__all__ = ["BEST_WEIGHTS_FILE", "BestWeights", "partial_name", "save_model_atomically", "save_weights_atomically"]
 
-BEST_WEIGHTS_FILE = "best_weights.h5"  # Keras 2 h5 format: loads into a model built under a strategy
+BEST_WEIGHTS_FILE = "best.weights.h5"
+
+
+def partial_name(path):
+    """The hidden temporary name a file is written to before it is renamed to ``path``.
+
+    Keras 3 picks the format by the suffix (``.weights.h5``, ``.keras``): the
+    temporary name keeps it.
+    """
+    path = Path(path)
+    for suffix in (".weights.h5", ".keras", ".h5", ".json"):
+        if path.name.endswith(suffix):
+            return path.with_name(f".{path.name.removesuffix(suffix)}.partial{suffix}")
+    return path.with_name(f".{path.name}.partial")
+
+
+def _saved_atomically(save, path):
+    """``save(name)`` to a local temporary file, then copied next to ``path`` under a hidden name and renamed.
+
+    Keras writes through h5py and zipfile: on a full disk the failure comes
+    out of their destructors (stray tracebacks, a crash at exit).  Written
+    first where there is room, the copy to the run directory fails as a plain
+    ``OSError`` and leaves nothing behind.
+    """
+    path = Path(path)
+    partial = partial_name(path)
+    with tempfile.TemporaryDirectory(prefix="ctlearn-mlops-save-") as local:
+        written = Path(local) / path.name
+        save(str(written))
+        try:
+            shutil.copyfile(written, partial)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def save_weights_atomically(model, path):
-    """``model.save_weights(path)`` through a temporary file in the same directory."""
-    path = Path(path)
-    # Keras 2.14 picks the format by the name: "*.weights.h5" is its newer weights format, other "*.h5" the old one
-    partial = path.with_name(f".{path.name.removesuffix('.weights.h5')}.partial.weights.h5"
-                             if path.name.endswith(".weights.h5") else f".{path.name}.partial.h5")
-    try:
-        model.save_weights(str(partial))
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    """``model.save_weights(path)`` (weights and optimizer state), never half-written."""
+    _saved_atomically(model.save_weights, path)
 
 
-def save_model_atomically(model, directory):
-    """Save ``model`` (Keras 2 SavedModel) into ``directory``, replacing what is there only once complete."""
-    directory = Path(directory)
-    partial = directory.with_name(f".{directory.name}.partial")
-    old = directory.with_name(f".{directory.name}.old")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        model.save(str(partial))
-        if directory.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-        os.replace(partial, directory)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+def save_model_atomically(model, path):
+    """``model.save(path)`` (Keras 3 ``.keras`` file), replacing what is there only once complete."""
+    _saved_atomically(model.save, path)
 
 
 class BestWeights(keras.callbacks.Callback):
-    """Keep the weights of the epoch with the best ``monitor`` value in ``<run>/best_weights.h5``.
+    """Keep the weights of the epoch with the best ``monitor`` value in ``<run>/best.weights.h5``.
 
-    Replaces ctlearn 0.10.2's ``ModelCheckpoint`` (same monitor, mode and
+    Replaces ctlearn 0.10.4's ``ModelCheckpoint`` (same monitor, mode and
     ``save_best_only``); ``best`` is part of the resume state.
     """
 

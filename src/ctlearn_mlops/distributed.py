@@ -18,10 +18,12 @@ one run over all of them:
   ``TrainCTLearnModel.batch_size`` is the batch of one task (one replica),
   the global batch is ``batch_size x tasks``;
 * a stop (SLURM's warning before the time limit) is decided by the chief at
-  an epoch end and followed by every task (``SyncStop``).
+  an epoch end and followed by every task (``SyncStop``);
+* the epochs run in ``fit_on_shares`` (see there why not Keras' ``fit``).
 
-With one task, nothing here is used: ctlearn's ``MirroredStrategy`` (all
-GPUs of one node) stays the path.
+With one task the strategy is ctlearn's ``MirroredStrategy`` (all GPUs of
+one node) and the task's share is the whole of every batch: the same epoch
+loop, the same batches.
 """
 
 import os
@@ -35,6 +37,7 @@ __all__ = [
     "Cluster",
     "WorkerShare",
     "cluster_from_environment",
+    "fit_on_shares",
     "port_base",
 ]
 
@@ -237,8 +240,13 @@ class WorkerShare:
             self.loader.on_epoch_end()
 
 
-def per_task_dataset(cluster, share):
-    """A distributed dataset of a task's shares (Keras must not split them again) and its steps per epoch."""
+def per_task_dataset(strategy, share):
+    """A distributed dataset of a task's share of every batch, and its steps per epoch.
+
+    Over several tasks (one replica each) every task's dataset is its share,
+    not to be split again; on one task the global batches are split over the
+    node's devices (one device: taken whole).
+    """
     import tensorflow as tf
 
     first = share._weighted(share.reader_loader[0]) if len(share) else None
@@ -251,7 +259,104 @@ def per_task_dataset(cluster, share):
 
     signature = tuple(spec(part) for part in first)
 
-    def dataset(context):
+    def dataset(context=None):
         return tf.data.Dataset.from_generator(share.batches, output_signature=signature)
 
-    return cluster.strategy.distribute_datasets_from_function(dataset), len(share)
+    if share.n_workers > 1:
+        return strategy.distribute_datasets_from_function(dataset), len(share)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return strategy.experimental_distribute_dataset(dataset().with_options(options)), len(share)
+
+
+def _local(value):
+    """This task's copy of a per-replica value (one replica per task)."""
+    import tensorflow as tf
+
+    return tf.nest.map_structure(lambda v: v.values[0] if hasattr(v, "values") else v, value)
+
+
+def _floats(logs):
+    return {name: float(value) for name, value in logs.items()}
+
+
+def _metrics_of_all_tasks(strategy, model):
+    """The model's metric results over every task (a collective).
+
+    Keras' metric variables are sync-on-read: read in the strategy's scope
+    they are summed over the tasks; read outside, they hold this task's share.
+    """
+    with strategy.scope():
+        return _floats(model.get_metrics_result())
+
+
+def fit_on_shares(strategy, model, shares, epochs, initial_epoch=0, callbacks=()):
+    """Train ``model`` (compiled in ``strategy``'s scope) on this task's ``shares``, as ``model.fit`` would.
+
+    ``shares``: the ``WorkerShare`` of the training and of the validation
+    loader.  Every task of a multi-worker run calls it; returns the History.
+
+    A loop of our own around the model's own ``train_step``/``test_step``
+    under ``strategy.run``, for one task and for many:
+
+    * Keras 3's ``fit`` cannot run under a MultiWorkerMirroredStrategy (its
+      reduction of per-replica results fails, keras-team/keras#20585);
+    * for a ``keras.utils.PyDataset`` (ctlearn's loaders) Keras 3.15's
+      ``fit`` calls ``on_epoch_end`` before the first epoch and before every
+      validation pass, and opens the next epoch's iterator before it: the
+      order of the examples would depend on the path.  Here the shares
+      decide every epoch's order, the same for one task and for many.
+
+    Everything else is Keras': the compiled loss, metrics and optimizer
+    (gradients all-reduced by the strategy), and the callbacks of the run,
+    called as ``fit`` calls them (same logs, ``val_`` metrics,
+    ``stop_training``).
+    """
+    import keras
+    import tensorflow as tf
+
+    from ._compat import build_for_training
+
+    training, steps = per_task_dataset(strategy, shares["training"])
+    validation, validation_steps = per_task_dataset(strategy, shares["validation"])
+    with strategy.scope():
+        first = shares["training"]._weighted(shares["training"].reader_loader[0])
+        build_for_training(model, first)
+
+    @tf.function
+    def train_step(iterator):
+        return strategy.run(model.train_step, args=(next(iterator),))
+
+    @tf.function
+    def test_step(iterator):
+        return strategy.run(model.test_step, args=(next(iterator),))
+
+    callbacks = keras.callbacks.CallbackList(
+        list(callbacks), add_history=True, add_progbar=False, model=model, verbose=0, epochs=epochs, steps=steps)
+    model.stop_training = False
+    callbacks.on_train_begin()
+    training_batches = iter(training)
+    logs = {}
+    for epoch in range(initial_epoch, epochs):
+        model.reset_metrics()
+        callbacks.on_epoch_begin(epoch)
+        for step in range(steps):
+            callbacks.on_train_batch_begin(step)
+            logs = _floats(_local(train_step(training_batches)))
+            callbacks.on_train_batch_end(step, logs)
+        epoch_logs = _metrics_of_all_tasks(strategy, model)
+        model.reset_metrics()
+        callbacks.on_test_begin()
+        validation_batches = iter(validation)
+        for step in range(validation_steps):
+            callbacks.on_test_batch_begin(step)
+            test_step(validation_batches)
+            callbacks.on_test_batch_end(step)
+        validation_logs = _metrics_of_all_tasks(strategy, model)
+        callbacks.on_test_end(validation_logs)
+        epoch_logs.update({f"val_{name}": value for name, value in validation_logs.items()})
+        callbacks.on_epoch_end(epoch, epoch_logs)
+        if model.stop_training:
+            break
+    callbacks.on_train_end(logs)
+    return model.history

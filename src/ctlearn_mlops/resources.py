@@ -41,7 +41,7 @@ def _download_sdist(destination: Path) -> Path:
         return sdist
     with tempfile.TemporaryDirectory(dir=destination) as tmp:
         cmd = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+            sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "eventio",
             "--disable-pip-version-check", "-q", "-d", tmp, f"eventio=={EVENTIO_SDIST_VERSION}",
         ]
         log.info("Fetching eventio %s sdist from PyPI for its simtel test files", EVENTIO_SDIST_VERSION)

@@ -1,11 +1,16 @@
 """Training that survives being stopped: state saved every epoch, restored exactly.
 
-Keras' ``BackupAndRestore`` keeps the weights, the optimizer (with its learning
-rate) and the epoch counter.  What it does not keep is saved here next to it,
-per epoch: the data order of the loaders, the Python random state (Keras
-shuffles the batch order with ``random``; the loaders re-seed NumPy) and the
-internal state of the learning-rate, early-stopping and checkpoint callbacks.
-With both, a resumed run continues as if it had never stopped.
+``EpochBackup`` keeps the weights and the optimizer (with its learning rate)
+of every finished epoch in one file whose name carries the epoch
+(``backup/epoch_NNNNN.weights.h5``, written to a temporary name and renamed:
+a kill leaves the previous epoch's backup whole).  Keras 3's
+``BackupAndRestore`` writes its weights and its epoch counter as two files,
+in place, one after the other; a kill between them resumes with weights one
+epoch ahead of the counter.  What the weights do not hold is saved next to
+them, per epoch: the data order of the loaders, the Python random state
+(Keras shuffles the batch order with ``random``; the loaders re-seed NumPy)
+and the internal state of the learning-rate, early-stopping and checkpoint
+callbacks.  With both, a resumed run continues as if it had never stopped.
 """
 
 import json
@@ -15,11 +20,15 @@ from pathlib import Path
 
 import keras
 
+from .checkpoints import save_weights_atomically
 from .exceptions import TrainingInterrupted
 from .rundir import atomic_write_json
 from .stop import catch_stop_signals, stop_deadline, stop_requested
 
-__all__ = ["GracefulStop", "StateRestorer", "StateSaver", "load_state", "BACKUP_DIR", "STATE_DIR"]
+__all__ = [
+    "BACKUP_DIR", "STATE_DIR", "EpochBackup", "GracefulStop", "StateRestorer", "StateSaver", "backup_epoch", "backup_file",
+    "load_state",
+]
 
 BACKUP_DIR = "backup"
 STATE_DIR = "state"
@@ -27,15 +36,66 @@ _CALLBACK_ATTRIBUTES = ("wait", "best", "cooldown_counter", "stopped_epoch")
 
 
 def _callback_state(callback):
-    return {a: float(getattr(callback, a)) for a in _CALLBACK_ATTRIBUTES if hasattr(callback, a)}
+    # Keras 3 starts some of them as None (EarlyStopping.best before a first value)
+    return {a: float(getattr(callback, a)) for a in _CALLBACK_ATTRIBUTES if getattr(callback, a, None) is not None}
 
 
 def _state_file(run_dir, epoch):
     return Path(run_dir) / STATE_DIR / f"epoch_{epoch:05d}.json"
 
 
+def backup_file(backup_dir, epoch):
+    return Path(backup_dir) / f"epoch_{epoch:05d}.weights.h5"
+
+
+def backup_epoch(backup_dir):
+    """Last finished epoch (0-based) backed up in ``backup_dir``, or None; ValueError naming a file that is not whole."""
+    import h5py
+
+    backups = sorted(Path(backup_dir).glob("epoch_*.weights.h5"))
+    if not backups:
+        return None
+    last = backups[-1]
+    try:
+        with h5py.File(last, "r") as backup:
+            if not len(backup.keys()):
+                raise OSError("no weights in it")
+        return int(last.name.split(".")[0].removeprefix("epoch_"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{last} cannot be read ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """Weights and optimizer of each finished epoch (the last ``keep``), and their restore when a run resumes.
+
+    ``restore``: the backup file to load at the start of training (a resumed
+    run; in a multi-worker run every task loads the chief's), or None.  The
+    epoch to go on from is given to ``fit`` (``initial_epoch``) by the
+    training tool.
+    """
+
+    def __init__(self, backup_dir, restore=None, keep=2):
+        super().__init__()
+        self.backup_dir = Path(backup_dir)
+        self.restore = restore
+        self.keep = keep
+
+    def on_train_begin(self, logs=None):
+        if self.restore is None:
+            return
+        if not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(str(self.restore))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.backup_dir.mkdir(parents=True, exist_ok=True)
+        save_weights_atomically(self.model, backup_file(self.backup_dir, epoch))
+        for old in sorted(self.backup_dir.glob("epoch_*.weights.h5"))[:-self.keep]:
+            old.unlink(missing_ok=True)
+
+
 class StateSaver(keras.callbacks.Callback):
-    """Save the extra state at each epoch end; must come before BackupAndRestore in the callback list."""
+    """Save the extra state at each epoch end; must come before ``EpochBackup`` in the callback list."""
 
     def __init__(self, run_dir, loaders, stateful_callbacks, keep=3):
         super().__init__()
@@ -70,18 +130,17 @@ def load_state(run_dir, epoch):
     return state
 
 
-def apply_loader_state(state, loaders, advance=("training",)):
-    """Put the loaders in the order of the next epoch after the saved one.
+def apply_loader_state(state, shares):
+    """Put the shares (``distributed.WorkerShare``) in the order of the next epoch after the saved one.
 
-    Keras reshuffles the validation loader inside the epoch (before the
-    callbacks see it) and the training loader after the epoch's callbacks, so
-    only the training order must be advanced by one epoch.  The training
-    loader's shuffle also re-seeds NumPy's global generator, as it would have.
+    A share saves the order of the last finished epoch; the next epoch's
+    order is one shuffle of it, for training (after the epoch) and for
+    validation (before its next pass) alike.  The shuffle also re-seeds
+    NumPy's global generator, as it would have.
     """
-    for name, loader in loaders.items():
-        loader.indices = list(state["indices"][name])
-        if name in advance:
-            loader.on_epoch_end()
+    for name, share in shares.items():
+        share.indices = list(state["indices"][name])
+        share.on_epoch_end()
 
 
 class StateRestorer(keras.callbacks.Callback):
@@ -99,7 +158,8 @@ class StateRestorer(keras.callbacks.Callback):
         random.setstate((version, tuple(internal), gauss))
         for callback in self.stateful:
             for attribute, value in self.state["callbacks"].get(type(callback).__name__, {}).items():
-                setattr(callback, attribute, type(getattr(callback, attribute))(value))
+                current = getattr(callback, attribute)
+                setattr(callback, attribute, value if current is None else type(current)(value))
 
 
 class GracefulStop(keras.callbacks.Callback):

@@ -28,6 +28,7 @@ __all__ = [
     "run_directories",
     "set_aside_for_overwrite",
     "CONFIG_FILE",
+    "LEGACY_MODEL_DIR",
     "MODEL_DIR",
     "PROVENANCE_FILE",
     "RUN_FILE",
@@ -43,7 +44,9 @@ __all__ = [
 CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
 PROVENANCE_FILE = "provenance.json"
-MODEL_DIR = "ctlearn_model.cpk"  # the name CTLearn 0.10's checkpoint callback uses with Keras 2
+MODEL_DIR = "ctlearn_model.keras"  # the name ctlearn 0.10.4 saves (Keras 3 format); its predict tools load it
+#: the Keras 2 SavedModel directory of runs made before the move to Keras 3 (ctlearn 0.10.2)
+LEGACY_MODEL_DIR = "ctlearn_model.cpk"
 TRAINING_LOG = "training_log.csv"
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")

@@ -28,7 +28,7 @@ def _reader(toy_data, task, channels=("cleaned_image", "cleaned_relative_peak_ti
 
 
 def _assert_same_batch(stock, fast):
-    assert np.array_equal(stock[0]["input"], fast[0]["input"], equal_nan=True)
+    assert np.array_equal(stock[0], fast[0], equal_nan=True)
     stock_labels, fast_labels = stock[1], fast[1]
     if not isinstance(stock_labels, dict):
         stock_labels, fast_labels = {"": stock_labels}, {"": fast_labels}
@@ -90,7 +90,7 @@ def test_prediction_loader_keeps_the_last_partial_batch(toy_data):
     n = len(reader.example_identifiers)
     loader = FastDataLoader(reader, list(range(n)), tasks=[], batch_size=64, source=DL1ImageSource.of_reader(reader),
                             complete=True)
-    assert sum(len(loader[i][0]["input"]) for i in range(len(loader))) == n
+    assert sum(len(loader[i][0]) for i in range(len(loader))) == n
 
 
 def test_stale_cache_is_refused_naming_what_changed(toy_data, image_caches, tmp_path):

@@ -75,7 +75,7 @@ def toy_expected_aeff(energy_bins, sim, particle="gamma", offset=0.4 * u.deg, n=
         p, r = toy_trigger(e, particle)
         a = p * np.pi * np.minimum(r, sim["max_impact"]) ** 2
         w = e ** sim["spectral_index"]
-        out.append(np.trapz(a * w * e, np.log(e)) / np.trapz(w * e, np.log(e)))
+        out.append(np.trapezoid(a * w * e, np.log(e)) / np.trapezoid(w * e, np.log(e)))
     return np.array(out) * toy_camera_acceptance(offset.to_value(u.deg)) * u.m**2
 
 
@@ -92,10 +92,10 @@ def _detect_energies(rng, sim, particle, offset_factor):
     x = np.linspace(np.log(emin), np.log(emax), 8000)
     e = np.exp(x)
     pdf = e ** (idx + 1)  # per d ln E
-    pdf /= np.trapz(pdf, x)
+    pdf /= np.trapezoid(pdf, x)
     p, r = toy_trigger(e, particle)
     det = pdf * p * np.minimum(1.0, (r / sim["max_impact"]) ** 2) * offset_factor
-    p_det = np.trapz(det, x)
+    p_det = np.trapezoid(det, x)
     n = rng.binomial(sim["n_showers"], p_det)
     return np.exp(_sample_thinned(rng, x, det, n))
 
@@ -103,7 +103,7 @@ def _detect_energies(rng, sim, particle, offset_factor):
 def _viewcone_factor_and_sampler(rng, vmin, vmax):
     th = np.linspace(np.deg2rad(vmin), np.deg2rad(vmax), 4000)
     dens = np.sin(th) * toy_camera_acceptance(np.rad2deg(th))
-    frac = np.trapz(dens, th) / (np.cos(np.deg2rad(vmin)) - np.cos(np.deg2rad(vmax)))
+    frac = np.trapezoid(dens, th) / (np.cos(np.deg2rad(vmin)) - np.cos(np.deg2rad(vmax)))
     return frac, lambda n: np.rad2deg(_sample_thinned(rng, th, dens, n))
 
 
@@ -124,9 +124,9 @@ def make_toy_events(seed=1, n_gamma_det=150_000, n_proton_det=400_000,
         x = np.linspace(np.log(sim["energy_min"]), np.log(sim["energy_max"]), 8000)
         e = np.exp(x)
         pdf = e ** (sim["spectral_index"] + 1)
-        pdf /= np.trapz(pdf, x)
+        pdf /= np.trapezoid(pdf, x)
         p, r = toy_trigger(e, particle)
-        return np.trapz(pdf * p * np.minimum(1, (r / sim["max_impact"]) ** 2), x)
+        return np.trapezoid(pdf * p * np.minimum(1, (r / sim["max_impact"]) ** 2), x)
 
     g_acc = float(toy_camera_acceptance(off))
     gamma_sim["n_showers"] = int(n_gamma_det / (p_det_energy(gamma_sim, "gamma") * g_acc))

@@ -167,5 +167,5 @@ def test_a_missing_role_is_absent_and_said(trained_runs, tmp_path):
     assert done == total
     with tables.open_file(out) as h5:
         assert "/dl2/event/subarray/energy/CTLearn" in h5
-        assert "/dl2/event/subarray/classification" not in h5 and "/dl2/event/subarray/geometry" not in h5
+        assert "/dl2/event/subarray/particle_type" not in h5 and "/dl2/event/subarray/geometry" not in h5
     assert json.loads(json.dumps(dl2.read_runs(out))).keys() == {"energy/CTLearn"}

@@ -52,7 +52,7 @@ def test_mlflow_holds_parameters_epoch_metrics_model_and_report(task_config, tmp
     assert any(key.startswith("test_resolution.") for key in tracked.data.metrics)
 
     artifacts = {a.path for a in client.list_artifacts(tracked.info.run_id)}
-    assert {"config.yaml", "final.weights.h5", "training_log.csv", "ctlearn_model.cpk", "report"} <= artifacts
+    assert {"config.yaml", "final.weights.h5", "training_log.csv", "ctlearn_model.keras", "report"} <= artifacts
     report_files = {a.path for a in client.list_artifacts(tracked.info.run_id, "report")}
     assert {"report/report.html", "report/metrics.json"} <= report_files
 

@@ -8,13 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import h5py
 import numpy as np
 import pytest
 import yaml
 
-from ctlearn_mlops._compat import backup_epoch
+from ctlearn_mlops.resume import backup_epoch
 from ctlearn_mlops.tools.runs import run_state
 from ctlearn_mlops.tools.train import TrainTool
 from ctlearn_mlops.tracking import read_events
@@ -170,8 +171,9 @@ def _complete_files_only(root, killed=False):
     finished = [p for p in root.rglob("*") if ".partial" not in str(p.relative_to(root))]
     for record in (p for p in finished if p.suffix == ".json"):
         json.loads(record.read_text())
-    for model in (p for p in finished if p.name == "ctlearn_model.cpk"):
-        assert (model / "saved_model.pb").exists() and (model / "variables").is_dir()
+    for model in (p for p in finished if p.name == "ctlearn_model.keras"):
+        with zipfile.ZipFile(model) as saved:
+            assert saved.testzip() is None and "model.weights.h5" in saved.namelist()
 
 
 def test_killed_ten_times_at_random_points_loses_no_finished_epoch(resumable_config):
@@ -219,12 +221,45 @@ def test_the_next_start_removes_what_killed_writes_left(tmp_path):
     (run_dir / "state").mkdir(parents=True)
     kept = [run_dir / "run.json", run_dir / "final.weights.h5", run_dir / "state" / "epoch_00003.json"]
     left = [run_dir / ".final.partial.weights.h5", run_dir / "state" / ".epoch_00004.json.abc123.partial",
-            run_dir / ".ctlearn_model.cpk.partial" / "variables" / "variables.index"]
+            run_dir / ".ctlearn_model.partial.keras", run_dir / "backup" / ".epoch_00004.partial.weights.h5"]
     for path in kept + left:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
     removed = remove_temporaries(run_dir)
     assert {p.name for p in removed} >= {".final.partial.weights.h5", ".epoch_00004.json.abc123.partial",
-                                         ".ctlearn_model.cpk.partial"}
+                                         ".ctlearn_model.partial.keras", ".epoch_00004.partial.weights.h5"}
     assert all(p.exists() for p in kept)
     assert not [p for p in run_dir.rglob("*") if ".partial" in str(p)]
+
+
+def test_epoch_backup_keeps_the_last_epochs_and_names_a_broken_one(tmp_path):
+    import keras
+
+    from ctlearn_mlops.resume import EpochBackup, backup_file
+
+    class StopAfterThirdEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("stop")
+
+    def model():
+        built = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        built.compile(keras.optimizers.Adam(0.1), "mse")
+        return built
+
+    x, y = np.ones((8, 2), np.float32), np.ones((8, 1), np.float32)
+    assert backup_epoch(tmp_path / "backup") is None
+    trained = model()
+    with pytest.raises(RuntimeError):
+        trained.fit(x, y, epochs=5, verbose=0, callbacks=[EpochBackup(tmp_path / "backup"), StopAfterThirdEpoch()])
+    assert backup_epoch(tmp_path / "backup") == 2
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["epoch_00001.weights.h5", "epoch_00002.weights.h5"]
+    # the restore gives the weights and the optimizer state of the backed-up epoch
+    restored = model()
+    restored.fit(x, y, epochs=3, initial_epoch=3, verbose=0,
+                 callbacks=[EpochBackup(tmp_path / "other", restore=backup_file(tmp_path / "backup", 2))])
+    assert int(restored.optimizer.iterations) == int(trained.optimizer.iterations)
+    np.testing.assert_array_equal(restored.get_weights()[0], trained.get_weights()[0])
+    backup_file(tmp_path / "backup", 2).write_bytes(b"not a backup")
+    with pytest.raises(ValueError, match="epoch_00002.weights.h5 cannot be read"):
+        backup_epoch(tmp_path / "backup")

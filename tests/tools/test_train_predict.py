@@ -35,7 +35,7 @@ def test_run_directory_holds_config_model_log_tensorboard_and_provenance(task, t
     assert info["status"] == "finished" and info["task"] == task
     snapshot = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert snapshot["Project"]["task"] == task and snapshot["Project"]["run_name"] == "tiny"
-    assert (run_dir / "ctlearn_model.cpk" / "saved_model.pb").exists()
+    assert (run_dir / "ctlearn_model.keras").is_file()
     with open(run_dir / "training_log.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["0"]
@@ -43,7 +43,7 @@ def test_run_directory_holds_config_model_log_tensorboard_and_provenance(task, t
     assert list(run_dir.glob("train/events.out.tfevents.*")) and list(run_dir.glob("validation/events.out.tfevents.*"))
 
     provenance = json.loads((run_dir / "provenance.json").read_text())
-    assert provenance["packages"]["ctlearn"] == "0.10.2"
+    assert provenance["packages"]["ctlearn"] == "0.10.4"
     assert provenance["host"] and provenance["started"] <= provenance["finished"]
     roles = {i["role"] for i in provenance["inputs"]}
     assert roles == ({"DL1 signal", "DL1 background"} if task == "type" else {"DL1 signal"})
@@ -168,7 +168,7 @@ def test_custom_model_template_trains_and_predicts(task_config, tmp_path):
     # the saved model holds the template's own layer and loads again in the predict tool
     import keras
 
-    model = keras.saving.load_model(run_dir / "ctlearn_model.cpk")
+    model = keras.saving.load_model(run_dir / "ctlearn_model.keras")
     assert model.get_layer("custom_log_channels").channels == [0]
     # averaged over the four mirrors, the prediction is the same for an image and its mirror
     images = np.random.default_rng(0).exponential(20.0, size=(3, *model.input_shape[1:])).astype(np.float32)

@@ -5,8 +5,8 @@ parameters, simulation truth and configuration, pointing, the subarray),
 copied from the input DL1 files by ctapipe's ``HDF5Merger``, and ctapipe's
 DL2 groups, one per reconstruction (*prefix*) and kind::
 
-    /dl2/event/telescope/{classification,energy,geometry}/<prefix>/tel_NNN
-    /dl2/event/subarray/{classification,energy,geometry}/<prefix>
+    /dl2/event/telescope/{particle_type,energy,geometry}/<prefix>/tel_NNN
+    /dl2/event/subarray/{particle_type,energy,geometry}/<prefix>
 
 with ctapipe's column names: ``<prefix>_tel_prediction`` (gammaness: the
 gamma-class probability), ``<prefix>_tel_energy``, ``<prefix>_tel_alt`` /
@@ -16,7 +16,9 @@ gamma-class probability), ``<prefix>_tel_energy``, ``<prefix>_tel_alt`` /
 subarray's telescopes) per array event.  Every telescope table has one row
 per row of that telescope's DL1 parameter table, every subarray table one
 row per array event, in the trigger table's order: ctapipe's ``TableLoader``
-joins them, ``ctapipe-merge`` merges such files.
+joins them, ``ctapipe-merge`` merges such files.  (Files written with
+ctapipe 0.23, data model v6, named the gammaness group ``classification``;
+they are still read.)
 
 Reconstructions (prefixes):
 
@@ -73,8 +75,10 @@ HILLAS_RECONSTRUCTOR_PREFIX = "HillasReconstructor"
 #: what a run predicts, by its task: the role it plays in an event file
 ROLE_OF_TASK = {"type": "type", "energy": "energy", "cameradirection": "geometry", "skydirection": "geometry"}
 ROLES = ("type", "energy", "geometry")
-#: ctapipe's name of the DL2 group of each role (``ReconstructionProperty``)
-KIND_OF_ROLE = {"type": "classification", "energy": "energy", "geometry": "geometry"}
+#: ctapipe's name of the DL2 group of each role (``ReconstructionProperty``; data model v7.2+: particle_type)
+KIND_OF_ROLE = {"type": "particle_type", "energy": "energy", "geometry": "geometry"}
+#: the names event files of ctapipe 0.23 (data model v6) used instead, still read
+LEGACY_KIND_OF_ROLE = {"type": "classification"}
 
 TRAINING_IMAGES_TABLE = "/ctlearn_mlops/training_images"
 RUNS_ATTRIBUTE = "CTLEARN_MLOPS_RUNS"
@@ -124,11 +128,14 @@ class Reconstruction:
 def prefixes_in(path, role, telescope=False):
     """The prefixes with a DL2 group of ``role`` in ``path`` (subarray level, or telescope level)."""
     level = "telescope" if telescope else "subarray"
-    group = f"/dl2/event/{level}/{KIND_OF_ROLE[role]}"
+    kinds = [KIND_OF_ROLE[role]] + ([LEGACY_KIND_OF_ROLE[role]] if role in LEGACY_KIND_OF_ROLE else [])
+    found = set()
     with tables.open_file(str(path), mode="r") as h5:
-        if group not in h5:
-            return []
-        return sorted(h5.get_node(group)._v_children)
+        for kind in kinds:
+            group = f"/dl2/event/{level}/{kind}"
+            if group in h5:
+                found.update(h5.get_node(group)._v_children)
+    return sorted(found)
 
 
 def read_runs(path):
@@ -180,7 +187,8 @@ def _left_join(table, other, keys):
     """Left join keeping ``table``'s row order (astropy sorts by the keys)."""
     table = table.copy(copy_data=False)
     table["__row__"] = np.arange(len(table))
-    joined = join(table, other, keys=keys, join_type="left")
+    # the key columns carry different descriptions in different tables (obs_id: observation block, simulation run)
+    joined = join(table, other, keys=keys, join_type="left", metadata_conflicts="silent")
     joined.sort("__row__")
     joined.remove_column("__row__")
     return joined

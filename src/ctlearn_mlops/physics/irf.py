@@ -1,4 +1,4 @@
-"""Point-like IRFs and point-source sensitivity of a reconstruction, with pyirf (0.13).
+"""Point-like IRFs and point-source sensitivity of a reconstruction, with pyirf (0.14).
 
 Functions of tables, no I/O: ``simulation_info`` reads what pyirf needs
 from the simulation configuration rows, ``irf_events`` turns the array events

@@ -28,6 +28,7 @@ from astropy.table import Table, join
 from astropy.time import Time
 from ctapipe.containers import (
     ArrayEventContainer,
+    ArrayPointingContainer,
     DL1CameraContainer,
     HillasParametersContainer,
     ImageParametersContainer,
@@ -226,6 +227,12 @@ def _event_rows(events, subarray, table, reco):
             data = np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan) if column is not None \
                 else np.full(len(out), np.nan)
             out[name] = u.Quantity(data, unit) if unit is not None else data
+    telescopes = f"{reco.prefix}_telescopes"
+    if telescopes not in out.colnames:
+        # a stereo network sees the event's triggered telescopes (ctapipe 0.32 describes the column, it does not
+        # fill it: its default is None)
+        out[telescopes] = np.asarray(events["tels_with_trigger"], dtype=bool) if "tels_with_trigger" in \
+            events.colnames else np.zeros((len(out), n_tel), dtype=bool)
     add_defaults_and_meta(out, CONTAINERS[reco.role], prefix=reco.prefix)
     return out
 
@@ -338,8 +345,11 @@ def _array_event(images):
     """An ArrayEventContainer with the Hillas parameters and pointing of one event's images."""
     event = ArrayEventContainer()
     first = images[0]
-    event.pointing.array_altitude = u.Quantity(first["pointing_altitude"], u.deg).to(u.rad)
-    event.pointing.array_azimuth = u.Quantity(first["pointing_azimuth"], u.deg).to(u.rad)
+    # ctapipe 0.32 keeps the pointing with the monitoring data (event.monitoring.pointing / .tel[i].pointing)
+    event.monitoring.pointing = ArrayPointingContainer(
+        array_altitude=u.Quantity(first["pointing_altitude"], u.deg).to(u.rad),
+        array_azimuth=u.Quantity(first["pointing_azimuth"], u.deg).to(u.rad),
+    )
     for row in images:
         tel_id = int(row["tel_id"])
         hillas = HillasParametersContainer(
@@ -356,7 +366,7 @@ def _array_event(images):
             else row["pointing_altitude"]
         pointing_az = row["telescope_pointing_azimuth"] if "telescope_pointing_azimuth" in images.colnames \
             else row["pointing_azimuth"]
-        event.pointing.tel[tel_id] = TelescopePointingContainer(
+        event.monitoring.tel[tel_id].pointing = TelescopePointingContainer(
             altitude=u.Quantity(pointing_alt, u.deg).to(u.rad), azimuth=u.Quantity(pointing_az, u.deg).to(u.rad))
     event.trigger.tels_with_trigger = sorted(event.dl1.tel)
     return event

@@ -33,7 +33,7 @@ from ..loading.loader import FastPath
 from ..loading.reader import reader_type_for
 from ..physics import reconstruction
 from ..progress import Progress
-from ..rundir import CONFIG_FILE, MODEL_DIR, read_run_info
+from ..rundir import CONFIG_FILE, LEGACY_MODEL_DIR, MODEL_DIR, PROVENANCE_FILE, read_run_info
 from .taskconfig import glob_inputs
 
 __all__ = ["CompleteDLDataLoader", "PredictedRun", "check_compatible", "load_run", "write_event_dl2"]
@@ -114,8 +114,29 @@ def load_run(run_dir, source=None, key="--run"):
     if info.get("status") != "finished":
         raise ConfigError(f"run {run_dir} has status '{info.get('status')}', not 'finished'", source=source, key=key)
     if not (run_dir / MODEL_DIR).exists():
+        if (run_dir / LEGACY_MODEL_DIR).is_dir():
+            raise InputDataError(legacy_run_message(run_dir), source=source, key=key)
         raise InputDataError(f"no trained model in {run_dir} ({MODEL_DIR} missing)", source=source, key=key)
     return PredictedRun(run_dir, info["task"], read_yaml(run_dir / CONFIG_FILE))
+
+
+def legacy_run_message(run_dir):
+    """Why a run trained before the move to Keras 3 (a SavedModel directory, no ``.keras`` file) cannot be used.
+
+    Keras 3 loads no SavedModel directory (``keras.saving.load_model`` refuses it, and so does ctlearn
+    0.10.4's own predict tool); the run is left as it is and is trained again under another name.
+    """
+    run_dir = Path(run_dir)
+    made_with = "ctlearn 0.10.2"
+    try:  # the versions the run recorded when it finished
+        packages = json.loads((run_dir / PROVENANCE_FILE).read_text()).get("packages") or {}
+        if packages.get("ctlearn"):
+            made_with = f"ctlearn {packages['ctlearn']}"
+    except (OSError, ValueError, AttributeError):
+        pass
+    return (f"{run_dir} was trained with {made_with} / Keras 2 ({LEGACY_MODEL_DIR}/), which today's stack "
+            f"(Keras {keras.__version__}) cannot load: train it again, e.g. python scripts/train_model.py "
+            f"--config {run_dir / CONFIG_FILE} --run-name {run_dir.name}-keras3; the old run is kept as it is")
 
 
 def check_compatible(runs, own_inputs, source=None):
@@ -246,7 +267,7 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
         training = training_images(runs, log)
         _merge_inputs(files, partial)
         subarray = _subarray(partial)
-        events = read_table(partial, dl2.TRIGGER_TABLE)[["obs_id", "event_id"]]
+        events = read_table(partial, dl2.TRIGGER_TABLE)[["obs_id", "event_id", "tels_with_trigger"]]
         if len(np.unique(np.stack([events["obs_id"], events["event_id"]], axis=1), axis=0)) != len(events):
             raise InputDataError("two input files hold the same array events (obs_id, event_id)", key="--input")
         images = dl2.read_telescope_events(partial)

@@ -82,7 +82,10 @@ class ExtractImagesTool(MLOpsTool):
                 try:
                     with HDF5Merger(output_path=partial, overwrite=True, parent=self, **SLIM) as merger:
                         merger(source)
-                    os.replace(partial, target)
+                        # the complete file under its final name before HDF5Merger.close() registers its output
+                        merger.h5file.close()
+                        os.replace(partial, target)
+                        merger.output_path = target
                 finally:
                     partial.unlink(missing_ok=True)
                 self.rows.append((source, target, _size(source), _size(target), "written"))

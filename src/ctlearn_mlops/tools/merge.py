@@ -1,6 +1,6 @@
 """Merge DL1 files (e.g. all gammas of a production) into one, with ctapipe's merge tool.
 
-Targets ctapipe 0.23.2 ``MergeTool``: all its options are kept.  Added: every
+Targets ctapipe 0.32 ``MergeTool``: all its options are kept.  Added: every
 input is checked first (same subarray, data model and processing products),
 an incompatible set is refused naming the offending file before anything is
 written (no output, no directory, no provenance log), the output is written
@@ -29,7 +29,7 @@ class DL1MergeTool(RenamedOptions, ExitCodes, MergeTool):
     """Check, merge and report DL1 files."""
 
     name = "ctlearn-mlops-merge"
-    # ctapipe 0.23's -i is --input-dir; in every script of this package -i is --input (files or directories)
+    # ctapipe's -i is --input-dir; in every script of this package -i is --input (files or directories)
     aliases = {**{k: v for k, v in MergeTool.aliases.items() if k != ("i", "input-dir")},
                "input-dir": "MergeTool.input_dir"}
     renamed_options = {"-i": "--input-dir"}
@@ -47,7 +47,7 @@ class DL1MergeTool(RenamedOptions, ExitCodes, MergeTool):
         return os.devnull  # until the inputs passed their checks (set in setup)
 
     def _requested_inputs(self):
-        """The inputs ctapipe 0.23's ``MergeTool.setup`` will merge: positional files, then --input-dir matches."""
+        """The inputs ctapipe's ``MergeTool.setup`` will merge: positional files, then --input-dir matches."""
         files = list(self.input_files) + list(self.parser.parse_args(self.extra_args).input_files)
         if self.input_dir is not None:
             files += sorted(self.input_dir.glob(self.file_pattern))
@@ -89,8 +89,11 @@ class DL1MergeTool(RenamedOptions, ExitCodes, MergeTool):
 
     def finish(self):
         super().finish()
-        self.merger.close()
+        # close the file only: HDF5Merger.close() also registers its output_path in the provenance, which the
+        # tool's exit stack does once the complete file has its final name
+        self.merger.h5file.close()
         os.replace(self.partial, self.final_output)
+        self.merger.output_path = self.final_output
         width = max(len(s.path.name) for s in self.summaries)
         for s in self.summaries:
             self.log.info("%s  %9d events", f"{s.path.name:<{width}}", s.n_events)

@@ -20,13 +20,13 @@ stock tools:
 ``scripts/predict_events.py`` writes the same file from several runs.
 """
 
+import contextlib
 import sys
 
 from ctapipe.core.traits import List, Path, Unicode
 from ctlearn.tools.predict_model import PredictCTLearnModel
 from traitlets import default
 
-from .._compat import tool_exit_stack
 from ..config import Project
 from ..exceptions import ConfigError, RunExistsError
 from ..io.dl1 import check_dl1_files
@@ -116,7 +116,7 @@ class PredictTool(DataConfigTool, PredictCTLearnModel):
         if self.inputs:  # the image cache is made of the config's test files
             self.fast.cache_dir = None
         lock = RunLock(self.run_dir, self.name).acquire(source)
-        tool_exit_stack(self).callback(lock.release)
+        self.enter_context(contextlib.ExitStack()).callback(lock.release)
         self.provenance_log = self.run_dir / f"{self.name}.provenance.log"
 
     def output_location(self):

@@ -21,7 +21,7 @@ from ctapipe.core.traits import Path as PathTrait
 from .. import TASKS
 from ..exceptions import ConfigError
 from ..output import refuse, show
-from ..rundir import CONFIG_FILE, TRAINING_LOG, read_run_info, resolve_run, run_directories
+from ..rundir import CONFIG_FILE, LEGACY_MODEL_DIR, MODEL_DIR, TRAINING_LOG, read_run_info, resolve_run, run_directories
 from .base import MLOpsTool
 
 __all__ = ["RunsTool", "resume_main", "run_state", "list_main"]
@@ -90,6 +90,9 @@ def describe(run_dir, reports_root):
             if "CNN" in values and not metric.startswith("bias_"):
                 row[metric] = f"{values['CNN']:.4g}"
     row["updated"] = info.get("finished") or info.get("ended") or info.get("created", "")
+    if (run_dir / LEGACY_MODEL_DIR).is_dir() and not (run_dir / MODEL_DIR).exists():
+        # trained before the move to Keras 3: its SavedModel cannot be loaded any more (tools.event_dl2.load_run)
+        row["note"] = f"Keras 2 model ({LEGACY_MODEL_DIR}/): train it again to predict"
     return row
 
 

@@ -1,6 +1,6 @@
 """Train a CTLearn model for the task of a task config, into a run directory.
 
-Targets ctlearn 0.10.2 ``TrainCTLearnModel``: everything it offers is kept
+Targets ctlearn 0.10.4 ``TrainCTLearnModel`` (Keras 3): everything it offers is kept
 (every one of its options, and those of the reader and model classes, can be
 set in the YAML); this subclass adds the run directory, event-wise
 validation split, seeding, provenance and config checks.
@@ -25,11 +25,11 @@ from ctlearn.core.loader import DLDataLoader
 from ctlearn.core.model import CTLearnModel
 from ctlearn.tools.train_model import TrainCTLearnModel
 
-from .._compat import backup_epoch, fit_arguments, strategy_for_ctlearn_setup, tool_exit_stack
+from .._compat import fit_replaced, strategy_for_ctlearn_setup
 from ..callbacks import EpochProgress, MLflowEpochLogger, SharesFollowEpochs, StopOnNonFiniteLoss, SyncStop
 from ..checkpoints import BestWeights, save_model_atomically, save_weights_atomically
 from ..config import Project, check_model_accepts_task
-from ..distributed import WorkerShare, cluster_from_environment, per_task_dataset
+from ..distributed import WorkerShare, cluster_from_environment, fit_on_shares
 from ..exceptions import (
     EXIT_CTRL_C,
     EXIT_RESUMABLE,
@@ -46,7 +46,17 @@ from ..loading.loader import FastLoader, FastPath
 from ..loading.reader import reader_type_for
 from ..mlflow_tracking import MLflowRun, MLflowTracking, flatten_config
 from ..output import show
-from ..resume import BACKUP_DIR, GracefulStop, StateRestorer, StateSaver, apply_loader_state, load_state
+from ..resume import (
+    BACKUP_DIR,
+    EpochBackup,
+    GracefulStop,
+    StateRestorer,
+    StateSaver,
+    apply_loader_state,
+    backup_epoch,
+    backup_file,
+    load_state,
+)
 from ..rundir import (
     CONFIG_FILE,
     MODEL_DIR,
@@ -125,7 +135,7 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         self.started = utc_now()
         # a run over several SLURM tasks: the strategy must come before any other TensorFlow operation
         self.cluster = cluster_from_environment()
-        tool_exit_stack(self).callback(self.cluster.close)
+        self.enter_context(contextlib.ExitStack()).callback(self.cluster.close)
         if self.cluster.multi_worker:
             self.log.info("multi-worker training: %s, global batch %d x %d", self.cluster.describe(),
                           self.batch_size, self.cluster.n_workers)
@@ -163,7 +173,7 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         except ConfigError:
             _remove_if_empty(created)
             raise
-        tool_exit_stack(self).callback(self.lock.release)
+        self.enter_context(contextlib.ExitStack()).callback(self.lock.release)
         resuming = self.run_dir.with_name(f".{self.run_dir.name}.resuming")
         if not self.run_dir.exists() and resuming.exists():
             os.replace(resuming, self.run_dir)  # a resume killed while ctlearn's setup ran
@@ -302,7 +312,7 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         self._add_callbacks()
 
     def _check_values(self, source):
-        """Values that ctlearn 0.10.2 accepts but cannot train with (a run without a model, a division by zero)."""
+        """Values that ctlearn 0.10.4 accepts but cannot train with (a run without a model, a division by zero)."""
         for key, value in (("TrainCTLearnModel.n_epochs", self.n_epochs), ("TrainCTLearnModel.batch_size", self.batch_size)):
             if value < 1:
                 raise ConfigError(f"must be at least 1, got {value}", source=source, key=key)
@@ -342,9 +352,8 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         """Build the network once, before the run directory exists: a model that cannot be built is a config error.
 
         ctlearn builds it only in ``start``, after the run directory is made.
-        Keras' layer numbering is reset afterwards, and the weights are seeded
-        later, so the real build gets the same layer names and weights as
-        without this check.
+        The weights are seeded later, so the real build gets the same weights
+        as without this check.
         """
         section = self.model_type
         try:
@@ -363,7 +372,6 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
                 source=source, key=section,
             )
         del built, model
-        keras.backend.reset_uids()
 
     def _truncate_training_log(self, completed):
         """Keep the rows of finished epochs only (an interrupted epoch may have been logged)."""
@@ -376,7 +384,7 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
 
     def _add_callbacks(self):
         chief, cluster = self.cluster.is_chief, self.cluster
-        loaders = self.shares or {"training": self.training_loader, "validation": self.validation_loader}
+        loaders = self.shares
         if self.resume_state is not None:
             apply_loader_state(self.resume_state, loaders)
         # ctlearn's ModelCheckpoint writes the whole model at every improving epoch, in place: keep the best
@@ -393,21 +401,22 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
                 callback.filename = str(Path(cluster.scratch()) / TRAINING_LOG)
         stateful = [cb for cb in self.callbacks if isinstance(
             cb, keras.callbacks.ReduceLROnPlateau | keras.callbacks.EarlyStopping | BestWeights)]
-        # Keras' backup: every task takes part, the chief's is the one kept and read back by all
-        backup = keras.callbacks.BackupAndRestore(str(self.run_dir / BACKUP_DIR), delete_checkpoint=False)
+        # every task saves its backup (reading some variables is a collective), the chief's is the one kept and
+        # read back by all
+        restore = backup_file(self.run_dir / BACKUP_DIR, self.resume_state["epoch"]) if self.resume_state else None
+        backup = EpochBackup(self.run_dir / BACKUP_DIR if chief else Path(cluster.scratch()) / BACKUP_DIR, restore)
         self.callbacks.append(StopOnNonFiniteLoss())
         if chief:
             self.callbacks += [EpochProgress(self.log, self.n_epochs), ScalarRecorder(self.run_dir, self.events),
                                StateSaver(self.run_dir, loaders, stateful)]
-        if self.shares:
-            self.callbacks.append(SharesFollowEpochs(list(self.shares.values())))
+        self.callbacks.append(SharesFollowEpochs(list(self.shares.values())))
         self.callbacks += [backup, SyncStop(cluster) if cluster.multi_worker else GracefulStop(),
                            StateRestorer(self.resume_state, stateful)]
         if self.tracked is not None:
             self.callbacks.append(MLflowEpochLogger(self.tracked))
 
     def _split_by_shower(self):
-        """Patched from ctlearn 0.10.2 ``TrainCTLearnModel.setup``: validation by shower, not by image.
+        """Patched from ctlearn 0.10.4 ``TrainCTLearnModel.setup``: validation by shower, not by image.
 
         The stock split puts images of one shower on both sides (optimistic
         validation metrics); here all telescopes of a shower, and all reuses
@@ -434,21 +443,19 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
             self.log.info(self.fast_path.describe())
         self.training_loader, self.validation_loader = (
             self._loader(indices, batch, self.random_seed) for indices in (training, validation))
-        self.shares = None
-        if self.cluster.multi_worker:
-            # every task reads its slice of each global batch; the global loaders keep the order
-            self.shares = {
-                name: WorkerShare(loader, self._loader(loader.indices, batch // self.cluster.n_workers, None),
-                                  self.cluster.rank, self.cluster.n_workers,
-                                  self.dl1dh_reader.class_weight if name == "training" else None,
-                                  repeat=name == "training")
-                for name, loader in (("training", self.training_loader), ("validation", self.validation_loader))
-            }
+        # every task reads its slice of each global batch (one task: the whole batch); the global loaders keep the
+        # order and read nothing
+        n_workers = self.cluster.n_workers
+        self.shares = {
+            name: WorkerShare(loader, self._loader(loader.indices, batch // n_workers, None), self.cluster.rank, n_workers,
+                              self.dl1dh_reader.class_weight if name == "training" else None, repeat=name == "training")
+            for name, loader in (("training", self.training_loader), ("validation", self.validation_loader))
+        }
         self.split_indices = {"training": training, "validation": validation}
         self.log.info("split by shower: %d training and %d validation %s", len(training), len(validation), unit)
 
     def _loader(self, indices, batch_size, random_seed):
-        """A loader of the reader's examples (stock, or the fast path's), as ctlearn 0.10.2 builds them."""
+        """A loader of the reader's examples (stock, or the fast path's), as ctlearn 0.10.4 builds them."""
         options = dict(random_seed=random_seed, sort_by_intensity=self.sort_by_intensity,
                        stack_telescope_images=self.stack_telescope_images)
         indices = [int(i) for i in indices]
@@ -487,7 +494,7 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         if self.already_finished:
             return
         try:
-            with fit_arguments(self._fit_arguments):
+            with fit_replaced(self._fit):
                 super().start()
         except BaseException as err:
             typed = typed_error(err, self.run_dir)
@@ -500,22 +507,17 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
             if self.fast_path is not None:
                 self.fast_path.close()
 
-    def _fit_arguments(self, args, kwargs):
-        """The arguments of ctlearn's one ``fit`` call (ctlearn 0.10.2 ``TrainCTLearnModel.start``).
+    def _fit(self, fit, model, args, kwargs):
+        """ctlearn 0.10.4's one ``fit`` call (``TrainCTLearnModel.start``): the epochs run on the shares.
 
-        A read-ahead loader gets its batches in order (it reshuffles its
-        examples between epochs, as the stock loader does); a multi-worker run
-        gets the per-task datasets (Keras must not split them again).
+        ``distributed.fit_on_shares`` trains as ``fit`` would, for one task and
+        for several, with every epoch's order decided by the shares (they
+        carry the class weights); a resumed run goes on from the epoch after
+        its last finished one.
         """
-        if self.fast_path is not None or self.shares:
-            kwargs.setdefault("shuffle", False)
-        if self.shares:
-            training, steps = per_task_dataset(self.cluster, self.shares["training"])
-            validation, validation_steps = per_task_dataset(self.cluster, self.shares["validation"])
-            args = (training, *args[1:])
-            kwargs.update(steps_per_epoch=steps, validation_data=validation, validation_steps=validation_steps,
-                          class_weight=None)  # carried by the per-task batches
-        return args, kwargs
+        initial_epoch = self.resume_state["epoch"] + 1 if self.resume_state else 0
+        strategy = self.cluster.strategy or self.strategy
+        return fit_on_shares(strategy, model, self.shares, kwargs["epochs"], initial_epoch, kwargs["callbacks"])
 
     def _record_end(self, err):
         """Note in run.json, events.jsonl and MLflow how training ended; a run without space left says so."""

@@ -96,9 +96,29 @@ def _components(particle, geometry: ImageGeometry, intensity, rng):
     if rng.uniform() < 0.1:
         mx = geometry.source[0] + rng.normal(0, 0.4 * d2m)
         my = geometry.source[1] + rng.normal(0, 0.4 * d2m)
-        ring = RingGaussian(x=_m(mx), y=_m(my), radius=_m(rng.uniform(0.9, 1.2) * d2m), sigma=_m(0.05 * d2m))
-        components.append((ring, rng.uniform(100, 400), _T0_NS - 2.0, 0.0, 0.0, (mx, my)))
+        radius = rng.uniform(0.9, 1.2) * d2m
+        ring = RingGaussian(x=_m(mx), y=_m(my), radius=_m(radius), sigma=_m(0.05 * d2m))
+        # a muon ring's light grows with its radius: 100-400 p.e. per metre of ring circumference in the camera
+        # (LSTCam: ~280-1500 p.e. a ring), the rings of the production made with ctapipe 0.23
+        ring_pe = rng.uniform(100, 400) * 2 * np.pi * radius
+        components.append((ring, ring_pe / _plane_integral(ring, (mx, my), radius + 0.3 * d2m),
+                           _T0_NS - 2.0, 0.0, 0.0, (mx, my)))
     return components
+
+
+def _plane_integral(shape, centre, extent, n=201):
+    """The integral of ``shape.pdf`` over the camera plane (a square of half-side ``extent`` m around ``centre``).
+
+    ``expected_signal(camera, intensity)`` puts ``intensity`` times this in an
+    unbounded camera.  For the Gaussians of ``ctapipe.image.toymodel`` it is 1;
+    ``RingGaussian`` is not normalised to 1, and its normalisation changed
+    between ctapipe releases (0.23: 2 pi radius, 0.32: radius, in metres),
+    so a ring's light is set through this integral, not through ``intensity``.
+    """
+    axis = np.linspace(-extent, extent, n)
+    x, y = np.meshgrid(centre[0] + axis, centre[1] + axis)
+    pdf = u.Quantity(shape.pdf(_m(x.ravel()), _m(y.ravel()))).to_value(u.m**-2)
+    return float(pdf.sum() * (axis[1] - axis[0]) ** 2)
 
 
 def render_image(camera, particle, geometry: ImageGeometry, intensity, nsb_level_pe, rng) -> ToyImage:

@@ -5,11 +5,11 @@ import numpy as np
 from astropy.time import Time
 from ctapipe.containers import (
     ArrayEventContainer,
+    ArrayPointingContainer,
     DL1CameraContainer,
     EventIndexContainer,
     EventType,
     ObservationBlockContainer,
-    PointingContainer,
     SchedulingBlockContainer,
     SimulatedCameraContainer,
     SimulatedEventContainer,
@@ -164,7 +164,7 @@ class ToyEventSource(EventSource):
             event.trigger = TriggerContainer(
                 time=time, tels_with_trigger=sorted(images), event_type=EventType.SUBARRAY,
             )
-            event.pointing = PointingContainer(
+            event.monitoring.pointing = ArrayPointingContainer(
                 array_altitude=p.pointing_alt.to(u.rad), array_azimuth=p.pointing_az.to(u.rad),
             )
             event.simulation = SimulatedEventContainer(
@@ -181,7 +181,7 @@ class ToyEventSource(EventSource):
             )
             for tel_id, (tel_index, toy) in images.items():
                 event.trigger.tel[tel_id] = TelescopeTriggerContainer(time=time)
-                event.pointing.tel[tel_id] = TelescopePointingContainer(
+                event.monitoring.tel[tel_id].pointing = TelescopePointingContainer(
                     altitude=p.pointing_alt.to(u.rad), azimuth=p.pointing_az.to(u.rad),
                 )
                 event.dl1.tel[tel_id] = DL1CameraContainer(
