@@ -31,6 +31,7 @@ import numpy as np
 import yaml
 
 from ctlearn_mlops.benchmarking import write_section
+from ctlearn_mlops.rundir import MODEL_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 READER_SECTIONS = ("DLImageReader", "TableQualityQuery", "BilinearMapper", "SquareMapper")
@@ -217,7 +218,7 @@ def predict_rates(config, config_path, files, tmp, run_dir, cache_dir, workers, 
     start = time.perf_counter()
     for i, f in enumerate(files):
         run_captured(MonoPredictCTLearnModel(), [
-            "--config", stock_path, "--input_url", f, f"--{task}_model", run_dir / "ctlearn_model.cpk",
+            "--config", stock_path, "--input_url", f, f"--{task}_model", run_dir / MODEL_DIR,
             "--output", tmp / f"stock_{i}.dl2.h5", "--PredictCTLearnModel.overwrite_tables=True",
         ])
     stock_seconds = time.perf_counter() - start

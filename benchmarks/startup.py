@@ -34,6 +34,7 @@ import numpy as np
 import yaml
 
 from ctlearn_mlops.benchmarking import write_section
+from ctlearn_mlops.rundir import MODEL_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -193,7 +194,7 @@ def prediction(files_dir, tmp, run_dir):
     stock_seconds, stock_peak = 0.0, 0
     for i, f in enumerate(files):
         command = [BIN / "ctlearn-predict-mono-model", "--config", stock_path, "--input_url", f,
-                   "--energy_model", run_dir / "ctlearn_model.cpk", "--output", tmp / f"stock_{i}.dl2.h5"]
+                   "--energy_model", run_dir / MODEL_DIR, "--output", tmp / f"stock_{i}.dl2.h5"]
         try:
             seconds, peak, _ = measured(command)
         except RuntimeError as err:

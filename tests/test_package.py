@@ -106,6 +106,16 @@ def test_importing_the_package_changes_no_process_setting():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_importing_the_dl1_checks_leaves_hdf5_messages_on(tmp_path):
+    """Whether HDF5 prints its back traces is the program's setting: importing a module does not change it."""
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    code = ("import sys, tables\ntables.silence_hdf5_messages(False)\nimport ctlearn_mlops.io.dl1, ctlearn_mlops.rundir\n"
+            f"try:\n    tables.open_file({str(broken)!r})\nexcept Exception:\n    pass\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HDF5-DIAG" in result.stderr
+
+
 def _own_private_names():
     """Private names the package defines itself (functions, classes, attributes it assigns)."""
     names = set()

@@ -80,3 +80,4 @@ def test_shower_reuse_per_obs_id_from_the_simulation_table():
     runs = Table({"obs_id": [5, 3], "shower_reuse": [10, 1]})
     np.testing.assert_array_equal(shower_reuse_of([3, 5, 5, 9], runs), [1, 10, 10, 1])
     np.testing.assert_array_equal(shower_reuse_of([3], None), [1])
+

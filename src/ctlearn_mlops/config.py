@@ -223,7 +223,7 @@ def _trait_error_message(err):
     return str(err)
 
 
-#: keys that ctlearn 0.10.2's TrainCTLearnModel reads from its dict-valued options: (required, optional).
+#: keys that ctlearn 0.10.4's TrainCTLearnModel reads from its dict-valued options: (required, optional).
 #: It checks only that the required ones are present and ignores any other key without a word.
 UPSTREAM_DICT_KEYS = {
     "TrainCTLearnModel.early_stopping": ({"monitor", "patience", "verbose", "restore_best_weights"}, set()),
@@ -241,7 +241,7 @@ def _check_dict_keys(dotted, value, source):
     if dotted == "TrainCTLearnModel.optimizer" and value.get("name") == "Adam" and "adam_epsilon" not in value:
         missing.append("adam_epsilon")
     if unknown or missing:
-        problems = ([f"unknown key(s) {', '.join(unknown)} (not read by ctlearn 0.10.2)"] if unknown else []) + (
+        problems = ([f"unknown key(s) {', '.join(unknown)} (not read by ctlearn 0.10.4)"] if unknown else []) + (
             [f"missing key(s) {', '.join(missing)}"] if missing else [])
         raise ConfigError(
             f"{'; '.join(problems)}. Keys: {', '.join(sorted(required | optional))}", source=source, key=dotted

@@ -138,7 +138,7 @@ def cluster_from_environment():
     configure_coordination_service(n, HEARTBEAT_SECONDS)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(
         cluster_resolver=resolver,
-        # no per-operation timeout: TensorFlow 2.14 starts one thread per collective operation that sleeps for the
+        # no per-operation timeout: TensorFlow (seen with 2.14) starts one thread per collective operation that sleeps for the
         # whole timeout (thousands of threads a minute, until the process cannot start one more); the
         # coordination service's heartbeat is what ends the collectives of a lost task
         communication_options=tf.distribute.experimental.CommunicationOptions(
@@ -176,7 +176,9 @@ class WorkerShare:
         self.rank = rank
         self.n_workers = n_workers
         self.class_weight = class_weight
-        self.orders = []
+        # pass number -> the examples' order of that pass: from the last finished one to those read ahead
+        self.orders = {}
+        self.started = 0
         self.finished = 0
         self.reader_loader.indices = self._rows(list(loader.indices))
 
@@ -189,20 +191,22 @@ class WorkerShare:
 
     @property
     def indices(self):
-        if 0 < self.finished <= len(self.orders):
+        if self.finished - 1 in self.orders:
             return self.orders[self.finished - 1]
         return list(self.loader.indices)
 
     @indices.setter
     def indices(self, value):
         self.loader.indices = list(value)
-        self.orders, self.finished = [], 0
+        self.orders, self.started, self.finished = {}, 0, 0
 
     def on_epoch_end(self):
         self.loader.on_epoch_end()
 
     def epoch_finished(self):
         self.finished += 1
+        for old in [n for n in self.orders if n < self.finished - 1]:
+            del self.orders[old]  # never asked for again: the memory of a run does not grow with its epochs
 
     def _rows(self, order):
         global_batch = self.loader.batch_size
@@ -229,7 +233,8 @@ class WorkerShare:
                     self.loader.on_epoch_end()
                 self.passes += 1
             order = list(self.loader.indices)
-            self.orders.append(order)
+            self.orders[self.started] = order
+            self.started += 1
             if hasattr(self.reader_loader, "close"):
                 self.reader_loader.close()  # what it read ahead was for the previous order
             self.reader_loader.indices = self._rows(order)

@@ -138,7 +138,7 @@ def _path_in(text):
     return next((g for g in match.groups() if g), None) if match else None
 
 
-def typed_error(err, output=None):
+def typed_error(err, output=None, multi_worker=False):
     """The typed error that ``err`` means, or None (an unexpected error: keep its traceback).
 
     Parameters
@@ -147,6 +147,10 @@ def typed_error(err, output=None):
         What a tool phase raised.
     output : path-like, optional
         Where the tool writes: named in the no-space message when ``err`` does not say.
+    multi_worker : bool
+        The tool runs over several tasks: a lost peer is a lost task (resumable).  In a
+        one-task run the same words (an MLflow server's "Connection reset by peer") are
+        not: a requeue would meet them again.
     """
     if isinstance(err, (Stop, ToolConfigurationError, KeyboardInterrupt, SystemExit)):
         return None
@@ -154,7 +158,7 @@ def typed_error(err, output=None):
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT) or _NO_SPACE.search(text):
         where = getattr(err, "filename", None) or _path_in(text) or output
         return NoSpaceLeft(where)
-    if _PEER_LOST.search(text):
+    if multi_worker and _PEER_LOST.search(text):
         # TensorFlow names the task that failed as /job:worker/task:N (or .../replica:0/task:N)
         lost = re.search(r"(?:from|Task) /job:worker/(?:replica:\d+/)?task:(\d+)", text)
         who = f"task {lost.group(1)}" if lost else "a task"

@@ -5,6 +5,7 @@ Every file is written atomically (a temporary file in the same directory, then
 """
 
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -73,14 +74,28 @@ def check_run_name(name, source):
     return name
 
 
-def _file_mode():
-    """Mode of a new file under the process umask (temporary files are created 0600)."""
-    umask = os.umask(0)
+@functools.cache
+def _umask():
+    """The process umask, read from /proc (setting it to read it would race other threads); once per process."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)  # no /proc: the only portable way to read it
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
-_FILE_MODE = _file_mode()
+def file_mode():
+    """Mode of a new file under the process umask (temporary files are created 0600)."""
+    return 0o666 & ~_umask()
+
+
+def directory_mode():
+    """Mode of a new directory under the process umask (``tempfile.mkdtemp`` creates 0700)."""
+    return 0o777 & ~_umask()
 
 
 def atomic_write_text(path, text):
@@ -93,7 +108,7 @@ def atomic_write_text(path, text):
             tmp.write(text)
             tmp.flush()
             os.fsync(tmp.fileno())
-        os.chmod(tmp.name, _FILE_MODE)
+        os.chmod(tmp.name, file_mode())
         os.replace(tmp.name, path)
     except BaseException:
         Path(tmp.name).unlink(missing_ok=True)

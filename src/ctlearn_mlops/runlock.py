@@ -13,6 +13,8 @@ gone is stale and taken over (with a warning):
   count is lower);
 * another SLURM job that SLURM no longer lists as pending or running.
 
+The record appears whole (written under a temporary name, then linked into
+place), and a stale lock is replaced by one process only (``_take_over``).
 A lock held on another host outside SLURM cannot be checked from here: it is
 refused; ``docs/task_execution.md#run-locks`` says how to clear one by hand.
 """
@@ -22,6 +24,7 @@ import logging
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 from .exceptions import RunLockedError
@@ -110,14 +113,45 @@ class RunLock:
         self.tool = tool
         self.held = False
 
-    def _create(self):
+    def _record_file(self):
+        """A complete record of this holder under a temporary name next to the lock (linked or renamed into place)."""
         record = {**_holder(), "tool": self.tool, "run_dir": str(self.run_dir)}
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "w") as f:
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{time.monotonic_ns()}.partial")
+        with open(tmp, "w") as f:
             f.write(json.dumps(record, indent=2) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        self.record = record
+        return tmp, record
+
+    def _create(self, tmp):
+        """Put the record in place if there is no lock: a hard link appears whole, and only if the name is free."""
+        os.link(tmp, self.path)  # FileExistsError when the lock exists
+
+    def _take_over(self, tmp, stale):
+        """Replace the lock whose holder ``stale`` is gone; False if another process changed it meanwhile.
+
+        Judging and replacing happen under a second name taken by a link
+        (``<lock>.takeover``): of two processes that find the same stale lock,
+        one replaces it, the other then finds a living holder.  A takeover
+        name older than a minute was left by a process killed in between.
+        """
+        guard = self.path.with_name(f"{self.path.name}.takeover")
+        try:
+            os.link(tmp, guard)
+        except FileExistsError:
+            try:
+                if time.time() - guard.stat().st_mtime > 60:
+                    guard.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
+            return False
+        try:
+            if self.read() != stale:
+                return False
+            os.replace(tmp, self.path)
+            return True
+        finally:
+            guard.unlink(missing_ok=True)
 
     def read(self):
         try:
@@ -125,30 +159,37 @@ class RunLock:
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
-            return {}  # unreadable: written by a process killed while writing it
+            return {}  # unreadable: not written by this version (records appear whole), or damaged
 
     def acquire(self, source=None):
         """Take the lock, or raise RunLockedError naming its living holder."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _attempt in range(3):
-            try:
-                self._create()
-                self.held = True
-                return self
-            except FileExistsError:
-                pass
-            holder = self.read()
-            if holder is None:
-                continue  # released meanwhile
-            reason = "the lock file is unreadable" if holder == {} else stale_reason(holder)
-            if reason is None:
-                raise RunLockedError(
-                    f"run {self.run_dir} is in use by {describe_holder(holder)}; wait for it to end or stop it "
-                    f"(if it is gone, remove {self.path}: docs/task_execution.md#run-locks)",
-                    source=source, key="Project.run_name",
-                )
-            log.warning("taking over the lock of %s: %s", self.run_dir, reason)
-            self.path.unlink(missing_ok=True)
+        tmp, record = self._record_file()
+        try:
+            for attempt in range(50):
+                try:
+                    self._create(tmp)
+                    self.held, self.record = True, record
+                    return self
+                except FileExistsError:
+                    pass
+                holder = self.read()
+                if holder is None:
+                    continue  # released meanwhile
+                reason = "the lock file is unreadable" if holder == {} else stale_reason(holder)
+                if reason is None:
+                    raise RunLockedError(
+                        f"run {self.run_dir} is in use by {describe_holder(holder)}; wait for it to end or stop it "
+                        f"(if it is gone, remove {self.path}: docs/task_execution.md#run-locks)",
+                        source=source, key="Project.run_name",
+                    )
+                if self._take_over(tmp, holder):
+                    log.warning("took over the lock of %s: %s", self.run_dir, reason)
+                    self.held, self.record = True, record
+                    return self
+                time.sleep(0.01 * (attempt + 1))  # another process is taking it over: look again
+        finally:
+            Path(tmp).unlink(missing_ok=True)
         raise RunLockedError(f"could not take the lock {self.path}: other processes keep taking it", source=source,
                              key="Project.run_name")
 

@@ -166,3 +166,20 @@ def test_list_runs_shows_a_run_trained_before_keras_3(legacy_run, tmp_path):
         assert len(rows) == 1, result.stdout
         assert "finished" in rows[0] and "Keras 2 model (ctlearn_model.cpk/): train it again" in rows[0], rows[0]
     assert _snapshot(legacy_run) == before
+
+
+def test_an_unfinished_keras2_run_is_not_resumed(task_config, tmp_path):
+    """A run started before the move to Keras 3 (Keras 2 backup in backup/chief/) is refused by --resume, unchanged."""
+    config = task_config("energy")
+    run_dir = tmp_path / "models" / "energy" / "tiny"
+    (run_dir / "backup" / "chief").mkdir(parents=True)
+    (run_dir / "backup" / "chief" / "checkpoint").write_text("model_checkpoint_path: \"ckpt-2\"\n")
+    (run_dir / "run.json").write_text(json.dumps({"status": "interrupted", "task": "energy", "run_name": "tiny"}))
+    (run_dir / "training_log.csv").write_text("epoch,loss,val_loss\n0,1.0,1.1\n1,0.9,1.0\n")
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    result = subprocess.run([sys.executable, REPO / "scripts" / "train_model.py", "--config", config, "--resume"],
+                            cwd=tmp_path, capture_output=True, text=True, env=_env())
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "was started with" in result.stderr and "train it again" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before

@@ -142,8 +142,10 @@ def test_bad_run_sets_are_refused_naming_the_runs(trained_runs, tmp_path, capfd)
         TableQualityQuery={"quality_criteria": [["> 80 phe", "hillas_intensity > 80"]]}))
     cases = {
         "different cuts": ([f"type={type_run}", f"energy={other_cuts}"], f"runs {type_run} and {other_cuts}"),
-        "wrong role": ([f"geometry={energy_run}"], "is a energy run: it cannot be the geometry run"),
+        "wrong role": ([f"geometry={energy_run}"], "is an energy run: it cannot be the geometry run"),
         "unknown role": ([f"direction={energy_run}"], "ROLE one of type, energy, geometry"),
+        "missing directory": ([f"energy={tmp_path / 'no' / 'such-run'}"], "no such run directory"),
+        "another task's run": (["energy=type/tiny"], "an energy run must be an energy run"),
     }
     for argv, expected in cases.values():
         out = tmp_path / "out.dl2.h5"

@@ -201,6 +201,23 @@ def test_broken_dl1_files_get_one_line_naming_the_file(case, expected, toy_data,
     assert not (tmp_path / "models").exists()
 
 
+def test_an_old_data_model_in_any_file_is_refused_naming_it(toy_data, task_config, tmp_path):
+    import tables
+
+    data = tmp_path / "data"
+    shutil.copytree(toy_data / "train", data)
+    old = data / "gamma_zz_v5.dl1.h5"  # sorts after the good files: the readers check the first file only
+    shutil.copy(sorted(data.glob("gamma_*.h5"))[0], old)
+    with tables.open_file(str(old), mode="a") as h5:
+        h5.root._v_attrs["CTA PRODUCT DATA MODEL VERSION"] = "v5.0.0"
+    config = task_config("energy", Project={"signal_dir": str(data)})
+    result = subprocess.run([sys.executable, REPO / "scripts" / "train_model.py", "--config", config],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == EXIT_CONFIG
+    assert f"{old} is ctapipe data model v5.0.0" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "models").exists()
+
+
 def test_an_unwritable_output_root_is_refused_before_the_data_is_read(task_config, tmp_path, capfd):
     blocker = tmp_path / "a_file"
     blocker.write_text("a file where a directory should be")
@@ -273,6 +290,23 @@ def test_a_corrupt_resume_state_or_backup_names_the_file(task_config, tmp_path):
     result = _train(config, tmp_path, "--resume")
     assert result.returncode == EXIT_CONFIG and "cannot be read" in result.stderr and str(backup) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_resume_goes_on_with_the_runs_own_config_or_is_refused(task_config, tmp_path):
+    config = task_config("energy", TrainCTLearnModel={"n_epochs": 8})
+    process, run_dir = _training_until_epoch(config, tmp_path, 0)
+    process.kill()
+    process.wait()
+    saved = (run_dir / "config.yaml").read_text()
+    result = _train(config, tmp_path, "--resume", "--set", "TrainCTLearnModel.batch_size=32")
+    assert result.returncode == EXIT_CONFIG, result.stderr[-2000:]
+    assert "TrainCTLearnModel.batch_size: 16 -> 32" in result.stderr and "Traceback" not in result.stderr
+    assert (run_dir / "config.yaml").read_text() == saved
+    # the number of epochs may change, and the run's config says so
+    result = _train(config, tmp_path, "--resume", "--epochs", "2", "--log-level", "WARN")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["TrainCTLearnModel"]["n_epochs"] == 2
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
 
 
 def _backup_epoch(run_dir):

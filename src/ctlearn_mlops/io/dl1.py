@@ -1,8 +1,8 @@
 """Checks of DL1 input files, made before a reader touches them.
 
 A zero-byte file, a text file named ``.dl1.h5`` or a truncated copy makes
-HDF5 print a back trace of dozens of lines; here each becomes one sentence
-naming the file.  Telescopes that never triggered in a file have no tables
+HDF5 fail with a back trace of dozens of lines (PyTables 3.11 no longer
+prints them by default); here each becomes one sentence naming the file.  Telescopes that never triggered in a file have no tables
 there (ctapipe writes none): ``available_telescopes`` says which have.
 """
 
@@ -21,9 +21,6 @@ DL1_IMAGE_NODES = (
     "/dl1/event/telescope/parameters",
     "/dl1/event/telescope/images",
 )
-
-# HDF5 prints its own back trace to stderr for every failed open unless told not to
-tables.silence_hdf5_messages(True)
 
 
 def hdf5_problem(path):
@@ -50,13 +47,38 @@ def hdf5_problem(path):
     return None
 
 
+#: the oldest ctapipe data model dl1-data-handler 0.14.9 reads, per kind of data (it checks the first file only)
+_OLDEST_DATA_MODEL = {"Simulation": 6, "Observation": 5}
+
+
+def _data_model_problem(h5):
+    """Why the data model of an open DL1 file is too old for the readers (a short phrase), or None."""
+    attrs = h5.root._v_attrs
+    names = attrs._f_list()
+    if "CTA PRODUCT DATA MODEL VERSION" not in names:
+        return "has no data model version (CTA PRODUCT DATA MODEL VERSION): not written by ctapipe"
+    found = str(attrs["CTA PRODUCT DATA MODEL VERSION"])
+    kind = str(attrs["CTA PROCESS TYPE"]) if "CTA PROCESS TYPE" in names else "Simulation"
+    try:
+        major = int(found.split(".")[0].removeprefix("v"))
+    except ValueError:
+        return f"has an unreadable data model version {found!r}"
+    oldest = _OLDEST_DATA_MODEL.get(kind, 6)
+    if major < oldest:
+        return (f"is ctapipe data model {found}; {kind.lower()} files must be v{oldest} or newer: process it again "
+                "with python scripts/data_processing/convert_data.py (docs/data_processing.md)")
+    return None
+
+
 def check_dl1_files(files, source=None, key="Project.signal_dir", nodes=DL1_IMAGE_NODES):
-    """Raise InputDataError naming the first file that is not a readable DL1 file with ``nodes``."""
+    """Raise InputDataError naming the first file that is not a readable DL1 file with ``nodes`` of a data model
+    the readers take (every file: the readers check the first one only)."""
     for path in files:
         problem = hdf5_problem(path)
         if problem is None:
             with tables.open_file(str(path), mode="r") as h5:
                 missing = [node for node in nodes if node not in h5]
+                problem = _data_model_problem(h5)
             if missing:
                 problem = f"is not a ctapipe DL1 file with images and parameters (no {missing[0]})"
         if problem is not None:

@@ -1,6 +1,6 @@
 """The Keras loader of the fast path: ctlearn's ``DLDataLoader`` with images read ahead by workers.
 
-Patched from ctlearn 0.10.2 ``DLDataLoader.__getitem__``: the examples of a
+Patched from ctlearn 0.10.4 ``DLDataLoader.__getitem__``: the examples of a
 batch, their order, the shuffling between epochs and the labels are the stock
 loader's (its own ``on_epoch_end`` and item code run; in stereo mode the
 reader's own batch with its blank images for missing telescopes); only the

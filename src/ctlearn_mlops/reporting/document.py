@@ -13,6 +13,8 @@ from pathlib import Path
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from ..rundir import directory_mode
+
 __all__ = ["Report", "atomic_directory"]
 
 _CSS = """
@@ -144,6 +146,7 @@ def atomic_directory(final, overwrite=False):
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    os.chmod(tmp, directory_mode())  # mkdtemp's 0700 would hide the report from the group the runs are shared with
     try:
         yield tmp
         if final.exists():

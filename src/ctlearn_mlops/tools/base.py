@@ -22,7 +22,7 @@ def _with_typed_errors(phase):
         try:
             return phase(self, *args, **kwargs)
         except Exception as err:
-            typed = typed_error(err, self.output_location())
+            typed = typed_error(err, self.output_location(), self.runs_over_tasks())
             if typed is None:
                 raise
             raise typed from None
@@ -49,6 +49,10 @@ class ExitCodes:
     def output_location(self):
         """Where the tool writes (named in a no-space message), or None."""
         return None
+
+    def runs_over_tasks(self):
+        """True while the tool runs over several tasks (then a lost peer ends it as resumable)."""
+        return False
 
     def run(self, argv=None, raises=False):
         try:

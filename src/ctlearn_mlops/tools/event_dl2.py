@@ -43,7 +43,7 @@ _SHARED_READER_KEYS = ("allowed_tels", "allowed_tel_types", "focal_length_choice
 
 
 class CompleteDLDataLoader(DLDataLoader):
-    """Patched from ctlearn 0.10.2 ``DLDataLoader.__len__``: count the last incomplete batch.
+    """Patched from ctlearn 0.10.4 ``DLDataLoader.__len__``: count the last incomplete batch.
 
     The stock loader floors the number of batches, which is right for training
     and drops events in prediction.

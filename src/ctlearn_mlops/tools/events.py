@@ -14,6 +14,7 @@ from pathlib import Path as PathlibPath
 
 from ctapipe.core.traits import Bool, Int, List, Path, Unicode
 
+from .. import TASKS
 from ..exceptions import ConfigError, RunExistsError
 from ..io import dl2
 from ..io.dl1 import check_dl1_files
@@ -28,6 +29,10 @@ from .io_checks import check_writable
 __all__ = ["EventDL2Tool", "main"]
 
 _TASKS_OF_ROLE = {"type": ("type",), "energy": ("energy",), "geometry": ("skydirection", "cameradirection")}
+
+
+def _article(word):
+    return "an" if word[0] in "aeiou" else "a"
 
 
 class EventDL2Tool(MLOpsTool):
@@ -74,8 +79,12 @@ class EventDL2Tool(MLOpsTool):
         tasks = _TASKS_OF_ROLE[role]
         if "/" in text:
             task, name = text.split("/", 1)
+            if task not in TASKS and not candidate.exists():
+                raise ConfigError(f"{text}: no such run directory (a {role} run is a directory, a run name, "
+                                  f"'<task>/<name>' or 'latest')", key="--run")
             if task not in tasks:
-                raise ConfigError(f"{text}: a {role} run must be a {' or '.join(tasks)} run", key="--run")
+                raise ConfigError(f"{text}: {_article(role)} {role} run must be {_article(tasks[0])} "
+                                  f"{' or '.join(tasks)} run", key="--run")
             return resolve_run(name, self.models_root, task, None)
         if text == "latest":
             for task in tasks:
@@ -105,7 +114,7 @@ class EventDL2Tool(MLOpsTool):
                                   key="--run")
             run = load_run(self._resolve(role, text), key="--run")
             if run.role != role:
-                raise ConfigError(f"run {run.run_dir} is a {run.task} run: it cannot be the {role} run "
+                raise ConfigError(f"run {run.run_dir} is {_article(run.task)} {run.task} run: it cannot be the {role} run "
                                   f"(--run {run.role}={text})", key="--run")
             if any(o.role == run.role and o.stereo == run.stereo for o in self.predicted):
                 raise ConfigError(f"two {'stereo' if run.stereo else 'mono'} runs for {role}", key="--run")

@@ -1,6 +1,6 @@
 """Test a trained run: predict its config's test data and write the event DL2 file into the run directory.
 
-Targets ctlearn 0.10.2 ``PredictCTLearnModel`` (its batch size and options
+Targets ctlearn 0.10.4 ``PredictCTLearnModel`` (its batch size and options
 are kept); the output is the event DL2 file of ``io.dl2`` in ctapipe's data
 model, ``<run>/dl2/<name>.dl2.h5``, holding this run's reconstruction
 (``CTLearn``, per telescope and combined over the telescopes of each event,
@@ -9,13 +9,13 @@ or ``CTLearnStereo`` for a stereo run), the classical one of the same images
 the training images the report's baselines are fitted on.  Compared with the
 stock tools:
 
-* every event is predicted, the last incomplete batch included (the stock
-  mono tool writes 0.0 for that batch of a type model);
-* ``<prefix>_tel_prediction`` is the gamma-class probability (the stock tool
-  writes the proton probability: training labels gamma as class 1);
-* mono sky direction works (the stock mono tool ignores it), and both
-  direction tasks give alt/az in the AltAz frame;
-* exactly one subarray row per array event, none duplicated (upstream #266).
+* mono sky direction works (the stock mono tool has no sky-direction
+  branch);
+* the same file holds the classical reconstruction of the same images and
+  the combination over telescopes chosen by the run (intensity-weighted
+  mean of the log energies), next to the network's per-telescope values;
+* the stock mono tool gives the same per-telescope values from our model
+  (tests/tools/test_ctlearn_compat.py).
 
 ``scripts/predict_events.py`` writes the same file from several runs.
 """

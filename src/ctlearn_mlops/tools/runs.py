@@ -8,9 +8,6 @@ failed (stopped by an error, see events.jsonl).
 import csv
 import io
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from .. import TASKS
 from ..exceptions import ConfigError
 from ..output import refuse, show
 from ..rundir import CONFIG_FILE, LEGACY_MODEL_DIR, MODEL_DIR, TRAINING_LOG, read_run_info, resolve_run, run_directories
+from ..runlock import RunLock, stale_reason
 from .base import MLOpsTool
 
 __all__ = ["RunsTool", "resume_main", "run_state", "list_main"]
@@ -32,20 +30,10 @@ _KEY_SETTINGS = (
 )
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError, TypeError):
-        return False
-    return True
-
-
-def _slurm_job_active(job_id):
-    try:
-        result = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return result.returncode == 0 and result.stdout.strip() in {"RUNNING", "PENDING", "REQUEUED", "CONFIGURING", "COMPLETING"}
+def _in_use(run_dir):
+    """A living process holds the run's lock (``runlock``'s rule of who is alive: the one rule)."""
+    holder = RunLock(run_dir, "list").read()
+    return bool(holder) and stale_reason(holder) is None
 
 
 def run_state(run_dir):
@@ -54,11 +42,7 @@ def run_state(run_dir):
     if status == "finished":
         return "finished"
     if status == "running":
-        if info.get("host") == socket.gethostname() and _pid_alive(info.get("pid")):
-            return "running"
-        if info.get("slurm_job_id") and _slurm_job_active(info["slurm_job_id"]):
-            return "running"
-        return "resumable"
+        return "running" if _in_use(run_dir) else "resumable"
     if status == "interrupted":
         return "resumable"
     return "failed"

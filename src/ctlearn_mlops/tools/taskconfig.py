@@ -94,7 +94,7 @@ class TaskConfigTool(MLOpsTool):
         return set(TOOL_SECTIONS)
 
     def initialize(self, argv=None):
-        """Patched from ctapipe 0.23 ``Tool.initialize``: our own checked YAML loading.
+        """Patched from ctapipe 0.32 ``Tool.initialize``: our own checked YAML loading.
 
         Stock loading wraps every problem into "Couldn't read config file: ..."
         and accepts unknown sections silently.

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tables
 import tensorflow as tf
+import yaml
 from ctapipe.core import Tool
 from ctapipe.core.traits import Bool
 from ctlearn.core.loader import DLDataLoader
@@ -31,8 +32,6 @@ from ..checkpoints import BestWeights, save_model_atomically, save_weights_atomi
 from ..config import Project, check_model_accepts_task
 from ..distributed import WorkerShare, cluster_from_environment, fit_on_shares
 from ..exceptions import (
-    EXIT_CTRL_C,
-    EXIT_RESUMABLE,
     ConfigError,
     InputDataError,
     NoSpaceLeft,
@@ -81,6 +80,7 @@ from ..runlock import RunLock
 from ..showers import shower_reuse_of
 from ..split import split_by_shower
 from ..tracking import EventLog, ScalarRecorder
+from .event_dl2 import legacy_run_message
 from .io_checks import check_writable
 from .taskconfig import DataConfigTool
 
@@ -263,6 +263,11 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         info = read_run_info(self.run_dir)
         if info.get("status") == "finished":
             raise ConfigError(f"run {self.run_dir} is already finished", source=source, key="Project.run_name")
+        self._check_same_config(source)
+        if (self.run_dir / BACKUP_DIR / "chief").is_dir():
+            # Keras 2's BackupAndRestore of a run started before the move to Keras 3: it cannot go on here
+            raise InputDataError(legacy_run_message(self.run_dir).replace("was trained", "was started"),
+                                 source=source, key="Project.run_name")
         try:
             last = backup_epoch(self.run_dir / BACKUP_DIR)
             if last is not None:
@@ -286,6 +291,31 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
                 self.batch_size * self.cluster.n_workers)
         self._truncate_training_log(completed)
         self.log.info("resuming %s after %d finished epochs", self.run_dir, completed)
+
+    def _check_same_config(self, source):
+        """A resumed run goes on with its own config: another one is refused, naming what differs.
+
+        Only the number of epochs may change (to train longer, or to stop
+        sooner); the run's config.yaml then says the new number.
+        """
+        saved_path = self.run_dir / CONFIG_FILE
+        saved = flatten_config(yaml.safe_load(saved_path.read_text()) or {})
+        now_config = yaml.safe_load(yaml.safe_dump(self._resolved_config(self.run_dir.name)))
+        now = flatten_config(now_config)
+        epochs = "TrainCTLearnModel.n_epochs"
+        differing = sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key) and key != epochs)
+        if differing:
+            changes = "; ".join(f"{key}: {saved.get(key, '(not set)')} -> {now.get(key, '(not set)')}"
+                                for key in differing[:6])
+            raise ConfigError(
+                f"--resume with another config than the run's {saved_path} ({changes}): a run goes on with its own "
+                f"config (python scripts/rerun/resume.py --run {self.run_dir}); for other settings start a new run",
+                source=source, key=differing[0],
+            )
+        if saved.get(epochs) != now.get(epochs):
+            self.log.warning("resumed with %s = %s (was %s): %s says so from now on", epochs, now.get(epochs),
+                             saved.get(epochs), saved_path)
+            atomic_write_yaml(saved_path, now_config)
 
     def _setup_worker(self, source):
         """Setup of a task other than the chief: the chief's run, read only; its own files go to scratch."""
@@ -497,7 +527,7 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
             with fit_replaced(self._fit):
                 super().start()
         except BaseException as err:
-            typed = typed_error(err, self.run_dir)
+            typed = typed_error(err, self.run_dir, self.runs_over_tasks())
             if self.cluster.is_chief:
                 self._record_end(typed or err)
             if typed is None:
@@ -542,6 +572,10 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
 
     def output_location(self):
         return getattr(self, "run_dir", None)
+
+    def runs_over_tasks(self):
+        cluster = getattr(self, "cluster", None)
+        return cluster is not None and cluster.multi_worker
 
     def finish(self):
         if self.already_finished:
@@ -611,24 +645,25 @@ def _remove_if_empty(directories):
 
 
 def run_training(argv=None):
-    """Run `TrainTool` as a process; an interrupted run (stop signal, Ctrl-C) ends it without interpreter teardown.
+    """Run `TrainTool` as a process, which ends without interpreter teardown once the tool has ended.
 
-    TensorFlow 2.14 can deadlock when the multi-device iterator of an
-    interrupted ``fit`` is destroyed at interpreter shutdown while it still
-    waits for a batch from the Python loader: the destructor waits for that
-    call while holding the GIL the call needs.  Everything of the run is on
-    disk by then (records, provenance, log), so the process ends at once with
-    the resume exit code.
+    Teardown destroys what TensorFlow and h5py still hold, and that has
+    failed in ways that change the exit code: TensorFlow (seen with 2.14)
+    could deadlock destroying the multi-device iterator of an interrupted
+    epoch still waiting for a batch from the Python loader, and h5py can
+    crash in the destructor of a file whose write failed (a full disk).
+    Everything of the run is on disk by then (records, provenance, log), so
+    the process ends at once with the tool's exit code.
     """
     try:
         TrainTool().run(argv)
+        code = 0
     except SystemExit as stop:
-        if stop.code in (EXIT_RESUMABLE, EXIT_CTRL_C):
-            logging.shutdown()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(stop.code)
-        raise
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main():

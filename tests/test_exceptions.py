@@ -1,0 +1,21 @@
+"""What ``exceptions.typed_error`` makes of the errors a tool meets."""
+
+import errno
+
+from ctlearn_mlops.exceptions import EXIT_RESUMABLE, NoSpaceLeft, TaskLost, typed_error
+
+
+def test_a_lost_peer_is_a_lost_task_only_in_a_multi_worker_run():
+    # an MLflow server or any other socket of a one-task run says the same words: requeuing would not help
+    lost = RuntimeError("UNAVAILABLE: Connection reset by peer (from /job:worker/replica:0/task:1)")
+    assert typed_error(lost) is None
+    assert typed_error(lost, multi_worker=False) is None
+    task_lost = typed_error(lost, multi_worker=True)
+    assert isinstance(task_lost, TaskLost) and task_lost.exit_code == EXIT_RESUMABLE
+    assert "task 1" in str(task_lost)
+
+
+def test_no_space_left_names_the_file_system():
+    full = OSError(errno.ENOSPC, "No space left on device", "/data/runs/energy/x/best.weights.h5")
+    assert isinstance(typed_error(full), NoSpaceLeft)
+    assert "/data/runs/energy/x/best.weights.h5" in str(typed_error(full))
