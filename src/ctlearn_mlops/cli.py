@@ -12,6 +12,8 @@ made here, before the tool (and TensorFlow) is imported:
   reach: those lines are dropped while the tool's modules are imported;
 * the training programs catch SLURM's stop signals from the first moment: a
   batch system may warn while TensorFlow is still loading;
+* a program ends without interpreter teardown once its tool has ended
+  (``_end``);
 * astropy's MergeConflictWarning about the description of ``obs_id`` is not
   shown: ctapipe describes the column one way in its DL1 tables and another
   in its simulation tables, and every join of the two (once per file of a
@@ -66,9 +68,31 @@ def _start(module, function="main"):
     warnings.filterwarnings("ignore", message="Setting default_value=None and allow_none will result in misleading")
     with _startup_chatter_dropped():
         tool_module = importlib.import_module(f"ctlearn_mlops.tools.{module}")
-    result = getattr(tool_module, function)()
-    if isinstance(result, int):
-        sys.exit(result)
+    try:
+        result = getattr(tool_module, function)()
+        code = result if isinstance(result, int) else 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    _end(code)
+
+
+def _end(code):
+    """End the process with ``code`` once its tool has ended, without interpreter teardown.
+
+    Teardown destroys what TensorFlow, PyTables and h5py still hold, and that
+    has failed in ways that change the exit code or print tracebacks after
+    the tool's own last word: TensorFlow (seen with 2.14) could deadlock
+    destroying the iterator of an interrupted epoch; a PyTables file whose
+    write failed on a full disk stays registered and its close at exit
+    raises; h5py can crash in the destructor of such a file.  Everything the
+    tool writes is written and closed, or removed, by then.
+    """
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _training(module, function):

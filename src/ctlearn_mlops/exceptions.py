@@ -103,7 +103,22 @@ class NoSpaceLeft(Stop):
 
     def __init__(self, where=None):
         self.where = where
-        super().__init__(f"no space left on {where or 'the output file system'}")
+        mount = _mount_point(where) if where else None
+        on = f" (the file system mounted at {mount})" if mount and str(mount) != str(where) else ""
+        super().__init__(f"no space left on {where or 'the output file system'}{on}")
+
+
+def _mount_point(path):
+    """The mount point of the file system holding ``path`` (or its nearest existing parent), or None."""
+    import os
+    from pathlib import Path
+
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path if path.exists() else None
 
 
 class ResumableStop(Stop):
@@ -156,7 +171,9 @@ def typed_error(err, output=None, multi_worker=False):
         return None
     text = str(err)
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT) or _NO_SPACE.search(text):
-        where = getattr(err, "filename", None) or _path_in(text) or output
+        # a path in the text of a TensorFlow error may be a device name (/job:localhost/...): only real places
+        candidates = (getattr(err, "filename", None), _path_in(text), output)
+        where = next((c for c in candidates if c and _mount_point(c) is not None and ":" not in str(c)), output)
         return NoSpaceLeft(where)
     if multi_worker and _PEER_LOST.search(text):
         # TensorFlow names the task that failed as /job:worker/task:N (or .../replica:0/task:N)

@@ -330,9 +330,8 @@ def test_a_dead_loader_worker_ends_the_run_with_the_resume_code(task_config, tmp
     assert run(TrainTool(), ["--config", config, "--resume", "--epochs", "2"], cwd=tmp_path) == 0
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A nearly full file system: room for a run's first files, not for its checkpoints."""
+def _nearly_full_disk(tmp_path, free):
+    """A tmpfs of 4 MB with ``free`` bytes left, unmounted by the caller."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small file system needs root")
     mount = tmp_path / "small"
@@ -341,9 +340,44 @@ def small_disk(tmp_path):
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
     filler = mount / "filler"
-    filler.write_bytes(b"\0" * (shutil.disk_usage(mount).free - 160_000))
+    filler.write_bytes(b"\0" * (shutil.disk_usage(mount).free - free))
+    return mount
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A nearly full file system: room for a run's first files, not for its checkpoints."""
+    mount = _nearly_full_disk(tmp_path, 160_000)
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("fraction", [0.95, 0.6, 0.3])
+def test_an_event_file_on_a_full_disk_is_an_error_never_a_broken_file(fraction, trained_runs, tmp_path):
+    config, run_dir = trained_runs["energy"]
+    whole = tmp_path / "whole.dl2.h5"
+    argv = [sys.executable, REPO / "scripts" / "predict_events.py", "--run", f"energy={run_dir}", "--log-level", "WARN"]
+    assert subprocess.run([*argv, "--output", whole], cwd=tmp_path, capture_output=True).returncode == 0
+    mount = _nearly_full_disk(tmp_path, int(fraction * whole.stat().st_size))
+    try:
+        output = mount / "dl2" / "events.dl2.h5"
+        result = subprocess.run([*argv, "--output", output], cwd=tmp_path, capture_output=True, text=True)
+        assert "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert not [p for p in mount.rglob("*") if ".partial" in p.name]
+        if result.returncode == 0:  # it fitted: then it is whole
+            from ctapipe.io import read_table
+
+            from ctlearn_mlops.io.dl2 import check_written, read_telescope_events
+
+            assert output.exists() and "DL2 file:" in result.stdout
+            check_written(output, len(read_table(whole, "/dl1/event/subarray/trigger")))
+            assert len(read_telescope_events(output)) == len(read_telescope_events(whole))
+        else:
+            assert result.returncode == EXIT_FAILURE, result.stderr[-3000:]
+            assert f"no space left on {mount}" in result.stderr, result.stderr[-3000:]
+            assert "DL2 file:" not in result.stdout and not output.exists()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_ends_the_run_with_one_message_and_no_half_written_files(task_config, small_disk, tmp_path):

@@ -37,8 +37,13 @@ reports are fitted on them) and the file attribute ``CTLEARN_MLOPS_RUNS`` the
 runs behind each reconstruction.  Nothing here imports TensorFlow.
 """
 
+import contextlib
+import errno
 import json
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -55,6 +60,8 @@ __all__ = [
     "ROLE_OF_TASK",
     "RUNS_ATTRIBUTE",
     "STEREO_PREFIX",
+    "check_written",
+    "writing",
     "TRAINING_IMAGES_TABLE",
     "Reconstruction",
     "prefixes_in",
@@ -250,3 +257,58 @@ def read_subarray_events(path):
     events = _left_join(events, _shower_truth(path), ["obs_id", "event_id"])
     events = _left_join(events, _array_pointing(path), ["obs_id"])
     return QTable(events)
+
+
+#: free space under which an event file that cannot be read back whole is taken for a full disk
+_NEARLY_FULL = 64 * 2**20
+
+
+def _nearly_full(path):
+    return shutil.disk_usage(Path(path).parent).free < _NEARLY_FULL
+
+
+@contextlib.contextmanager
+def writing(path):
+    """While writing the HDF5 file ``path``: an HDF5 error on a nearly full file system is the full disk's.
+
+    HDF5 reports a write that did not fit as whatever failed next ("Problems
+    closing the Group", a bad node): raised here as ``OSError(ENOSPC)``
+    naming the directory, which the tools turn into one message.
+    """
+    try:
+        yield
+    except (tables.HDF5ExtError, tables.NoSuchNodeError, OSError, ValueError) as err:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT) or not _nearly_full(path):
+            raise
+        raise OSError(errno.ENOSPC, f"No space left on device while writing {path}", str(Path(path).parent)) from None
+
+
+def check_written(path, n_events):
+    """Read back the event DL2 file ``path`` just written: synced, every table readable to its last row, every
+    subarray DL2 table with ``n_events`` rows and the runs attribute (written last) there.
+
+    Raises OSError naming the file (ENOSPC when its file system is nearly full: HDF5 may report a write that
+    did not fit only as a file it cannot read back).
+    """
+    path = Path(path)
+    problem = None
+    try:
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+        with tables.open_file(str(path), mode="r") as h5:
+            if RUNS_ATTRIBUTE not in h5.root._v_attrs._f_list():
+                problem = "its last attribute is missing"
+            for node in h5.walk_nodes("/", classname="Table"):
+                if node.nrows:
+                    node.read(node.nrows - 1, node.nrows)
+                if problem is None and node._v_pathname.startswith("/dl2/event/subarray/") and node.nrows != n_events:
+                    problem = f"{node._v_pathname} has {node.nrows} rows, not {n_events}"
+    except (OSError, tables.HDF5ExtError, tables.NoSuchNodeError, ValueError) as err:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        problem = f"it cannot be read back ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+    if problem is None:
+        return
+    if _nearly_full(path):
+        raise OSError(errno.ENOSPC, f"No space left on device: {path} is incomplete ({problem})", str(path.parent))
+    raise OSError(errno.EIO, f"{path} is incomplete after writing: {problem}")

@@ -3,6 +3,7 @@
 import functools
 import os
 import sys
+from pathlib import Path
 
 from ctapipe.core import Provenance, Tool
 from traitlets import default
@@ -102,3 +103,27 @@ class MLOpsTool(RenamedOptions, ExitCodes, Tool):
     @default("provenance_log")
     def _provenance_log_default(self):
         return os.devnull
+
+    def write_provenance(self):
+        """ctapipe's provenance log (``Tool.write_provenance``), for a run that ended well only, never half-written.
+
+        A failed or refused run wrote no output: a log beside it would stand
+        beside nothing (the run's own log says what happened).  The log is
+        written whole or not at all; a log that cannot be written (a full
+        disk) is said in one line.
+        """
+        from ..rundir import atomic_write_text
+
+        activities = Provenance().finished_activities
+        if not activities or activities[-1].provenance.get("status") != "completed":
+            return
+        path = Path(self.provenance_log)
+        if str(path) == os.devnull:
+            return
+        try:
+            earlier = path.read_text() if path.exists() else ""
+            atomic_write_text(path, earlier + Provenance().as_json(indent=3))
+        except OSError as err:
+            typed = typed_error(err, path.parent)
+            self.log.error("the provenance log %s could not be written: %s", path, typed or err)
+            raise SystemExit(typed.exit_code if typed is not None else 1) from None

@@ -265,22 +265,24 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
             predictions[(run.role, run.stereo)] = (run, *_predict(run, files, fast, batch_size, log))
             progress.update(note=f"{run.task} predicted")
         training = training_images(runs, log)
-        _merge_inputs(files, partial)
-        subarray = _subarray(partial)
-        events = read_table(partial, dl2.TRIGGER_TABLE)[["obs_id", "event_id", "tels_with_trigger"]]
-        if len(np.unique(np.stack([events["obs_id"], events["event_id"]], axis=1), axis=0)) != len(events):
-            raise InputDataError("two input files hold the same array events (obs_id, event_id)", key="--input")
-        images = dl2.read_telescope_events(partial)
-        selected = _selected_telescopes(runs[0], images) & _quality_mask(runs[0], images)
-        progress.update(note="inputs merged")
-        written = _write_reconstructions(partial, predictions, roles, images, selected, training, events, subarray,
-                                         weights, log)
-        progress.update(note="classical reconstruction")
-        if training is not None:
-            write_table(Table(training), partial, dl2.TRAINING_IMAGES_TABLE, overwrite=True)
-        with tables.open_file(partial, mode="r+") as h5:
-            h5.root._v_attrs[dl2.RUNS_ATTRIBUTE] = json.dumps(
-                {f"{run.role}/{run.prefix}": run.describe() for run in runs})
+        with dl2.writing(partial):
+            _merge_inputs(files, partial)
+            subarray = _subarray(partial)
+            events = read_table(partial, dl2.TRIGGER_TABLE)[["obs_id", "event_id", "tels_with_trigger"]]
+            if len(np.unique(np.stack([events["obs_id"], events["event_id"]], axis=1), axis=0)) != len(events):
+                raise InputDataError("two input files hold the same array events (obs_id, event_id)", key="--input")
+            images = dl2.read_telescope_events(partial)
+            selected = _selected_telescopes(runs[0], images) & _quality_mask(runs[0], images)
+            progress.update(note="inputs merged")
+            written = _write_reconstructions(partial, predictions, roles, images, selected, training, events, subarray,
+                                             weights, log)
+            progress.update(note="classical reconstruction")
+            if training is not None:
+                write_table(Table(training), partial, dl2.TRAINING_IMAGES_TABLE, overwrite=True)
+            with tables.open_file(partial, mode="r+") as h5:
+                h5.root._v_attrs[dl2.RUNS_ATTRIBUTE] = json.dumps(
+                    {f"{run.role}/{run.prefix}": run.describe() for run in runs})
+            dl2.check_written(partial, len(events))
         os.replace(partial, output)
         progress.update(note="written")
     finally:

@@ -8,11 +8,9 @@ validation split, seeding, provenance and config checks.
 
 import contextlib
 import hashlib
-import logging
 import os
 import shutil
 import socket
-import sys
 from pathlib import Path
 
 import keras
@@ -645,25 +643,8 @@ def _remove_if_empty(directories):
 
 
 def run_training(argv=None):
-    """Run `TrainTool` as a process, which ends without interpreter teardown once the tool has ended.
-
-    Teardown destroys what TensorFlow and h5py still hold, and that has
-    failed in ways that change the exit code: TensorFlow (seen with 2.14)
-    could deadlock destroying the multi-device iterator of an interrupted
-    epoch still waiting for a batch from the Python loader, and h5py can
-    crash in the destructor of a file whose write failed (a full disk).
-    Everything of the run is on disk by then (records, provenance, log), so
-    the process ends at once with the tool's exit code.
-    """
-    try:
-        TrainTool().run(argv)
-        code = 0
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    """Run `TrainTool` (scripts/train_model.py, scripts/rerun/resume.py)."""
+    TrainTool().run(argv)
 
 
 def main():
