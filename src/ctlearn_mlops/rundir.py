@@ -30,6 +30,7 @@ __all__ = [
     "set_aside_for_overwrite",
     "CONFIG_FILE",
     "LEGACY_MODEL_DIR",
+    "give_back_replaced",
     "MODEL_DIR",
     "PROVENANCE_FILE",
     "RUN_FILE",
@@ -186,6 +187,16 @@ def restore_replaced(run_dir):
         return None
     os.replace(aside[-1], run_dir)
     return aside[-1]
+
+
+def give_back_replaced(run_dir, replaced):
+    """A replacement that failed: it moves to ``<name>.failed-<time>`` and the run it replaced is back under
+    its name.  Returns where the failed run went."""
+    run_dir = Path(run_dir)
+    failed = run_dir.with_name(f"{run_dir.name}.failed-{datetime.datetime.now():%Y%m%dT%H%M%S%f}")
+    os.replace(run_dir, failed)
+    os.replace(replaced, run_dir)
+    return failed
 
 
 def resolve_run(run, output_root, task, source) -> Path:

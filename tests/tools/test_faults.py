@@ -82,6 +82,21 @@ def test_an_overwrite_keeps_the_old_run_aside_until_the_new_one_finishes(finishe
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
 
 
+def test_an_overwrite_that_fails_while_training_gives_the_old_run_back(finished_run, tmp_path, capfd):
+    config, run_dir, before = finished_run
+    # a learning rate that makes the loss infinite in the first batches: the new run fails after its checks
+    diverging = "TrainCTLearnModel.optimizer={name: Adam, base_learning_rate: 1.0e+30, adam_epsilon: 1.0e-8}"
+    for _attempt in range(2):
+        capfd.readouterr()
+        assert run(TrainTool(), ["--config", config, "--run-name", "keep", "--overwrite", "--set", diverging],
+                   cwd=tmp_path) != 0
+        assert "the new run failed" in capfd.readouterr().err
+        assert _snapshot(run_dir) == before
+        assert not list(run_dir.parent.glob(".keep.replaced-*"))
+    failed = sorted(run_dir.parent.glob("keep.failed-*"))
+    assert failed and json.loads((failed[-1] / "run.json").read_text())["status"] == "failed"
+
+
 def test_an_overwrite_killed_before_its_run_started_gets_the_old_run_back(finished_run, tmp_path, capfd):
     config, run_dir, before = finished_run
     # what a kill between setting the old run aside and creating the new one leaves behind

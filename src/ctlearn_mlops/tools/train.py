@@ -66,6 +66,7 @@ from ..rundir import (
     check_run_name,
     collect_provenance,
     default_run_name,
+    give_back_replaced,
     read_run_info,
     remove_temporaries,
     replaced_runs,
@@ -528,6 +529,11 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
             typed = typed_error(err, self.run_dir, self.runs_over_tasks())
             if self.cluster.is_chief:
                 self._record_end(typed or err)
+                if self.replaced is not None and not isinstance(typed or err, (ResumableStop, KeyboardInterrupt)):
+                    # a replacement that failed: the run it was to replace is back under its name
+                    failed = give_back_replaced(self.run_dir, self.replaced)
+                    self.log.warning("--overwrite: the new run failed and is kept as %s; %s is the old run again",
+                                     failed.name, self.run_dir)
             if typed is None:
                 raise
             raise typed from None
