@@ -30,7 +30,7 @@ from pathlib import Path
 from .exceptions import RunLockedError
 from .rundir import utc_now
 
-__all__ = ["RunLock", "lock_path"]
+__all__ = ["RunLock", "lock_path", "stale_reason"]
 
 log = logging.getLogger(__name__)
 

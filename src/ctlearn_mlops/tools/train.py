@@ -86,6 +86,9 @@ from .taskconfig import DataConfigTool
 __all__ = ["TrainTool", "main"]
 
 _OWNED = "is set from the Project section ({}); set that instead"
+#: settings a resumed run may change: where its runs live (the run is found by its path), how images are read
+#: (same batches, bit for bit), tracking
+_FREE_ON_RESUME = ("Project.output_root", "FastLoader.", "ExampleIndex.", "MLflowTracking.")
 FINAL_WEIGHTS_FILE = "final.weights.h5"
 
 
@@ -156,6 +159,7 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         self.output_dir = self.run_dir
         self.dl1dh_reader_type = reader_type_for(self.dl1dh_reader_type)
         self.resume_state = None
+        self.resumed_config = None  # a resume's config with another number of epochs, written once setup passed
         self.already_finished = False
         self.replaced = None
         check_model_accepts_task(self.model_type, project.task, self.config.get(self.model_type, {}), source)
@@ -217,6 +221,8 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         tf.config.experimental.enable_op_determinism()
 
         self.tracked = None
+        if self.resumed_config is not None:
+            atomic_write_yaml(self.run_dir / CONFIG_FILE, self.resumed_config)
         if not self.resume:
             resolved = self._resolved_config(run_name)
             tracking = MLflowTracking(parent=self)
@@ -262,11 +268,11 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         info = read_run_info(self.run_dir)
         if info.get("status") == "finished":
             raise ConfigError(f"run {self.run_dir} is already finished", source=source, key="Project.run_name")
-        self._check_same_config(source)
         if (self.run_dir / BACKUP_DIR / "chief").is_dir():
             # Keras 2's BackupAndRestore of a run started before the move to Keras 3: it cannot go on here
             raise InputDataError(legacy_run_message(self.run_dir).replace("was trained", "was started"),
                                  source=source, key="Project.run_name")
+        self._check_same_config(source)
         try:
             last = backup_epoch(self.run_dir / BACKUP_DIR)
             if last is not None:
@@ -298,11 +304,15 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         sooner); the run's config.yaml then says the new number.
         """
         saved_path = self.run_dir / CONFIG_FILE
+        if not saved_path.is_file():
+            raise InputDataError(f"cannot resume: {saved_path} is missing (train it again with --overwrite)",
+                                 source=source, key="Project.run_name")
         saved = flatten_config(yaml.safe_load(saved_path.read_text()) or {})
         now_config = yaml.safe_load(yaml.safe_dump(self._resolved_config(self.run_dir.name)))
         now = flatten_config(now_config)
         epochs = "TrainCTLearnModel.n_epochs"
-        differing = sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key) and key != epochs)
+        differing = sorted(key for key in set(saved) | set(now)
+                           if saved.get(key) != now.get(key) and key != epochs and not key.startswith(_FREE_ON_RESUME))
         if differing:
             changes = "; ".join(f"{key}: {saved.get(key, '(not set)')} -> {now.get(key, '(not set)')}"
                                 for key in differing[:6])
@@ -311,10 +321,11 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
                 f"config (python scripts/rerun/resume.py --run {self.run_dir}); for other settings start a new run",
                 source=source, key=differing[0],
             )
-        if saved.get(epochs) != now.get(epochs):
+        # written once the resume has passed every check (setup)
+        self.resumed_config = now_config if saved.get(epochs) != now.get(epochs) else None
+        if self.resumed_config is not None:
             self.log.warning("resumed with %s = %s (was %s): %s says so from now on", epochs, now.get(epochs),
                              saved.get(epochs), saved_path)
-            atomic_write_yaml(saved_path, now_config)
 
     def _setup_worker(self, source):
         """Setup of a task other than the chief: the chief's run, read only; its own files go to scratch."""
