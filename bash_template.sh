@@ -145,10 +145,12 @@ after() {
   return 0
 }
 
-# one task: the training process itself; several: srun starts one per task (-K: one failing ends the step)
+# one task: the training process itself; several: srun starts one per task; a task that dies is noticed by the
+# others through the coordination service's heartbeat, which end with a message naming it (srun's -K would kill them
+# first, without a word)
 launcher=()
 if [ "${SLURM_NTASKS:-1}" -gt 1 ]; then
-  launcher=(srun --kill-on-bad-exit=1 --ntasks="$SLURM_NTASKS")
+  launcher=(srun --kill-on-bad-exit=0 --ntasks="$SLURM_NTASKS")
   echo "$(date -Is) training over ${SLURM_NTASKS} tasks (${SLURM_JOB_NUM_NODES:-1} nodes)"
 fi
 # a requeued job starts here again: training resumes (or is skipped when finished)

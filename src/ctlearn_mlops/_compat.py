@@ -319,6 +319,10 @@ def set_example_table(reader, examples, simulation_info=None):
         reader.example_identifiers = examples
         reader.example_identifiers_grouped = examples.group_by(["obs_id", "event_id"])
         reader.unique_example_identifiers = unique(examples, keys=["obs_id", "event_id"])
+        # 0.14.9 keeps only the event's columns in the table of array events
+        reader.unique_example_identifiers.remove_columns(
+            [c for c in ("table_index", "tel_type_id", "tel_id", "hillas_intensity")
+             if c in reader.unique_example_identifiers.colnames])
         counted = reader.unique_example_identifiers
     else:
         examples.add_index("index")

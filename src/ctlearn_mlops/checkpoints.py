@@ -49,7 +49,11 @@ def _saved_atomically(save, path):
         written = Path(local) / path.name
         save(str(written))
         try:
-            shutil.copyfile(written, partial)
+            try:
+                shutil.copyfile(written, partial)
+            except OSError as err:
+                # shutil names the source in a failed copy: the place without room is the destination
+                raise OSError(err.errno, err.strerror, str(partial)) from None
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)

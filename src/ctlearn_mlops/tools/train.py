@@ -445,11 +445,11 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         # read back by all
         restore = backup_file(self.run_dir / BACKUP_DIR, self.resume_state["epoch"]) if self.resume_state else None
         backup = EpochBackup(self.run_dir / BACKUP_DIR if chief else Path(cluster.scratch()) / BACKUP_DIR, restore)
-        self.callbacks.append(StopOnNonFiniteLoss())
+        # the shares learn that the epoch has ended before the state saver asks them for its order
+        self.callbacks += [StopOnNonFiniteLoss(), SharesFollowEpochs(list(self.shares.values()))]
         if chief:
             self.callbacks += [EpochProgress(self.log, self.n_epochs), ScalarRecorder(self.run_dir, self.events),
                                StateSaver(self.run_dir, loaders, stateful)]
-        self.callbacks.append(SharesFollowEpochs(list(self.shares.values())))
         self.callbacks += [backup, SyncStop(cluster) if cluster.multi_worker else GracefulStop(),
                            StateRestorer(self.resume_state, stateful)]
         if self.tracked is not None:
