@@ -172,8 +172,9 @@ def test_two_tasks_train_one_run_whose_curve_is_the_one_task_curve(slurm, toy_da
 
 
 def test_two_task_job_is_requeued_at_the_time_limit_and_resumes(slurm, toy_data, tmp_path):
-    # more than a one-minute window holds after start-up, so at least one stop and one resume
-    n_epochs = _epochs_lasting(60, toy_data, tmp_path)
+    # epochs of one task lasting 40 s take two tasks on these cores longer than the window left after start-up
+    # (the warning comes 20 s after the start): at least one stop and one resume
+    n_epochs = _epochs_lasting(40, toy_data, tmp_path)
     config = _config(toy_data, tmp_path, "energy", TrainCTLearnModel={"n_epochs": n_epochs, "batch_size": 8},
                      FastLoader={"enabled": True, "workers": 0})
     log = tmp_path / "mw-limit-%j.out"
