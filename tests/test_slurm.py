@@ -91,12 +91,13 @@ def _epochs_lasting(seconds, toy_data, tmp_path):
 
 def test_time_limited_job_is_interrupted_requeued_resumed_and_finishes(slurm, toy_data, tmp_path):
     # a one-minute limit with more epochs than fit in it, whatever this machine's speed; SLURM checks for
-    # due warning signals only about once a minute, so some windows end before training has started
+    # due warning signals only about once a minute, so some windows end before training has started; after a
+    # warning, a step starts only with 40 s left (testing alone takes ~25 s here)
     n_epochs = _epochs_lasting(70, toy_data, tmp_path)
     config = _config(toy_data, tmp_path, "energy", TrainCTLearnModel={"n_epochs": n_epochs})
     log = tmp_path / "slurm-%j.out"
     job = sbatch("--time=1", "--signal=B:USR1@30", f"--output={log}", "--cpus-per-task=2", "bash_template.sh", config,
-                 env={"RUN_NAME": "limited", "MAX_RESTARTS": "40", "STEP_RESERVE": "25"})
+                 env={"RUN_NAME": "limited", "MAX_RESTARTS": "40", "STEP_RESERVE": "40"})
     wait_for([job], timeout=1800)
     output = Path(str(log).replace("%j", job)).read_text()
     run_dir = tmp_path / "models" / "energy" / "limited"
@@ -179,7 +180,7 @@ def test_two_task_job_is_requeued_at_the_time_limit_and_resumes(slurm, toy_data,
                      FastLoader={"enabled": True, "workers": 0})
     log = tmp_path / "mw-limit-%j.out"
     job = sbatch("--ntasks=2", "--cpus-per-task=1", "--time=1", "--signal=B:USR1@40", f"--output={log}",
-                 "bash_template.sh", config, env={"RUN_NAME": "two-limited", "MAX_RESTARTS": "40", "STEP_RESERVE": "25"})
+                 "bash_template.sh", config, env={"RUN_NAME": "two-limited", "MAX_RESTARTS": "40", "STEP_RESERVE": "40"})
     wait_for([job], timeout=1800)
     output = Path(str(log).replace("%j", job)).read_text()
     run_dir = tmp_path / "models" / "energy" / "two-limited"
