@@ -179,6 +179,7 @@ class WorkerShare:
         # pass number -> the examples' order of that pass: from the last finished one to those read ahead
         self.orders = {}
         self.started = 0
+        self.stopping = False  # set when training ends: the stream ends at the next batch
         self.finished = 0
         self.reader_loader.indices = self._rows(list(loader.indices))
 
@@ -239,6 +240,8 @@ class WorkerShare:
                 self.reader_loader.close()  # what it read ahead was for the previous order
             self.reader_loader.indices = self._rows(order)
             for i in range(len(self)):
+                if self.stopping:
+                    return
                 yield self._weighted(self.reader_loader[i])
             if not self.repeat:
                 return
@@ -272,6 +275,26 @@ def per_task_dataset(strategy, share):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return strategy.experimental_distribute_dataset(dataset().with_options(options)), len(share)
+
+
+def _exhausted(iterator):
+    """Pull from a dataset iterator until its end.
+
+    The input pipeline may be inside a call of the Python generator when its
+    iterator is destroyed; the destructor then waits for that call, which
+    waits for the interpreter lock the destructor holds (seen as a training
+    process that hangs after its last epoch).  An iterator pulled to its end
+    has no call in flight.
+    """
+    import tensorflow as tf
+
+    try:
+        while True:
+            next(iterator)
+    except (StopIteration, tf.errors.OutOfRangeError):
+        pass
+    except Exception:  # noqa: BLE001 - the error of the stream was met and handled where it was raised
+        pass
 
 
 def _local(value):
@@ -342,26 +365,42 @@ def fit_on_shares(strategy, model, shares, epochs, initial_epoch=0, callbacks=()
     callbacks.on_train_begin()
     training_batches = iter(training)
     logs = {}
+    try:
+        _epochs(strategy, model, callbacks, train_step, test_step, training_batches, validation, steps,
+                validation_steps, initial_epoch, epochs, logs)
+    finally:
+        for share in shares.values():
+            share.stopping = True
+        _exhausted(training_batches)
+    callbacks.on_train_end(logs)
+    return model.history
+
+
+def _epochs(strategy, model, callbacks, train_step, test_step, training_batches, validation, steps, validation_steps,
+            initial_epoch, epochs, logs):
+    """The epochs of ``fit_on_shares``; ``logs`` gets the last batch's."""
     for epoch in range(initial_epoch, epochs):
         model.reset_metrics()
         callbacks.on_epoch_begin(epoch)
         for step in range(steps):
             callbacks.on_train_batch_begin(step)
-            logs = _floats(_local(train_step(training_batches)))
+            logs.clear()
+            logs.update(_floats(_local(train_step(training_batches))))
             callbacks.on_train_batch_end(step, logs)
         epoch_logs = _metrics_of_all_tasks(strategy, model)
         model.reset_metrics()
         callbacks.on_test_begin()
         validation_batches = iter(validation)
-        for step in range(validation_steps):
-            callbacks.on_test_batch_begin(step)
-            test_step(validation_batches)
-            callbacks.on_test_batch_end(step)
+        try:
+            for step in range(validation_steps):
+                callbacks.on_test_batch_begin(step)
+                test_step(validation_batches)
+                callbacks.on_test_batch_end(step)
+        finally:
+            _exhausted(validation_batches)
         validation_logs = _metrics_of_all_tasks(strategy, model)
         callbacks.on_test_end(validation_logs)
         epoch_logs.update({f"val_{name}": value for name, value in validation_logs.items()})
         callbacks.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
             break
-    callbacks.on_train_end(logs)
-    return model.history

@@ -277,7 +277,8 @@ def writing(path):
     """
     try:
         yield
-    except (tables.HDF5ExtError, OSError) as err:
+    except (tables.HDF5ExtError, tables.NoSuchNodeError, OSError) as err:
+        # (a merge that ran out of room can leave a file without the tables it was to copy)
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT) or not _nearly_full(path):
             raise
         raise OSError(errno.ENOSPC, f"No space left on device while writing {path}", str(Path(path).parent)) from None
