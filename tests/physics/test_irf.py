@@ -391,3 +391,16 @@ def test_diffuse_gammas_and_narrow_protons_are_refused(toy):
         compute_irfs(gammas, protons, diffuse, proton_info)
     with pytest.raises(ValueError, match="background ring"):
         compute_irfs(gammas, protons, gamma_info, diffuse)
+
+
+def test_protons_from_a_cone_narrower_than_a_background_bin_give_one_offset_bin(toy):
+    gammas, protons, gamma_info, proton_info = toy
+    narrow = sim_info(dict(n_showers=proton_info.n_showers, energy_min=proton_info.energy_min.to_value(u.TeV),
+                           energy_max=proton_info.energy_max.to_value(u.TeV),
+                           max_impact=proton_info.max_impact.to_value(u.m), spectral_index=proton_info.spectral_index,
+                           viewcone_min=0, viewcone_max=0.4))
+    # (before: the offset axis was the single edge 0 deg, and pyirf's background_2d failed)
+    narrowed = compute_irfs(gammas, protons, gamma_info, narrow, IRFOptions(fov_offset_max=0.3 * u.deg))
+    assert u.allclose(narrowed.bins["background_fov_offset"], [0, 0.4] * u.deg)
+    assert narrowed.background.shape == (len(narrowed.bins["reco_energy"]) - 1, 1)
+    assert np.any(narrowed.background > 0)

@@ -1,6 +1,7 @@
 """compute_irf.py end to end on the toy IRF sample, and the event files it refuses."""
 
 import json
+import re
 import shutil
 
 import astropy.units as u
@@ -9,6 +10,7 @@ import pytest
 import tables
 from astropy.io import fits
 from astropy.table import Table
+from ctapipe.io import read_table
 
 from ctlearn_mlops.tools.events import EventDL2Tool
 from ctlearn_mlops.tools.irf import IRFTool
@@ -83,10 +85,80 @@ def _without(source, node, tmp_path):
     return target
 
 
+def _renumbered(source, target, obs_ids):
+    """A copy of a ctapipe file with its obs_ids renumbered ({old: new}) in every table."""
+    shutil.copy(source, target)
+    with tables.open_file(target, "a") as h5:
+        for node in h5.walk_nodes("/", classname="Table"):
+            if "obs_id" in node.colnames and node.nrows:
+                column = node.col("obs_id")
+                node.modify_column(column=np.array([obs_ids.get(int(i), int(i)) for i in column], column.dtype),
+                                   colname="obs_id")
+    return target
+
+
+@pytest.fixture(scope="module")
+def particle_files(trained_runs, irf_sample, tmp_path_factory):
+    """Event files of the gammas and of the protons, as a real production numbers them: the same obs_ids."""
+    out = tmp_path_factory.mktemp("particles")
+    gamma_dl1 = sorted(irf_sample.glob("gamma_*.dl1.h5"))
+    gamma_ids = sorted({int(i) for path in gamma_dl1 for i in read_table(path, "/configuration/simulation/run")["obs_id"]})
+    proton_dl1 = [_renumbered(path, out / path.name, {int(read_table(path, "/configuration/simulation/run")["obs_id"][0]):
+                                                      gamma_ids[0]} if k == 0 else {})
+                  for k, path in enumerate(sorted(irf_sample.glob("proton_*.dl1.h5")))]
+    thrown = {name: sum(int(row["n_showers"]) * int(row["shower_reuse"]) for path in files
+                        for row in read_table(path, "/configuration/simulation/run"))
+              for name, files in (("gamma", gamma_dl1), ("proton", proton_dl1))}
+    return (_events(trained_runs, gamma_dl1, out / "gammas.dl2.h5"),
+            _events(trained_runs, proton_dl1, out / "protons.dl2.h5"), proton_dl1, thrown)
+
+
+def _thrown(irf_dir, particle):
+    """The thrown showers compute_irf.py took for a particle (from metrics.json)."""
+    metrics = json.loads((irf_dir / "metrics.json").read_text())
+    return int(re.search(r"n_showers=(\d+)", metrics["simulation"][particle]).group(1))
+
+
+def test_separate_particle_files_sharing_obs_ids(trained_runs, particle_files, irf_sample, tmp_path, capfd):
+    gammas, protons, proton_dl1, thrown = particle_files
+    # one event file of both: refused before any prediction, naming both files and the way out
+    capfd.readouterr()
+    inputs = [*sorted(irf_sample.glob("gamma_*.dl1.h5")), proton_dl1[0]]
+    argv = [arg for path in inputs for arg in ("--input", path)] + ["--output", tmp_path / "both.dl2.h5"]
+    argv += ["--run", f"type={trained_runs['type'][1]}"]
+    assert run(EventDL2Tool(), argv, cwd=tmp_path) == 2
+    err = capfd.readouterr().err
+    assert "both hold obs_id" in err and str(proton_dl1[0]) in err and "one per particle" in err, err[-2000:]
+    assert not list(tmp_path.glob("*both*")) and not list(tmp_path.glob(".*both*"))
+    # the two files together: each particle's runs from its own file, every run counted once
+    reports = tmp_path / "reports"
+    argv = ["--input", gammas, "--input", protons, "--name", "shared", "--reports-root", reports]
+    assert run(IRFTool(), argv, cwd=tmp_path) == 0
+    assert _thrown(reports / "irf" / "shared", "gamma") == thrown["gamma"]
+    assert _thrown(reports / "irf" / "shared", "proton") == thrown["proton"]
+    # a proton run none of whose showers triggered still threw its showers
+    quiet = tmp_path / "protons_quiet.dl2.h5"
+    shutil.copy(protons, quiet)
+    with tables.open_file(quiet, "a") as h5:
+        table = h5.get_node("/configuration/simulation/run")
+        row = table.read(0, 1)
+        row["obs_id"] = 99999
+        table.append(row)
+    argv = ["--input", gammas, "--input", quiet, "--name", "quiet", "--reports-root", reports]
+    assert run(IRFTool(), argv, cwd=tmp_path) == 0
+    assert _thrown(reports / "irf" / "quiet", "proton") == thrown["proton"] + int(row["n_showers"][0]) * int(
+        row["shower_reuse"][0])
+    # the same file twice would count its showers twice
+    argv = ["--input", gammas, "--input", protons, "--input", protons, "--name", "twice", "--reports-root", reports]
+    assert run(IRFTool(), argv, cwd=tmp_path) == 2
+    assert "given twice" in capfd.readouterr().err
+
+
 @pytest.mark.parametrize("case", ["no protons", "no simulation table", "no CNN direction"])
-def test_event_files_without_what_irfs_need_are_refused(case, trained_runs, irf_sample, event_file, tmp_path, capfd):
+def test_event_files_without_what_irfs_need_are_refused(case, trained_runs, particle_files, event_file, tmp_path,
+                                                        capfd):
     if case == "no protons":
-        path = _events(trained_runs, sorted(irf_sample.glob("gamma_*.dl1.h5")), tmp_path / "gammas.dl2.h5")
+        path = particle_files[0]
         expected = "no protons in"
     elif case == "no simulation table":
         path = _without(event_file, "/configuration/simulation/run", tmp_path)
@@ -101,9 +173,3 @@ def test_event_files_without_what_irfs_need_are_refused(case, trained_runs, irf_
     assert expected in err and str(path) in err, err[-2000:]
     assert "Traceback" not in err
     assert not reports.exists()
-    if case == "no protons":
-        # with a file of protons next to it, the gammas are welcome: the inputs count together
-        protons = _events(trained_runs, sorted(irf_sample.glob("proton_*.dl1.h5")), tmp_path / "protons.dl2.h5")
-        argv = ["--input", path, "--input", protons, "--name", "together", "--reports-root", reports]
-        assert run(IRFTool(), argv, cwd=tmp_path) == 0
-        assert (reports / "irf" / "together" / "sensitivity.csv").exists()

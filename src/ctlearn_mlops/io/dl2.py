@@ -65,8 +65,11 @@ __all__ = [
     "TRAINING_IMAGES_TABLE",
     "Reconstruction",
     "prefixes_in",
+    "RUN_PARTICLE_TABLE",
+    "observation_ids",
     "read_runs",
     "read_simulation_runs",
+    "simulation_run_particles",
     "read_subarray_events",
     "read_telescope_events",
     "read_training_images",
@@ -88,12 +91,15 @@ KIND_OF_ROLE = {"type": "particle_type", "energy": "energy", "geometry": "geomet
 LEGACY_KIND_OF_ROLE = {"type": "classification"}
 
 TRAINING_IMAGES_TABLE = "/ctlearn_mlops/training_images"
+#: the primary thrown in each simulation run, as predict_events.py found it in its inputs (obs_id, particle_id)
+RUN_PARTICLE_TABLE = "/ctlearn_mlops/simulation_run_particle"
 RUNS_ATTRIBUTE = "CTLEARN_MLOPS_RUNS"
 
 TRIGGER_TABLE = "/dl1/event/subarray/trigger"
 TELESCOPE_TRIGGER_TABLE = "/dl1/event/telescope/trigger"
 SHOWER_TABLE = "/simulation/event/subarray/shower"
 SIMULATION_RUN_TABLE = "/configuration/simulation/run"
+OBSERVATION_BLOCK_TABLE = "/configuration/observation/observation_block"
 PARAMETERS_GROUP = "/dl1/event/telescope/parameters"
 POINTING_GROUP = "/configuration/telescope/pointing"
 
@@ -158,6 +164,49 @@ def read_simulation_runs(path):
         if SIMULATION_RUN_TABLE not in h5:
             return None
     return read_table(path, SIMULATION_RUN_TABLE)
+
+
+def observation_ids(path):
+    """The obs_ids of a file: its observation blocks and simulation runs (what ctapipe's merger keys files by)."""
+    found = set()
+    with tables.open_file(str(path), mode="r") as h5:
+        for table in (OBSERVATION_BLOCK_TABLE, SIMULATION_RUN_TABLE):
+            if table in h5:
+                found.update(int(i) for i in h5.get_node(table).col("obs_id"))
+    return found
+
+
+def simulation_run_particles(path):
+    """The primary thrown in each simulation run of a file: ({obs_id: particle id}, [obs_ids of unknown primary]).
+
+    ctapipe's simulation configuration does not say which particle a run
+    threw.  It is taken from, in this order: the table predict_events.py
+    records from its inputs (``RUN_PARTICLE_TABLE``); the file's simulated
+    showers when they are all of one particle (a file of one particle: every
+    run of it, also a run none of whose showers triggered); the simulated
+    showers of each run.  A run without showers in a file of several
+    particles stays unknown.
+    """
+    runs = read_simulation_runs(path)
+    obs_ids = [] if runs is None else [int(i) for i in runs["obs_id"]]
+    particles = {}
+    with tables.open_file(str(path), mode="r") as h5:
+        if RUN_PARTICLE_TABLE in h5:
+            recorded = h5.get_node(RUN_PARTICLE_TABLE).read()
+            particles.update(zip(recorded["obs_id"].tolist(), recorded["particle_id"].tolist()))
+        showers = h5.get_node(SHOWER_TABLE).read() if SHOWER_TABLE in h5 else None
+    if showers is not None and len(showers):
+        primaries = np.unique(showers["true_shower_primary_id"])
+        for obs_id in obs_ids:
+            if obs_id in particles:
+                continue
+            if len(primaries) == 1:
+                particles[obs_id] = int(primaries[0])
+                continue
+            of_run = np.unique(showers["true_shower_primary_id"][showers["obs_id"] == obs_id])
+            if len(of_run) == 1:
+                particles[obs_id] = int(of_run[0])
+    return {i: particles[i] for i in obs_ids if i in particles}, [i for i in obs_ids if i not in particles]
 
 
 def read_training_images(path):

@@ -50,6 +50,7 @@ __all__ = [
     "IRFOptions",
     "IRFResult",
     "PROTON_ID",
+    "background_offset_bins",
     "compute_irfs",
     "default_bins",
     "gadf_hdus",
@@ -87,6 +88,17 @@ def default_bins():
         migration=np.geomspace(0.2, 5, 61),
         source_offset=np.linspace(0, 1.0, 101) * u.deg,
     )
+
+
+def background_offset_bins(viewcone_max, width=0.5 * u.deg):
+    """Field-of-view offset bins of the background rate: ``width`` wide out to the protons' view cone, at least one.
+
+    A view cone narrower than one bin gives the single bin [0, view cone].
+    """
+    viewcone, width = u.Quantity(viewcone_max, u.deg).value, u.Quantity(width, u.deg).value
+    if viewcone < width:
+        return u.Quantity([0, viewcone], u.deg)
+    return np.arange(int(np.floor(viewcone / width + 1e-9)) + 1) * width * u.deg
 
 
 def simulation_info(runs):
@@ -258,7 +270,7 @@ def compute_irfs(gammas, protons, gamma_info, proton_info, options=None, bins=No
 
     # IRFs (one field-of-view bin around the source offset)
     fov_bins = u.Quantity([0, options.fov_offset_max.to_value(u.deg)], u.deg)
-    background_fov_bins = np.arange(0, np.floor(proton_info.viewcone_max.to_value(u.deg) * 2) / 2 + 1e-9, 0.5) * u.deg
+    background_fov_bins = background_offset_bins(proton_info.viewcone_max)
     # true-energy bins outside the simulated range have no thrown shower: 0/0, an effective area of 0
     with np.errstate(invalid="ignore", divide="ignore"):
         effective_area = np.nan_to_num(effective_area_per_energy(signal, gamma_info, true_energy_bins=e_true))

@@ -279,6 +279,7 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
             progress.update(note="classical reconstruction")
             if training is not None:
                 write_table(Table(training), partial, dl2.TRAINING_IMAGES_TABLE, overwrite=True)
+            write_table(_run_particles(files), partial, dl2.RUN_PARTICLE_TABLE, overwrite=True)
             with tables.open_file(partial, mode="r+") as h5:
                 h5.root._v_attrs[dl2.RUNS_ATTRIBUTE] = json.dumps(
                     {f"{run.role}/{run.prefix}": run.describe() for run in runs})
@@ -291,6 +292,15 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
     Provenance().add_output_file(str(output), role="DL2 events")
     log.info("%s: %d array events, %d telescope events; %s", output, len(events), len(images), ", ".join(written))
     return len(events), len(images)
+
+
+def _run_particles(files):
+    """The primary of each simulation run as each input file tells it (a merged file may no longer tell it)."""
+    particles = {}
+    for path in files:
+        particles.update(dl2.simulation_run_particles(path)[0])
+    return Table({"obs_id": np.array(sorted(particles), dtype=np.int32),
+                  "particle_id": np.array([particles[i] for i in sorted(particles)], dtype=np.int32)})
 
 
 def _subarray(path):

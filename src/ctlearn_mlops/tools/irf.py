@@ -107,6 +107,13 @@ class IRFTool(MLOpsTool):
         if runs is None or len(runs) == 0:
             raise ConfigError(f"{path} has no simulation configuration (/configuration/simulation/run): "
                               "IRFs need the thrown showers", key="--input")
+        particles, unknown = dl2.simulation_run_particles(path)
+        if unknown:
+            raise ConfigError(f"{path}: which particle the simulation runs {', '.join(map(str, unknown))} threw is "
+                              "not known (they have no simulated shower, and the file holds several particles): "
+                              "give gammas and protons in separate event files (predict_events.py records it for "
+                              "the files it writes)", key="--input")
+        runs["particle_id"] = [particles[int(obs_id)] for obs_id in runs["obs_id"]]
         return dl2.read_subarray_events(path), runs
 
     def _files(self):
@@ -116,6 +123,10 @@ class IRFTool(MLOpsTool):
     def setup(self):
         if not self.inputs:
             raise ConfigError("give the event DL2 file(s): --input data/dl2/<name>.dl2.h5", key="--input")
+        given = [PathlibPath(p).resolve() for p in self.inputs]
+        if len(set(given)) != len(given):
+            twice = next(p for p in self.inputs if given.count(PathlibPath(p).resolve()) > 1)
+            raise ConfigError(f"{twice} is given twice: its showers would count twice", key="--input")
         loaded = [self._check_input(p) for p in self.inputs]
         # gammas and protons may come in separate files: what counts is what the inputs hold together
         particles = set().union(*(np.unique(np.asarray(events["true_shower_primary_id"])) for events, _ in loaded))
@@ -154,8 +165,9 @@ class IRFTool(MLOpsTool):
         self.provenance_log = self.output_dir.with_name(f"{name}.provenance.log")
 
     def _simulation(self, particle):
-        ids = np.unique(np.asarray(self.events["obs_id"])[np.asarray(self.events["true_shower_primary_id"]) == particle])
-        runs = self.runs[np.isin(np.asarray(self.runs["obs_id"]), ids)]
+        # every simulation run of the particle, from each file on its own: the thrown showers of runs none of
+        # whose showers triggered count, and separate files may number their runs alike
+        runs = self.runs[np.asarray(self.runs["particle_id"]) == particle]
         try:
             info = simulation_info(runs)
         except ValueError as err:
