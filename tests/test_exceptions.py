@@ -2,7 +2,7 @@
 
 import errno
 
-from ctlearn_mlops.exceptions import EXIT_RESUMABLE, NoSpaceLeft, TaskLost, typed_error
+from ctlearn_mlops.exceptions import EXIT_RESUMABLE, FileUnusable, NoSpaceLeft, TaskLost, typed_error
 
 
 def test_a_lost_peer_is_a_lost_task_only_in_a_multi_worker_run():
@@ -19,3 +19,15 @@ def test_no_space_left_names_the_file_system():
     full = OSError(errno.ENOSPC, "No space left on device", "/data/runs/energy/x/best.weights.h5")
     assert isinstance(typed_error(full), NoSpaceLeft)
     assert "/data/runs/energy/x/best.weights.h5" in str(typed_error(full))
+
+
+def test_a_file_in_the_way_is_named_and_a_device_error_is_not_taken_for_one(tmp_path):
+    (tmp_path / "split.csv").mkdir()
+    try:
+        (tmp_path / "split.csv").write_text("")
+    except OSError as err:
+        typed = typed_error(err)
+    assert isinstance(typed, FileUnusable) and str(tmp_path / "split.csv") in str(typed) and typed.exit_code == 1
+    # an I/O error of the device, or one without a file, keeps its traceback
+    assert typed_error(OSError(errno.EIO, "Input/output error", str(tmp_path))) is None
+    assert typed_error(PermissionError(errno.EACCES, "Permission denied")) is None

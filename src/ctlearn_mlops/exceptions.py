@@ -33,6 +33,7 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_RESUMABLE",
     "ConfigError",
+    "FileUnusable",
     "InputDataError",
     "LoaderWorkerDied",
     "NoSpaceLeft",
@@ -108,6 +109,18 @@ class NoSpaceLeft(Stop):
         super().__init__(f"no space left on {where or 'the output file system'}{on}")
 
 
+class FileUnusable(Stop):
+    """A file or directory the tool must write (or read) cannot be used: permission, a directory in the
+    way, a read-only file system, a name too long. Exit code 1."""
+
+    def __init__(self, err):
+        super().__init__(f"{err.filename}: {err.strerror or err}")
+
+
+#: the errors of a file in the way or out of reach, as opposed to a failing device or a bug
+_FILE_UNUSABLE = (errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EROFS, errno.ENAMETOOLONG)
+
+
 def _mount_point(path):
     """The mount point of the file system holding ``path`` (or its nearest existing parent), or None."""
     import os
@@ -175,6 +188,8 @@ def typed_error(err, output=None, multi_worker=False):
         candidates = (getattr(err, "filename", None), _path_in(text), output)
         where = next((c for c in candidates if c and _mount_point(c) is not None and ":" not in str(c)), output)
         return NoSpaceLeft(where)
+    if isinstance(err, OSError) and err.errno in _FILE_UNUSABLE and err.filename:
+        return FileUnusable(err)
     if multi_worker and _PEER_LOST.search(text):
         # TensorFlow names the task that failed as /job:worker/task:N (or .../replica:0/task:N)
         lost = re.search(r"(?:from|Task) /job:worker/(?:replica:\d+/)?task:(\d+)", text)

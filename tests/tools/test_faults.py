@@ -317,6 +317,16 @@ def test_a_resume_goes_on_with_the_runs_own_config_or_is_refused(task_config, tm
     assert result.returncode == EXIT_CONFIG, result.stderr[-2000:]
     assert "TrainCTLearnModel.batch_size: 16 -> 32" in result.stderr and "Traceback" not in result.stderr
     assert (run_dir / "config.yaml").read_text() == saved
+    # a run whose final saves fail is recorded as failed (not left "running") and still resumes
+    (run_dir / "split.csv").mkdir()
+    (run_dir / "split.csv" / "in the way").write_text("")
+    result = _train(config, tmp_path, "--resume", "--epochs", "2", "--log-level", "WARN")
+    assert result.returncode == EXIT_FAILURE and "split.csv" in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "Run directory" not in result.stdout
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "failed" and "split.csv" in info["error"]
+    assert list((run_dir / "backup").glob("epoch_*.weights.h5"))
+    shutil.rmtree(run_dir / "split.csv")
     # the number of epochs may change, and the run's config says so
     result = _train(config, tmp_path, "--resume", "--epochs", "2", "--log-level", "WARN")
     assert result.returncode == 0, result.stderr[-2000:]

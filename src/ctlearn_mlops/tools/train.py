@@ -537,20 +537,30 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
             with fit_replaced(self._fit):
                 super().start()
         except BaseException as err:
-            typed = typed_error(err, self.run_dir, self.runs_over_tasks())
-            if self.cluster.is_chief:
-                self._record_end(typed or err)
-                if self.replaced is not None and not isinstance(typed or err, (ResumableStop, KeyboardInterrupt)):
-                    # a replacement that failed: the run it was to replace is back under its name
-                    failed = give_back_replaced(self.run_dir, self.replaced)
-                    self.log.warning("--overwrite: the new run failed and is kept as %s; %s is the old run again",
-                                     failed.name, self.run_dir)
-            if typed is None:
-                raise
-            raise typed from None
+            self._ended_by(err)
         finally:
             if self.fast_path is not None:
                 self.fast_path.close()
+
+    def _ended_by(self, err):
+        """Record how the run ended (training or its final saves raised ``err``) and raise the typed error.
+
+        The chief notes it in run.json and events.jsonl, so a run never stays
+        "running" after it failed; a failed replacement (--overwrite) gives the
+        old run its name back.
+        """
+        typed = typed_error(err, self.run_dir, self.runs_over_tasks())
+        if self.cluster.is_chief:
+            self._record_end(typed or err)
+            if self.replaced is not None and not isinstance(typed or err, (ResumableStop, KeyboardInterrupt)):
+                # a replacement that failed: the run it was to replace is back under its name
+                failed = give_back_replaced(self.run_dir, self.replaced)
+                self.replaced = None
+                self.log.warning("--overwrite: the new run failed and is kept as %s; %s is the old run again",
+                                 failed.name, self.run_dir)
+        if typed is None:
+            raise err
+        raise typed from None
 
     def _fit(self, fit, model, args, kwargs):
         """ctlearn 0.10.4's one ``fit`` call (``TrainCTLearnModel.start``): the epochs run on the shares.
@@ -596,6 +606,17 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         if self.already_finished:
             show(f"Run directory: {self.run_dir} (already finished)")
             return
+        try:
+            self._save_run()
+        except BaseException as err:
+            self._ended_by(err)
+        if self.cluster.is_chief:
+            self._after_finished()
+        self.log.info("Run directory: %s", self.run_dir)
+        show(f"Run directory: {self.run_dir}")
+
+    def _save_run(self):
+        """The trained run's files: weights, model, split, provenance; then run.json says "finished"."""
         if not self.cluster.is_chief:
             # saving reads variables collectively: every task saves, this one where nobody reads it
             scratch = Path(self.cluster.scratch())
@@ -623,9 +644,12 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         inputs = [(p, "DL1 signal") for p in self.signal_files] + [(p, "DL1 background") for p in self.background_files]
         provenance = collect_provenance(inputs, read_run_info(self.run_dir).get("created", self.started), utc_now())
         atomic_write_json(self.run_dir / PROVENANCE_FILE, provenance)
-        shutil.rmtree(self.run_dir / BACKUP_DIR, ignore_errors=True)
         write_run_info(self.run_dir, status="finished", finished=utc_now())
         self.events.write("run_end", status="finished", epochs=self.n_epochs)
+
+    def _after_finished(self):
+        """The run is complete: its resume backup and what it replaced go, MLflow gets its files."""
+        shutil.rmtree(self.run_dir / BACKUP_DIR, ignore_errors=True)
         for old in replaced_runs(self.run_dir):
             # the run this one replaced (--overwrite) goes only now that its replacement is complete
             shutil.rmtree(old, ignore_errors=True)
@@ -635,8 +659,6 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
                 self.tracked.log_artifact(self.run_dir / name)
             self.tracked.log_artifact(self.run_dir / MODEL_DIR, MODEL_DIR)
             self.tracked.set_status("FINISHED")
-        self.log.info("Run directory: %s", self.run_dir)
-        show(f"Run directory: {self.run_dir}")
 
 
 def _make_directories(directory):
