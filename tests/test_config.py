@@ -163,3 +163,56 @@ def test_script_error_is_one_paragraph_without_traceback(task_config, tmp_path):
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
     assert any("TrainCTLearnModel.n_epochs" in line and str(config) in line for line in errors)
+
+
+#: configs that every script reading a task config refuses, with the key its message names
+REFUSED_BY_EVERY_SCRIPT = {
+    "unknown section": ({"TrainCTLearnModle": {"n_epochs": 2}}, "TrainCTLearnModle"),
+    "unknown option": ({"TrainCTLearnModel": {"n_epoch": 2}}, "TrainCTLearnModel.n_epoch"),
+    "wrong type": ({"TrainCTLearnModel": {"n_epochs": "two"}}, "TrainCTLearnModel.n_epochs"),
+    "unknown model": ({"TrainCTLearnModel": {"model_type": "VGG"}}, "TrainCTLearnModel.model_type"),
+    "batch size 0": ({"TrainCTLearnModel": {"batch_size": 0}}, "TrainCTLearnModel.batch_size"),
+    "validation split 1.5": ({"TrainCTLearnModel": {"validation_split": 1.5}}, "TrainCTLearnModel.validation_split"),
+    "1e23 epochs": ({"TrainCTLearnModel": {"n_epochs": 10**23}}, "TrainCTLearnModel.n_epochs"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_BY_EVERY_SCRIPT))
+def test_train_test_and_report_refuse_the_same_configs(case, task_config, tmp_path, capfd):
+    from ctlearn_mlops.tools.report import ReportTool
+
+    sections, key = REFUSED_BY_EVERY_SCRIPT[case]
+    config = task_config("energy", **sections)
+    for tool, argv in ((TrainTool(), []), (PredictTool(), ["--run", "tiny"]), (ReportTool(), ["--run", "tiny"])):
+        assert run(tool, ["--config", config, *argv], cwd=tmp_path) == 2, (case, type(tool).__name__)
+        err = capfd.readouterr().err
+        assert key in err and str(config) in err and "(--set)" not in err, (type(tool).__name__, err[-1500:])
+    assert not (tmp_path / "models").exists() and not (tmp_path / "reports").exists()
+
+
+def test_the_report_checks_ctlearns_options_without_tensorflow(task_config, tmp_path):
+    config = task_config("energy", TrainCTLearnModel={"batch_size": 0})
+    code = ("import sys\n"
+            "from ctapipe.core.tool import run_tool\n"
+            "from ctlearn_mlops.tools.report import ReportTool\n"
+            f"code = run_tool(ReportTool(), ['--config', '{config}', '--run', 'tiny'], raises=False)\n"
+            "print(code, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.stdout.split() == ["2", "False", "False"], result.stderr[-2000:]
+
+
+def test_the_description_of_ctlearns_options_matches_the_installed_ctlearn():
+    import json
+
+    from ctlearn_mlops.tools.ctlearn_options import DESCRIPTION_FILE, describe, live_classes
+
+    # after an upgrade of ctlearn: python -m ctlearn_mlops.tools.ctlearn_options
+    assert describe(live_classes(packages_only=True)) == json.loads(DESCRIPTION_FILE.read_text())
+
+
+def test_a_bad_key_of_the_file_is_not_labelled_as_a_command_line_one():
+    content = {"Train": {"n_epochs": 2}, "TrainCTLearnModel": {"batch_size": 8}}
+    with pytest.raises(ConfigError) as refused:
+        validate_sections(content, [TrainTool], "task.yaml", overridden=["TrainCTLearnModel.batch_size"],
+                          unchecked=set())
+    assert "task.yaml" in str(refused.value) and "(--set)" not in str(refused.value)

@@ -36,7 +36,9 @@ from .exceptions import ConfigError
 
 __all__ = [
     "Project",
+    "VALUE_LIMITS",
     "apply_overrides",
+    "check_value_limits",
     "overridden_keys",
     "import_custom_model_file",
     "read_yaml",
@@ -232,6 +234,26 @@ UPSTREAM_DICT_KEYS = {
 }
 
 
+#: values ctlearn 0.10.4 accepts but cannot train with (a run without a model, a division by zero, a run
+#: without end): (lowest, highest, whether the bounds themselves are allowed)
+VALUE_LIMITS = {
+    "TrainCTLearnModel.n_epochs": (1, 100_000, True),
+    "TrainCTLearnModel.batch_size": (1, 1_000_000, True),
+    "TrainCTLearnModel.validation_split": (0, 0.5, False),
+}
+
+
+def check_value_limits(dotted, value, source):
+    """Refuse a value outside ``VALUE_LIMITS`` (every script that reads a task config, and training's final values)."""
+    if dotted not in VALUE_LIMITS or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, high, inclusive = VALUE_LIMITS[dotted]
+    inside = low <= value <= high if inclusive else low < value < high
+    if not inside:
+        bounds = f"from {low} to {high}" if inclusive else f"above {low} and below {high}"
+        raise ConfigError(f"must be {bounds}, got {value}", source=source, key=dotted)
+
+
 def _check_dict_keys(dotted, value, source):
     if dotted not in UPSTREAM_DICT_KEYS or not isinstance(value, dict):
         return
@@ -262,7 +284,9 @@ def validate_sections(content: dict, classes, source, forbidden=None, overridden
     forbidden = forbidden or {}
 
     def origin(dotted):
-        return f"{source} (--set)" if any(dotted.startswith(o) or o.startswith(dotted) for o in overridden) else source
+        # a --set of Section.key names the file's Section and Section.key as coming from the command line
+        from_set = any(dotted == o or o.startswith(f"{dotted}.") or dotted.startswith(f"{o}.") for o in overridden)
+        return f"{source} (--set)" if from_set else source
 
     for section, values in content.items():
         if section not in by_name and (unchecked is None or section in unchecked):
@@ -296,3 +320,4 @@ def validate_sections(content: dict, classes, source, forbidden=None, overridden
                 message = _trait_error_message(err).replace(f" of a {section} instance", "")
                 raise ConfigError(f"invalid value {value!r}: {message}", source=origin(dotted), key=dotted) from None
             _check_dict_keys(dotted, value, origin(dotted))
+            check_value_limits(dotted, value, origin(dotted))

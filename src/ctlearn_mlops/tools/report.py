@@ -25,7 +25,8 @@ from ..reporting.document import Report, atomic_directory
 from ..reporting.plots import plot_training_curves
 from ..reporting.task_figures import headline_table, network_beats, task_figures
 from ..rundir import CONFIG_FILE, PROVENANCE_FILE, TRAINING_LOG, read_run_info, resolve_run
-from .taskconfig import TaskConfigTool
+from .ctlearn_options import option_classes
+from .taskconfig import TaskConfigTool, data_classes
 
 __all__ = ["ReportTool", "main", "split_counts"]
 
@@ -72,10 +73,12 @@ class ReportTool(TaskConfigTool):
     }
     classes = [Project]
 
+    def config_classes(self):
+        """Every section, as training and testing check it: CTLearn's from their description (no TensorFlow)."""
+        return list(dict.fromkeys([*super().config_classes(), *data_classes(), *option_classes()]))
+
     def unchecked_sections(self):
-        """Every section but its own and Project's: the network and data sections were checked when the run trained
-        (checking them here would import CTLearn and TensorFlow)."""
-        return None
+        return set()
 
     def setup(self):
         project = self.setup_project()

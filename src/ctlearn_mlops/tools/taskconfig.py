@@ -22,33 +22,38 @@ from ..exceptions import ConfigError
 from ..mlflow_tracking import MLflowTracking
 from .base import MLOpsTool, current_options
 
-__all__ = ["TOOL_SECTIONS", "DataConfigTool", "TaskConfigTool", "glob_inputs", "network_and_data_classes"]
+__all__ = ["TOOL_SECTIONS", "DataConfigTool", "TaskConfigTool", "data_classes", "glob_inputs",
+           "network_and_data_classes"]
 
 #: the sections of the package's task tools; every task tool accepts the others' sections
 #: (each is checked key by key by the tool it configures)
 TOOL_SECTIONS = ("TrainTool", "PredictTool", "ReportTool", "ImageCacheTool")
 
 
-def network_and_data_classes():
-    """CTLearn's and dl1-data-handler's configurable classes: the network, the reader, the image mapper.
-
-    Imports CTLearn (and TensorFlow): only the tools that build a reader or a
-    network check these sections.  Recomputed on each call: a custom model
-    file registers its classes on import.
-    """
-    from ctlearn.core.model import CTLearnModel
-    from ctlearn.tools.predict_model import PredictCTLearnModel
-    from ctlearn.tools.train_model import TrainCTLearnModel
+def data_classes():
+    """dl1-data-handler's configurable classes (the reader, its cuts, the image mapper) and the example index."""
     from dl1_data_handler.image_mapper import ImageMapper
     from dl1_data_handler.reader import DLDataReader, TableQualityQuery
 
     from ..loading.index import ExampleIndex
+
+    return [ExampleIndex, TableQualityQuery, *classes_with_traits(DLDataReader), *classes_with_traits(ImageMapper)]
+
+
+def network_and_data_classes():
+    """CTLearn's and dl1-data-handler's configurable classes: the network, the reader, the image mapper.
+
+    Imports CTLearn (and TensorFlow): the tools that build a reader or a
+    network.  Recomputed on each call: a custom model file registers its
+    classes on import.
+    """
+    from ctlearn.core.model import CTLearnModel
+    from ctlearn.tools.predict_model import PredictCTLearnModel
+    from ctlearn.tools.train_model import TrainCTLearnModel
+
     from ..loading.loader import FastLoader
 
-    return [
-        FastLoader, ExampleIndex, TrainCTLearnModel, PredictCTLearnModel, TableQualityQuery,
-        *classes_with_traits(CTLearnModel), *classes_with_traits(DLDataReader), *classes_with_traits(ImageMapper),
-    ]
+    return [FastLoader, TrainCTLearnModel, PredictCTLearnModel, *classes_with_traits(CTLearnModel), *data_classes()]
 
 
 def glob_inputs(directory, patterns, key, source):

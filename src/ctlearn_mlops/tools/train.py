@@ -27,7 +27,7 @@ from ctlearn.tools.train_model import TrainCTLearnModel
 from .._compat import fit_replaced, strategy_for_ctlearn_setup
 from ..callbacks import EpochProgress, MLflowEpochLogger, SharesFollowEpochs, StopOnNonFiniteLoss, SyncStop
 from ..checkpoints import BestWeights, save_model_atomically, save_weights_atomically
-from ..config import Project, check_model_accepts_task
+from ..config import VALUE_LIMITS, Project, check_model_accepts_task, check_value_limits
 from ..distributed import WorkerShare, cluster_from_environment, fit_on_shares
 from ..exceptions import (
     ConfigError,
@@ -353,12 +353,8 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
 
     def _check_values(self, source):
         """Values that ctlearn 0.10.4 accepts but cannot train with (a run without a model, a division by zero)."""
-        for key, value in (("TrainCTLearnModel.n_epochs", self.n_epochs), ("TrainCTLearnModel.batch_size", self.batch_size)):
-            if value < 1:
-                raise ConfigError(f"must be at least 1, got {value}", source=source, key=key)
-        if not 0 < self.validation_split < 0.5:
-            raise ConfigError(f"must be above 0 and below 0.5, got {self.validation_split}", source=source,
-                              key="TrainCTLearnModel.validation_split")
+        for key in VALUE_LIMITS:
+            check_value_limits(key, getattr(self, key.split(".")[1]), source)
 
     @contextlib.contextmanager
     def _run_dir_out_of_the_way(self):
