@@ -17,6 +17,7 @@ import difflib
 import hashlib
 import importlib.util
 import logging
+import re
 import sys
 from pathlib import Path as PathlibPath
 
@@ -217,12 +218,14 @@ def _own_option_names(cls, traits):
     return sorted(traits)
 
 
-def _trait_error_message(err):
+def trait_error_message(err):
     # ctapipe's Path trait raises TraitError((PathError, expected, trait)): the reason is in PathError
     first = err.args[0] if err.args else None
     if hasattr(first, "reason") and hasattr(first, "path"):
         return f"{first.path}: {first.reason}"
-    return str(err)
+    # an item of a list of paths: "... not the PathError '<path>': <reason>."
+    nested = re.search(r"PathError '([^']*)': (.*?)\.?$", str(err))
+    return f"{nested.group(1)}: {nested.group(2)}" if nested else str(err)
 
 
 #: keys that ctlearn 0.10.4's TrainCTLearnModel reads from its dict-valued options: (required, optional).
@@ -317,7 +320,7 @@ def validate_sections(content: dict, classes, source, forbidden=None, overridden
             try:
                 validate_trait(traits[key], instance, value)
             except TraitError as err:
-                message = _trait_error_message(err).replace(f" of a {section} instance", "")
+                message = trait_error_message(err).replace(f" of a {section} instance", "")
                 raise ConfigError(f"invalid value {value!r}: {message}", source=origin(dotted), key=dotted) from None
             _check_dict_keys(dotted, value, origin(dotted))
             check_value_limits(dotted, value, origin(dotted))

@@ -404,3 +404,20 @@ def test_protons_from_a_cone_narrower_than_a_background_bin_give_one_offset_bin(
     assert u.allclose(narrowed.bins["background_fov_offset"], [0, 0.4] * u.deg)
     assert narrowed.background.shape == (len(narrowed.bins["reco_energy"]) - 1, 1)
     assert np.any(narrowed.background > 0)
+
+
+def test_the_verdict_compares_the_bins_and_says_the_condition_once(result):
+    from copy import deepcopy
+
+    from ctlearn_mlops.reporting.irf_figures import sensitivity_summary
+
+    same = sensitivity_summary({"CNN": result, "classical": result})
+    assert same["verdict"].count("at least") == 1 and "in 0 of" in same["verdict"]
+    assert same["fraction_of_bins_network_better"] == 0 and len(same["bins_compared"]) >= 5
+    assert all(bin_["ratio"] == 1 for bin_ in same["bins_compared"])
+    # a network without a bin of enough events: said, with the condition once
+    empty = deepcopy(result)
+    empty.sensitivity["n_gamma_events"] = 0
+    none = sensitivity_summary({"CNN": empty, "classical": result})
+    assert "CNN: no bin to compare with classical" in none["verdict"] and none["verdict"].count("at least") == 1
+    assert none["fraction_of_bins_network_better"] is None

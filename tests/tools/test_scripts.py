@@ -45,3 +45,17 @@ def test_an_old_option_spelling_still_works_with_a_warning(tmp_path):
     assert "--output-root is now --reports-root" in result.stderr
     # parsed: the refusal is about the runs, not the option
     assert result.returncode == 2 and "need at least two runs to compare" in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["compute_irf.py", "--input", "missing.dl2.h5"], "missing.dl2.h5: does not exist"),
+    (["compute_irf.py", "--gamma-efficiency", "1.5"], "gamma_efficiency"),
+    (["compare_models.py", "--task", "energie", "--all"], "not the str 'energie'"),
+])
+def test_a_bad_option_is_a_config_error_and_warn_silences_the_start(argv, expected, tmp_path):
+    result = subprocess.run([sys.executable, REPO / "scripts" / argv[0], *argv[1:], "--log-level", "WARN"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and expected in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "Bad config" not in result.stderr
+    assert "INFO" not in result.stderr  # --log-level applies from the first line ("Starting")
+    assert not list(tmp_path.iterdir())

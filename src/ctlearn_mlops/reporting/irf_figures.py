@@ -94,7 +94,7 @@ def sensitivity_summary(results, classical="classical"):
     for label, compared in comparisons.items():
         if not compared:
             fractions[label] = None
-            verdicts.append(f"{label}: no bin to compare with {classical} ({criteria})")
+            verdicts.append(f"{label}: no bin to compare with {classical}")
             continue
         ratios = np.asarray([c["ratio"] for c in compared])
         better = int(np.sum(ratios < 1))

@@ -1,14 +1,18 @@
 """What every tool of the package shares: logging defaults and the exit-code contract."""
 
+import contextlib
 import functools
 import os
 import sys
+from argparse import ArgumentError
 from pathlib import Path
 
 from ctapipe.core import Provenance, Tool
-from traitlets import default
+from traitlets import TraitError, default
 
-from ..exceptions import Stop, typed_error
+from .._compat import parse_command_line
+from ..config import trait_error_message
+from ..exceptions import ConfigError, Stop, typed_error
 
 __all__ = ["ExitCodes", "MLOpsTool", "RenamedOptions", "current_options"]
 
@@ -91,6 +95,13 @@ class RenamedOptions:
     def initialize(self, argv=None):
         super().initialize(current_options(argv, self.renamed_options, self.log))
 
+    def parse_command_line(self, argv=None):
+        """traitlets' parsing without its wrapper, which ends a bad option with "Bad config" and exit code 1."""
+        try:
+            return parse_command_line(self, argv)
+        except (TraitError, ArgumentError) as err:
+            raise ConfigError(f"command line: {trait_error_message(err)}") from None
+
 
 class MLOpsTool(RenamedOptions, ExitCodes, Tool):
     """A ctapipe Tool that reports progress at INFO level and writes no provenance log
@@ -99,6 +110,18 @@ class MLOpsTool(RenamedOptions, ExitCodes, Tool):
     @default("log_level")
     def _log_level_default(self):
         return "INFO"
+
+    def run(self, argv=None, raises=False):
+        # ctapipe's Tool.run logs "Starting" before it reads the command line: --log-level applies from the start
+        options = list(sys.argv[1:] if argv is None else argv)
+        for i, option in enumerate(options):
+            name, sep, value = str(option).partition("=")
+            if name == "--log-level":
+                value = value if sep else (options[i + 1] if i + 1 < len(options) else "")
+                with contextlib.suppress(TraitError):
+                    self.log_level = value
+                    self.update_logging_config()
+        return super().run(argv, raises=raises)
 
     @default("provenance_log")
     def _provenance_log_default(self):

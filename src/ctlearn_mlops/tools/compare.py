@@ -23,8 +23,9 @@ import yaml
 from astropy.coordinates import AltAz, SkyCoord
 from astropy.table import QTable, Table, join
 from astropy.utils.metadata import MergeConflictWarning
-from ctapipe.core.traits import Bool, List, Path, Unicode
+from ctapipe.core.traits import Bool, CaselessStrEnum, List, Path, Unicode
 
+from .. import TASKS
 from ..exceptions import ConfigError, RunExistsError
 from ..io import dl2
 from ..output import show
@@ -103,7 +104,8 @@ class CompareTool(MLOpsTool):
     """
 
     runs = List(Unicode(), default_value=[], help="Runs: directories, or names under <models_root>/<task>/.").tag(config=True)
-    task = Unicode("", help="Task of the runs given by name, or with --all.").tag(config=True)
+    task = CaselessStrEnum(["", *TASKS], default_value="", help="Task of the runs given by name, or with --all.").tag(
+        config=True)
     all_runs = Bool(False, help="Compare every finished run of --task.").tag(config=True)
     models_root = Path("models", directory_ok=True, file_ok=False, help="Where runs live.").tag(config=True)
     reports_root = Path("reports", directory_ok=True, file_ok=False, help="Comparisons go to <reports_root>/compare/<name>/.").tag(config=True)

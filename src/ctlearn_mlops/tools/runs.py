@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from ctapipe.core.traits import Bool, Unicode
+from ctapipe.core.traits import Bool, CaselessStrEnum
 from ctapipe.core.traits import Path as PathTrait
 
 from .. import TASKS
@@ -90,7 +90,8 @@ class RunsTool(MLOpsTool):
     python scripts/list_runs.py --csv > runs.csv
     """
 
-    task = Unicode("", help="Only runs of this task (default: all tasks).").tag(config=True)
+    task = CaselessStrEnum(["", *TASKS], default_value="", help="Only runs of this task (default: all tasks).").tag(
+        config=True)
     models_root = PathTrait("models", directory_ok=True, file_ok=False, help="Where runs live.").tag(config=True)
     reports_root = PathTrait("reports", directory_ok=True, file_ok=False, help="Where reports live.").tag(config=True)
     as_csv = Bool(False, help="Write CSV to stdout instead of a table.").tag(config=True)

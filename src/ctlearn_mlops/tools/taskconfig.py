@@ -16,6 +16,7 @@ from ..config import (
     import_custom_model_file,
     overridden_keys,
     read_yaml,
+    trait_error_message,
     validate_sections,
 )
 from ..exceptions import ConfigError
@@ -110,7 +111,7 @@ class TaskConfigTool(MLOpsTool):
             # undecorated: traitlets' own wrapper would exit with code 1 on a bad option
             parse_command_line(self, current_options(argv, self.renamed_options, self.log))
         except (TraitError, ArgumentError) as err:
-            raise ConfigError(f"command line: {err}") from None
+            raise ConfigError(f"command line: {trait_error_message(err)}") from None
         self.update_logging_config()
         if not self.config_files:
             raise ConfigError("no task config given: use --config configs/<task>.yaml")
