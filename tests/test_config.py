@@ -216,3 +216,12 @@ def test_a_bad_key_of_the_file_is_not_labelled_as_a_command_line_one():
         validate_sections(content, [TrainTool], "task.yaml", overridden=["TrainCTLearnModel.batch_size"],
                           unchecked=set())
     assert "task.yaml" in str(refused.value) and "(--set)" not in str(refused.value)
+
+
+@pytest.mark.parametrize("key", ["DLImageReader.channels=[cleaned_image]", "ExampleIndex.enabled=false",
+                                 "TableQualityQuery.quality_criteria=[]"])
+def test_testing_refuses_a_set_it_would_ignore(key, task_config, tmp_path, capfd):
+    config = task_config("energy")
+    assert run(PredictTool(), ["--config", config, "--run", "tiny", "--set", key], cwd=tmp_path) == 2
+    err = capfd.readouterr().err
+    assert key.split("=")[0] in err and "would be ignored" in err and "(--set)" in err, err[-1500:]

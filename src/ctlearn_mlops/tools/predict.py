@@ -27,7 +27,7 @@ from ctapipe.core.traits import List, Path, Unicode
 from ctlearn.tools.predict_model import PredictCTLearnModel
 from traitlets import default
 
-from ..config import Project
+from ..config import Project, overridden_keys
 from ..exceptions import ConfigError, RunExistsError
 from ..io.dl1 import check_dl1_files
 from ..loading.index import ExampleIndex
@@ -40,6 +40,9 @@ from .event_dl2 import load_run, write_event_dl2
 from .taskconfig import DataConfigTool
 
 __all__ = ["PredictTool", "main"]
+
+#: the sections test_model.py takes from its command line; the rest come from the run's own config
+_SECTIONS_SET_AT_TEST = ("Project", "PredictTool", "FastLoader", "MLflowTracking")
 
 
 class PredictTool(DataConfigTool, PredictCTLearnModel):
@@ -89,6 +92,7 @@ class PredictTool(DataConfigTool, PredictCTLearnModel):
         if self.weights not in WEIGHTS:
             raise ConfigError(f"unknown weights {self.weights!r}; choose one of {', '.join(WEIGHTS)}", source=source,
                               key="PredictTool.weights")
+        self._refuse_ignored_overrides(source)
         self.run_dir = resolve_run(self.trained_run, project.output_root, project.task, source)
         self.run = load_run(self.run_dir, source)
         if self.run.task != project.task:
@@ -118,6 +122,16 @@ class PredictTool(DataConfigTool, PredictCTLearnModel):
         lock = RunLock(self.run_dir, self.name).acquire(source)
         self.enter_context(contextlib.ExitStack()).callback(lock.release)
         self.provenance_log = self.run_dir / f"{self.name}.provenance.log"
+
+    def _refuse_ignored_overrides(self, source):
+        """A ``--set`` of what the run fixed (the reader, the cuts, the index, the network) would be ignored: the
+        images are read as the run was trained, from its own config.yaml."""
+        for key in overridden_keys(self.overrides):
+            if key.split(".")[0] not in _SECTIONS_SET_AT_TEST:
+                raise ConfigError(
+                    f"test_model.py reads the images as the run was trained (its config.yaml), so this --set would "
+                    f"be ignored; settable here: {', '.join(_SECTIONS_SET_AT_TEST)}", source=f"{source} (--set)",
+                    key=key)
 
     def output_location(self):
         return getattr(self, "run_dir", None)
