@@ -130,6 +130,8 @@ BAD_CONFIGS = {
     "no matching file": ("energy", {"Project": {"signal_patterns": ["nothing_*.h5"]}}, "Project.signal_patterns"),
     "type without background": ("type", {"Project": {"background_dir": None}}, "Project.background_dir"),
     "bad run name": ("energy", {"Project": {"run_name": "a/b"}}, "Project.run_name"),
+    "run name of 300 characters": ("energy", {"Project": {"run_name": "r" * 300}}, "Project.run_name"),
+    "run named latest": ("energy", {"Project": {"run_name": "latest"}}, "Project.run_name"),
 }
 
 

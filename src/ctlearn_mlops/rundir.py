@@ -66,12 +66,24 @@ def default_run_name() -> str:
     return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
+#: a run directory's name also carries suffixes (".<name>.replaced-<time>", "<name>.failed-<time>", its lock's
+#: temporary name): the longest name that leaves them room under the usual 255-byte limit of a file name
+MAX_RUN_NAME = 200
+#: names the scripts read as a keyword in place of a run name
+RESERVED_RUN_NAMES = ("latest",)
+
+
 def check_run_name(name, source):
+    problem = None
     if not _RUN_NAME.match(name):
-        raise ConfigError(
-            f"invalid run name {name!r}: use letters, digits and . _ + - (no slashes or spaces)",
-            source=source, key="Project.run_name",
-        )
+        problem = "use letters, digits and . _ + - (no slashes or spaces)"
+    elif len(name) > MAX_RUN_NAME:
+        problem = f"{len(name)} characters; at most {MAX_RUN_NAME}"
+    elif name in RESERVED_RUN_NAMES:
+        problem = f"'{name}' is the keyword for the newest finished run; choose another name"
+    if problem is not None:
+        raise ConfigError(f"invalid run name {name[:60]!r}{'...' if len(name) > 60 else ''}: {problem}",
+                          source=source, key="Project.run_name")
     return name
 
 

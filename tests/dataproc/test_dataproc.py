@@ -238,3 +238,19 @@ def test_real_chain_convert_extract_merge_train_test(real_dl1, tmp_path):
     predicted = dl2[dl2["CTLearn_tel_is_valid"]]
     assert len(predicted) >= 5 and set(np.unique(predicted["tel_id"])) <= {1, 2, 3, 4}
     assert np.isfinite(predicted["CTLearn_tel_energy"]).all()
+
+
+@pytest.mark.parametrize("case", ["truncated", "empty", "text"])
+def test_extracting_a_broken_file_is_refused_before_anything_is_written(case, toy_data, tmp_path, capfd):
+    source = sorted((toy_data / "train").glob("gamma_*.h5"))[0]
+    broken = tmp_path / "in" / f"{case}.dl1.h5"
+    broken.parent.mkdir()
+    content = {"truncated": source.read_bytes()[: source.stat().st_size // 3], "empty": b"",
+               "text": b"obs_id,event_id\n1,2\n"}[case]
+    broken.write_bytes(content)
+    capfd.readouterr()
+    output = tmp_path / "out"
+    assert run(ExtractImagesTool(), ["--input", broken, "--output-dir", output], cwd=tmp_path) == 2
+    err = capfd.readouterr().err
+    assert str(broken) in err and "Traceback" not in err, err[-2000:]
+    assert not output.exists()

@@ -164,10 +164,11 @@ def test_lock_of_a_reused_pid_or_an_ended_slurm_job_is_stale(tmp_path):
 
 
 BAD_TRAINING = {
-    "no epochs": ({"TrainCTLearnModel": {"n_epochs": 0}}, "TrainCTLearnModel.n_epochs': must be at least 1"),
-    "zero batch": ({"TrainCTLearnModel": {"batch_size": 0}}, "TrainCTLearnModel.batch_size': must be at least 1"),
+    "no epochs": ({"TrainCTLearnModel": {"n_epochs": 0}}, "TrainCTLearnModel.n_epochs': must be from 1 to"),
+    "zero batch": ({"TrainCTLearnModel": {"batch_size": 0}}, "TrainCTLearnModel.batch_size': must be from 1 to"),
     "no keras model": ("custom:none", "leaves nothing in self.model"),
     "not a keras model": ("custom:dict", "leaves dict in self.model"),
+    "outputs not named after the task": ("custom:unnamed", "outputs are named ['out']: each output must be named"),
 }
 
 _BAD_MODEL = '''
@@ -185,7 +186,9 @@ class BrokenCNN(CTLearnModel):
 def test_bad_training_settings_exit_2_and_leave_nothing(case, task_config, tmp_path):
     sections, expected = BAD_TRAINING[case]
     if isinstance(sections, str):
-        body = {"custom:none": "pass", "custom:dict": "self.model = {}"}[sections]
+        body = {"custom:none": "pass", "custom:dict": "self.model = {}",
+                "custom:unnamed": "import keras; inputs = keras.Input(shape=input_shape); self.model = keras.Model("
+                                  "inputs, keras.layers.Dense(1, name='out')(keras.layers.Flatten()(inputs)))"}[sections]
         model_file = tmp_path / "broken.py"
         model_file.write_text(_BAD_MODEL.format(body=body))
         sections = {"Project": {"custom_model_file": str(model_file)}, "TrainCTLearnModel": {"model_type": "BrokenCNN"}}

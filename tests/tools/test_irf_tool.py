@@ -148,6 +148,11 @@ def test_separate_particle_files_sharing_obs_ids(trained_runs, particle_files, i
     assert run(IRFTool(), argv, cwd=tmp_path) == 0
     assert _thrown(reports / "irf" / "quiet", "proton") == thrown["proton"] + int(row["n_showers"][0]) * int(
         row["shower_reuse"][0])
+    # a reports root that cannot be written is refused before the IRFs are computed
+    (tmp_path / "a file").write_text("")
+    argv = ["--input", gammas, "--input", protons, "--reports-root", tmp_path / "a file" / "reports"]
+    assert run(IRFTool(), argv, cwd=tmp_path) == 2
+    assert "is not a directory" in capfd.readouterr().err
     # the same file twice would count its showers twice
     argv = ["--input", gammas, "--input", protons, "--input", protons, "--name", "twice", "--reports-root", reports]
     assert run(IRFTool(), argv, cwd=tmp_path) == 2

@@ -77,6 +77,13 @@ def test_report_refuses_existing_output_and_runs_without_predictions(trained_run
     assert run(ReportTool(), ["--config", config, "--run", run_dir, "--reports-root", root, "--dl2", "nothing"],
                cwd=tmp_path) == 2
     assert "run scripts/test_model.py first" in capfd.readouterr().err
+    # a reports root that cannot be written is refused before any work
+    in_the_way = tmp_path / "a file"
+    in_the_way.write_text("")
+    assert run(ReportTool(), ["--config", config, "--run", run_dir, "--reports-root", in_the_way / "reports"],
+               cwd=tmp_path) == 2
+    err = capfd.readouterr().err
+    assert "--reports-root" in err and "is not a directory" in err and "Traceback" not in err, err[-2000:]
 
 
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="no chromium (apt-get install chromium)")
@@ -153,6 +160,11 @@ def test_compare_refuses_mixed_tasks_and_runs_without_predictions(trained_runs, 
                                "--reports-root", tmp_path], cwd=tmp_path) == 2
     assert "without predictions" in capfd.readouterr().err
     assert not (tmp_path / "compare").exists()
+    in_the_way = tmp_path / "a file"
+    in_the_way.write_text("")
+    assert run(CompareTool(), ["--run", three_energy_runs[0], "--run", three_energy_runs[1],
+                               "--reports-root", in_the_way / "reports"], cwd=tmp_path) == 2
+    assert "is not a directory" in capfd.readouterr().err
 
 
 def test_exploration_notebook_runs_top_to_bottom(toy_data, trained_runs, monkeypatch):

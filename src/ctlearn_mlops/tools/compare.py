@@ -36,6 +36,7 @@ from ..reporting.irf_figures import plot_sensitivity
 from ..reporting.task_figures import BINNED_CURVES
 from ..rundir import CONFIG_FILE, RUN_FILE, TRAINING_LOG, read_run_info, run_directories
 from .base import MLOpsTool
+from .io_checks import check_writable
 
 __all__ = ["CompareTool", "main", "ENSEMBLE"]
 
@@ -166,6 +167,7 @@ class CompareTool(MLOpsTool):
         self.output_dir = self.reports_root / "compare" / name
         if self.output_dir.exists() and not self.overwrite:
             raise RunExistsError(f"comparison {self.output_dir} exists; pass --overwrite or choose --name")
+        check_writable(self.output_dir.parent, "--reports-root")
 
     def _start_irf(self):
         curves = {}
@@ -224,6 +226,7 @@ class CompareTool(MLOpsTool):
         self.output_dir = self.reports_root / "compare" / name
         if self.output_dir.exists() and not self.overwrite:
             raise RunExistsError(f"comparison {self.output_dir} exists; pass --overwrite or choose --name")
+        check_writable(self.output_dir.parent, "--reports-root")
 
     def _labels(self):
         names = [d.name for d in self.run_dirs]

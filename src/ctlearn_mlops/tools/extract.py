@@ -16,6 +16,7 @@ from ctapipe.io import HDF5Merger
 
 from ..dataproc.inputs import expand_inputs
 from ..exceptions import ConfigError
+from ..io.dl1 import check_dl1_files
 from ..output import show
 from ..progress import Progress
 from .base import MLOpsTool
@@ -63,11 +64,12 @@ class ExtractImagesTool(MLOpsTool):
         if self.output_dir is None:
             raise ConfigError("missing: where to write the slim files", key="--output-dir")
         self.files = expand_inputs(self.inputs, (".h5", ".hdf5"))
-        require_writable_directory(self.output_dir, "--output-dir")
-        self.provenance_log = self.output_dir / f"{self.name}.provenance.log"
+        check_dl1_files(self.files, key="--input")  # before the output directory is made
         for source in self.files:
             if (self.output_dir / source.name).resolve() == source.resolve():
                 raise ConfigError(f"output would replace its input {source}", key="--output-dir")
+        require_writable_directory(self.output_dir, "--output-dir")
+        self.provenance_log = self.output_dir / f"{self.name}.provenance.log"
 
     def start(self):
         self.rows = []

@@ -33,6 +33,7 @@ from ..progress import Progress
 from ..reporting.document import Report, atomic_directory
 from ..reporting.irf_figures import irf_figures, sensitivity_records, sensitivity_summary
 from .base import MLOpsTool
+from .io_checks import check_writable
 
 __all__ = ["IRFTool", "RECONSTRUCTIONS", "main"]
 
@@ -162,6 +163,7 @@ class IRFTool(MLOpsTool):
         self.output_dir = self.reports_root / "irf" / name
         if self.output_dir.exists() and not self.overwrite:
             raise RunExistsError(f"{self.output_dir} exists; pass --overwrite or choose --name", key="--name")
+        check_writable(self.output_dir.parent, "--reports-root")
         self.provenance_log = self.output_dir.with_name(f"{name}.provenance.log")
 
     def _simulation(self, particle):

@@ -37,6 +37,7 @@ from ..physics.reconstruction import WEIGHTS
 from ..rundir import resolve_run, write_run_info
 from ..runlock import RunLock
 from .event_dl2 import load_run, write_event_dl2
+from .io_checks import check_writable
 from .taskconfig import DataConfigTool
 
 __all__ = ["PredictTool", "main"]
@@ -119,6 +120,7 @@ class PredictTool(DataConfigTool, PredictCTLearnModel):
         self.fast = FastLoader(parent=self)
         if self.inputs:  # the image cache is made of the config's test files
             self.fast.cache_dir = None
+        check_writable(self.output_path.parent, "--run", source)
         lock = RunLock(self.run_dir, self.name).acquire(source)
         self.enter_context(contextlib.ExitStack()).callback(lock.release)
         self.provenance_log = self.run_dir / f"{self.name}.provenance.log"

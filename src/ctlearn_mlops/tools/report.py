@@ -26,6 +26,7 @@ from ..reporting.plots import plot_training_curves
 from ..reporting.task_figures import headline_table, network_beats, task_figures
 from ..rundir import CONFIG_FILE, PROVENANCE_FILE, TRAINING_LOG, read_run_info, resolve_run
 from .ctlearn_options import option_classes
+from .io_checks import check_writable
 from .taskconfig import TaskConfigTool, data_classes
 
 __all__ = ["ReportTool", "main", "split_counts"]
@@ -107,6 +108,7 @@ class ReportTool(TaskConfigTool):
             return
         if self.output_dir.exists() and not self.overwrite:
             raise RunExistsError(f"report {self.output_dir} exists; pass --overwrite to replace it", source=source)
+        check_writable(self.output_dir.parent, "--reports-root")
         self.task = project.task
 
     def start(self):

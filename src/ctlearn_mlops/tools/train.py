@@ -407,6 +407,13 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
                 "self.model; it must assign a keras.Model (see models/custom_model_template.py)",
                 source=source, key=section,
             )
+        # ctlearn 0.10.4 gives the losses by output name (all but a lone type task): Keras would refuse at fit
+        unnamed = [task for task in self.reco_tasks if task not in model.output_names]
+        if unnamed and list(self.reco_tasks) != ["type"]:
+            raise ConfigError(
+                f"{type(built).__name__}'s outputs are named {list(model.output_names)}: each output must be named "
+                f"after its task ({', '.join(self.reco_tasks)}), e.g. keras.layers.Dense(1, name=\"{unnamed[0]}\") "
+                "(see models/custom_model_template.py)", source=source, key=section)
         del built, model
 
     def _truncate_training_log(self, completed):
