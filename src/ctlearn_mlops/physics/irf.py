@@ -199,16 +199,49 @@ def compute_irfs(gammas, protons, gamma_info, proton_info, options=None, bins=No
     """pyirf's point-like chain for one reconstruction; see the module docstring."""
     options = options or IRFOptions()
     bins = {**default_bins(), **(bins or {})}
-    e_reco, e_true = bins["reco_energy"], bins["true_energy"]
-    obs_time = u.Quantity(options.obs_time, u.h)
+    e_true = bins["true_energy"]
     gammas, protons = QTable(gammas, copy=True), QTable(protons, copy=True)
     if gamma_info.viewcone_max > gamma_info.viewcone_min:
         raise ValueError("the gammas are diffuse: point-source IRFs need gammas from a point source")
     if proton_info.viewcone_max <= options.fov_offset_max:
         raise ValueError(f"the protons come from within {proton_info.viewcone_max} only: the background ring "
                          f"reaches {options.fov_offset_max}")
+    _weigh_and_place(gammas, protons, gamma_info, proton_info, options)
+    gh_cuts, theta_cuts = _select(gammas, protons, bins["reco_energy"], options)
+    signal = gammas[gammas["selected"]]
+    background = protons[protons["selected_gh"]]
+    sensitivity, signal_hist, background_hist = _sensitivity(signal, background, gh_cuts, theta_cuts,
+                                                             bins["reco_energy"], options)
 
-    # weights: point-like gammas to the Crab, diffuse protons (per sr) to the cosmic-ray protons
+    # IRFs (one field-of-view bin around the source offset)
+    fov_bins = u.Quantity([0, options.fov_offset_max.to_value(u.deg)], u.deg)
+    background_fov_bins = background_offset_bins(proton_info.viewcone_max)
+    # true-energy bins outside the simulated range have no thrown shower: 0/0, an effective area of 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        effective_area = np.nan_to_num(effective_area_per_energy(signal, gamma_info, true_energy_bins=e_true))
+        effective_area_no_cuts = np.nan_to_num(effective_area_per_energy(gammas, gamma_info, true_energy_bins=e_true))
+    edisp = energy_dispersion(signal, true_energy_bins=e_true, fov_offset_bins=fov_bins,
+                              migration_bins=bins["migration"])
+    psf = psf_table(gammas[gammas["selected_gh"]], e_true, source_offset_bins=bins["source_offset"],
+                    fov_offset_bins=fov_bins)
+    background_rate = background_2d(background, reco_energy_bins=bins["reco_energy"],
+                                    fov_offset_bins=background_fov_bins, t_obs=u.Quantity(options.obs_time, u.h))
+    return IRFResult(
+        sensitivity=sensitivity, gh_cuts=gh_cuts, theta_cuts=theta_cuts,
+        effective_area=effective_area, effective_area_no_cuts=effective_area_no_cuts, energy_dispersion=edisp,
+        psf=psf, background=background_rate,
+        angular_resolution=angular_resolution(gammas[gammas["selected_gh"]], e_true, energy_type="true"),
+        energy_bias_resolution=energy_bias_resolution(signal, e_true, energy_type="true"),
+        bins={**bins, "fov_offset": fov_bins, "background_fov_offset": background_fov_bins},
+        n_gammas=len(gammas), n_protons=len(protons), source_fov_offset=np.median(gammas["true_source_fov_offset"]),
+        extras={"gammas": gammas, "protons": protons, "signal_hist": signal_hist, "background_hist": background_hist},
+    )
+
+
+def _weigh_and_place(gammas, protons, gamma_info, proton_info, options):
+    """Event weights (point-like gammas to the Crab, diffuse protons per sr to the cosmic-ray protons), offsets
+    from the pointing and theta to the source (for protons: where the source would be at their pointing)."""
+    obs_time = u.Quantity(options.obs_time, u.h)
     gammas["weight"] = calculate_event_weights(
         gammas["true_energy"], options.gamma_spectrum, PowerLaw.from_simulation(gamma_info, obstime=obs_time))
     protons["weight"] = calculate_event_weights(
@@ -220,7 +253,11 @@ def compute_irfs(gammas, protons, gamma_info, proton_info, options=None, bins=No
     source_az, source_alt = _source_position(gammas, protons)
     protons["theta"] = calculate_theta(protons, assumed_source_az=source_az, assumed_source_alt=source_alt)
 
-    # cuts: gammaness at a fixed efficiency per reco-energy bin (too few gammas: nothing passes), theta at 68%
+
+def _select(gammas, protons, e_reco, options):
+    """The gammaness cut per reco-energy bin (fixed efficiency, or of best sensitivity) and the theta cut at the
+    asked containment; marks ``selected_gh``, ``selected_theta`` and ``selected`` on both tables."""
+    # too few gammas in a bin: nothing passes there
     gh_fill = float(np.max(gammas["gh_score"])) if len(gammas) else 1.0
     gh_cuts = calculate_percentile_cut(
         gammas["gh_score"], gammas["reco_energy"], bins=e_reco, fill_value=gh_fill,
@@ -243,10 +280,12 @@ def compute_irfs(gammas, protons, gamma_info, proton_info, options=None, bins=No
     for table in (gammas, protons):
         table["selected_theta"] = evaluate_binned_cut(table["theta"], table["reco_energy"], theta_cuts, operator.le)
         table["selected"] = table["selected_gh"] & table["selected_theta"]
+    return gh_cuts, theta_cuts
 
-    # sensitivity: the signal in the theta cut, the background from the ring, scaled to the off region
-    signal = gammas[gammas["selected"]]
-    background = protons[protons["selected_gh"]]
+
+def _sensitivity(signal, background, gh_cuts, theta_cuts, e_reco, options):
+    """pyirf's sensitivity: the signal in the theta cut, the background from the ring scaled to the off region;
+    with the counts as simulated next to it."""
     signal_hist = create_histogram_table(signal, e_reco, key="reco_energy")
     background_hist = estimate_background(
         background, reco_energy_bins=e_reco, theta_cuts=theta_cuts, alpha=options.alpha,
@@ -267,30 +306,7 @@ def compute_irfs(gammas, protons, gamma_info, proton_info, options=None, bins=No
     sensitivity["n_background_on_weighted"] = options.alpha * background_hist["n_weighted"]
     sensitivity["theta_cut"] = u.Quantity(np.interp(bin_center(e_reco), theta_cuts["center"], theta_cuts["cut"]))
     sensitivity["gh_cut"] = gh_cuts["cut"]
-
-    # IRFs (one field-of-view bin around the source offset)
-    fov_bins = u.Quantity([0, options.fov_offset_max.to_value(u.deg)], u.deg)
-    background_fov_bins = background_offset_bins(proton_info.viewcone_max)
-    # true-energy bins outside the simulated range have no thrown shower: 0/0, an effective area of 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        effective_area = np.nan_to_num(effective_area_per_energy(signal, gamma_info, true_energy_bins=e_true))
-        effective_area_no_cuts = np.nan_to_num(effective_area_per_energy(gammas, gamma_info, true_energy_bins=e_true))
-    edisp = energy_dispersion(signal, true_energy_bins=e_true, fov_offset_bins=fov_bins,
-                              migration_bins=bins["migration"])
-    psf = psf_table(gammas[gammas["selected_gh"]], e_true, source_offset_bins=bins["source_offset"],
-                    fov_offset_bins=fov_bins)
-    background_rate = background_2d(background, reco_energy_bins=e_reco, fov_offset_bins=background_fov_bins,
-                                    t_obs=obs_time)
-    return IRFResult(
-        sensitivity=sensitivity, gh_cuts=gh_cuts, theta_cuts=theta_cuts,
-        effective_area=effective_area, effective_area_no_cuts=effective_area_no_cuts, energy_dispersion=edisp,
-        psf=psf, background=background_rate,
-        angular_resolution=angular_resolution(gammas[gammas["selected_gh"]], e_true, energy_type="true"),
-        energy_bias_resolution=energy_bias_resolution(signal, e_true, energy_type="true"),
-        bins={**bins, "fov_offset": fov_bins, "background_fov_offset": background_fov_bins},
-        n_gammas=len(gammas), n_protons=len(protons), source_fov_offset=np.median(gammas["true_source_fov_offset"]),
-        extras={"gammas": gammas, "protons": protons, "signal_hist": signal_hist, "background_hist": background_hist},
-    )
+    return sensitivity, signal_hist, background_hist
 
 
 def gadf_hdus(result, **header_cards):

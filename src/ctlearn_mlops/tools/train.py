@@ -134,15 +134,36 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
     }
 
     def setup(self):
+        """Check everything, take the run, let ctlearn build its reader and network, then open the run's files."""
         self.started = utc_now()
+        self._start_cluster()
+        project = self.setup_project()
+        source = self.task_config_source
+        run_name = self._check_before_work(project, source)
+        if not self.cluster.is_chief:
+            return self._setup_worker(source)
+        # from here on the run is ours alone: nothing of it is read or moved before the lock is held
+        created = self._take_run(source)
+        if self.already_finished:
+            return
+        self._setup_ctlearn(source, created)
+        # ctlearn seeds only the split and shuffling; the weights need Keras' seed too, and
+        # deterministic kernels make a resumed run end with the same weights as an uninterrupted one
+        keras.utils.set_random_seed(self.random_seed)
+        tf.config.experimental.enable_op_determinism()
+        self._open_run(project, run_name, source)
+
+    def _start_cluster(self):
         # a run over several SLURM tasks: the strategy must come before any other TensorFlow operation
         self.cluster = cluster_from_environment()
         self.enter_context(contextlib.ExitStack()).callback(self.cluster.close)
         if self.cluster.multi_worker:
             self.log.info("multi-worker training: %s, global batch %d x %d", self.cluster.describe(),
                           self.batch_size, self.cluster.n_workers)
-        project = self.setup_project()
-        source = self.task_config_source
+
+    def _check_before_work(self, project, source):
+        """The config's values, inputs, run name and network checked, ctlearn's options set from Project; the
+        run's name."""
         self._check_values(source)
         self.signal_files, self.background_files = self.split_inputs(project, "train")
         run_name = check_run_name(project.run_name or default_run_name(), source)
@@ -165,10 +186,13 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         check_model_accepts_task(self.model_type, project.task, self.config.get(self.model_type, {}), source)
         check_dl1_files([*self.signal_files, *self.background_files], source)
         check_writable(self.run_dir.parent, "Project.output_root", source)
-        if not self.cluster.is_chief:
-            return self._setup_worker(source)
+        return run_name
 
-        # from here on the run is ours alone: nothing of it is read or moved before the lock is held
+    def _take_run(self, source):
+        """Lock the run, recover what killed writes left, decide between start, resume and overwrite.
+
+        Returns the parent directories this run created (removed again if it is refused).
+        """
         created = _make_directories(self.run_dir.parent)
         self.lock = RunLock(self.run_dir, self.name)
         try:
@@ -190,7 +214,7 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
             if read_run_info(self.run_dir).get("status") == "finished":
                 self.already_finished = True
                 self.log.info("run %s is already finished: nothing to do", self.run_dir)
-                return
+                return created
             self.resume = True
         if self.resume:
             self._check_resumable(source)
@@ -199,6 +223,10 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
                 f"run directory {self.run_dir} exists; choose another Project.run_name (--run-name), "
                 "pass --overwrite to replace it, or --resume to continue it", source=source, key="Project.run_name",
             )
+        return created
+
+    def _setup_ctlearn(self, source, created):
+        """ctlearn 0.10.4's setup (reader, split, network), with the run directory out of its way."""
         try:
             with self._run_dir_out_of_the_way(), strategy_for_ctlearn_setup(self.cluster.strategy):
                 try:
@@ -215,11 +243,9 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
                 self.lock.release()
                 _remove_if_empty(created)
             raise
-        # ctlearn seeds only the split and shuffling; the weights need Keras' seed too, and
-        # deterministic kernels make a resumed run end with the same weights as an uninterrupted one
-        keras.utils.set_random_seed(self.random_seed)
-        tf.config.experimental.enable_op_determinism()
 
+    def _open_run(self, project, run_name, source):
+        """The run's config.yaml (a new run; a resume's changed epochs), MLflow, events, callbacks, run.json."""
         self.tracked = None
         if self.resumed_config is not None:
             atomic_write_yaml(self.run_dir / CONFIG_FILE, self.resumed_config)
