@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+#: DL1 of data model v6 (ctapipe 0.23) of real LST images: scripts/ci/make_v6_fixture.sh
+V6_FIXTURE = REPO / "tests" / "data" / "gamma_test_lst_v6.dl1.h5"
 TASKS = ("energy", "type", "cameradirection", "skydirection")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -1,6 +1,7 @@
 """simtel -> DL1 -> slim -> merged, on the real simtel files of the eventio sdist."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from ctlearn_mlops.tools.merge import DL1MergeTool
 from ctlearn_mlops.tools.predict import PredictTool
 from ctlearn_mlops.tools.train import TrainTool
 
-from ..conftest import REPO, run, shrink_config
+from ..conftest import REPO, V6_FIXTURE, run, shrink_config
 
 PROCESSING = REPO / "configs" / "processing" / "dl1_images.yaml"
 LST = ["--allowed-tels", "1", "--allowed-tels", "2", "--allowed-tels", "3", "--allowed-tels", "4"]
@@ -218,7 +219,22 @@ def test_real_chain_convert_extract_merge_train_test(real_dl1, tmp_path):
         assert "/simulation/event/telescope/parameters" not in h5.root
     merged_dir = tmp_path / "merged"
     assert run(DL1MergeTool(), ["--output", merged_dir / "lst_gammas.dl1.h5", slim], cwd=tmp_path) == 0
+    _train_and_test_energy_on(merged_dir, tmp_path)
 
+
+def test_dl1_of_data_model_v6_trains_and_predicts(tmp_path):
+    """DL1 written by ctapipe 0.23 (data model v6, older productions): tests/data, scripts/ci/make_v6_fixture.sh."""
+    data = tmp_path / "v6"
+    data.mkdir()
+    shutil.copy(V6_FIXTURE, data)
+    with tables.open_file(data / V6_FIXTURE.name) as h5:
+        assert h5.root._v_attrs["CTA PRODUCT DATA MODEL VERSION"] == "v6.0.0"
+    _train_and_test_energy_on(data, tmp_path)
+
+
+def _train_and_test_energy_on(directory, tmp_path):
+    """A tiny energy run trained and tested on the real LST images of ``directory``."""
+    merged_dir = directory
     config = shrink_config(
         "energy", tmp_path, tmp_path / "models",
         TrainCTLearnModel={"batch_size": 1, "validation_split": 0.3},

@@ -15,7 +15,7 @@ from ctapipe.io import read_table
 from ctlearn_mlops.tools.events import EventDL2Tool
 from ctlearn_mlops.tools.irf import IRFTool
 
-from ..conftest import run
+from ..conftest import V6_FIXTURE, run
 
 pytestmark = pytest.mark.slow
 
@@ -178,3 +178,16 @@ def test_event_files_without_what_irfs_need_are_refused(case, trained_runs, part
     assert expected in err and str(path) in err, err[-2000:]
     assert "Traceback" not in err
     assert not reports.exists()
+
+
+def test_gammas_of_data_model_v6_go_through_event_dl2_and_irfs(trained_runs, particle_files, tmp_path):
+    """Real LST gammas written by ctapipe 0.23 (data model v6) with the toy protons: the runs predict them, the
+    classical reconstruction runs on them, and their simulation gives the gammas' thrown showers."""
+    v6 = _events(trained_runs, [V6_FIXTURE], tmp_path / "v6_gammas.dl2.h5")
+    runs = read_table(V6_FIXTURE, "/configuration/simulation/run")
+    reports = tmp_path / "reports"
+    argv = ["--input", v6, "--input", particle_files[1], "--name", "v6", "--reports-root", reports]
+    assert run(IRFTool(), argv, cwd=tmp_path) == 0
+    assert _thrown(reports / "irf" / "v6", "gamma") == int(runs["n_showers"][0]) * int(runs["shower_reuse"][0])
+    metrics = json.loads((reports / "irf" / "v6" / "metrics.json").read_text())
+    assert {"CNN", "classical"} <= set(metrics["reconstructions"])

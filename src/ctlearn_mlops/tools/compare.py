@@ -136,18 +136,76 @@ class CompareTool(MLOpsTool):
 
 
 
+    def setup(self):
+        self.comparison = (SensitivityOverlay if self.irf_dirs else RunComparison)(self)
+        name = self.comparison_name or f"{self.comparison.default_name()}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        self.output_dir = self.reports_root / "compare" / name
+        if self.output_dir.exists() and not self.overwrite:
+            raise RunExistsError(f"comparison {self.output_dir} exists; pass --overwrite or choose --name")
+        check_writable(self.output_dir.parent, "--reports-root")
+
+    def start(self):
+        self.report, self.metrics, self.rows = self.comparison.build()
+
+    def finish(self):
+        with atomic_directory(self.output_dir, overwrite=self.overwrite) as tmp:
+            self.report.write(tmp, self.metrics)
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=list(self.rows[0]))
+            writer.writeheader()
+            writer.writerows(self.rows)
+            (tmp / "summary.csv").write_text(buffer.getvalue())
+        show(f"Comparison: {self.output_dir / 'report.html'}")
+
+
+def main():
+    CompareTool().run()
+
+
+class RunComparison:
+    """Runs of one task on their test events: headline metrics, config values that differ, curves per run."""
+
+    def __init__(self, tool):
+        self.tool = tool
+        warnings.filterwarnings("ignore", category=MergeConflictWarning)
+        self.run_dirs = self._run_dirs()
+        tasks = {d: read_run_info(d).get("task") for d in self.run_dirs}
+        if len(set(tasks.values())) > 1:
+            listing = ", ".join(f"{d} ({t})" for d, t in tasks.items())
+            raise ConfigError(f"runs of different tasks cannot be compared: {listing}", key="--run")
+        self.task = next(iter(tasks.values()))
+        if tool.task and tool.task != self.task:
+            raise ConfigError(f"the runs are '{self.task}' runs, not '{tool.task}'", key="--task")
+        self.paths = [d / "dl2" / f"{tool.dl2_name}.dl2.h5" for d in self.run_dirs]
+        missing = [d for d, path in zip(self.run_dirs, self.paths) if not path.exists()]
+        if missing:
+            raise ConfigError(
+                "runs without predictions (run scripts/test_model.py first): " + ", ".join(str(d) for d in missing),
+                key="--run",
+            )
+        stale = [d for d, path in zip(self.run_dirs, self.paths)
+                 if not any(network_prefix(path, self.task, level) for level in ("telescope", "subarray"))]
+        if stale:
+            raise ConfigError("runs whose DL2 file holds no network reconstruction (predict again with "
+                              "scripts/test_model.py --overwrite): " + ", ".join(str(d) for d in stale), key="--run")
+
+    def default_name(self):
+        return self.task
+
     def _run_dirs(self):
+        tool = self.tool
         dirs = []
-        if self.all_runs:
-            if not self.task:
+        if tool.all_runs:
+            if not tool.task:
                 raise ConfigError("--all needs --task", key="--task")
-            dirs += [d for d in run_directories(self.models_root / self.task) if read_run_info(d).get("status") == "finished"]
-        for run in self.runs:
+            dirs += [d for d in run_directories(tool.models_root / tool.task)
+                     if read_run_info(d).get("status") == "finished"]
+        for run in tool.runs:
             path = PathlibPath(run)
             if not path.is_dir():
-                if not self.task:
+                if not tool.task:
                     raise ConfigError(f"run '{run}' is not a directory; give --task to look it up by name", key="--run")
-                path = self.models_root / self.task / run
+                path = tool.models_root / tool.task / run
             if not (path / RUN_FILE).exists():
                 raise ConfigError(f"{path} is not a run directory", key="--run")
             dirs.append(path)
@@ -156,20 +214,85 @@ class CompareTool(MLOpsTool):
             raise ConfigError(f"need at least two runs to compare, got {len(dirs)}", key="--run")
         return dirs
 
-    def _setup_irf(self):
+    def _labels(self):
+        names = [d.name for d in self.run_dirs]
+        if len(set(names)) == len(names):
+            return names
+        return [f"{d.parent.name}/{d.name}" for d in self.run_dirs]
+
+    def build(self):
+        """(report, metrics, summary rows)."""
+        task = self.task
+        labels = self._labels()
+        paths = dict(zip(labels, self.paths))
+        # per image for mono runs; per array event as soon as one run is stereo
+        level = "telescope" if all(network_prefix(p, task, "telescope") for p in paths.values()) else "subarray"
+        events = {label: read_events(path, task, level) for label, path in paths.items()}
+        training = {label: dl2.read_training_images(path) if level == "telescope" else None
+                    for label, path in paths.items()}
+        evaluations = {label: evaluate(task, events[label], training[label], level, margins=False) for label in labels}
+        if self.tool.ensemble:
+            # the ensemble's baselines are the first run's
+            evaluations[ENSEMBLE] = evaluate(task, ensemble_events(task, list(events.values())), training[labels[0]],
+                                             level, margins=False)
+
+        configs = {label: _flatten(yaml.safe_load((d / CONFIG_FILE).read_text())) for label, d in zip(labels, self.run_dirs)}
+        keys = sorted({k for c in configs.values() for k in c})
+        differing = [k for k in keys if len({c.get(k) for c in configs.values()}) > 1 and k != "Project.run_name"]
+        rows = []
+        for label, evaluation in evaluations.items():
+            row = {"run": label, "n_test_images": evaluation.n_events}
+            row.update({k: configs.get(label, {}).get(k, "(ensemble)" if label == ENSEMBLE else "") for k in differing})
+            row.update(_headline_values(evaluation))
+            rows.append(row)
+
+        report = Report(f"Comparison of {len(self.run_dirs)} {task} runs")
+        header = list(rows[0])
+        report.table("Summary (config values that differ, headline metrics of the network)", header,
+                     [[row.get(h, "") for h in header] for row in rows])
+        baselines = next(iter(evaluations.values())).headline
+        first = next(iter(evaluations.values()))
+        report.table("Baselines on the first run's test events", ["metric", *[m for m in first.methods if m != first.network]],
+                     [[metric] + [v for m, v in values.items() if m != first.network] for metric, values in baselines.items()])
+        logs = {label: pd.read_csv(d / TRAINING_LOG) for label, d in zip(labels, self.run_dirs)
+                if (d / TRAINING_LOG).exists() and (d / TRAINING_LOG).stat().st_size}
+        if logs:
+            report.figure("training_curves", plots.plot_training_curves(logs, "Training of each run"),
+                          "Loss per epoch of each run: training (solid), validation (dashed).")
+        for column, ylabel, title, log_y in BINNED_CURVES[task]:
+            tables = {label: ev.binned[ev.network] for label, ev in evaluations.items()}
+            report.figure(f"{task}_{column}_vs_energy", plots.plot_binned(tables, column, ylabel, f"{title}: runs", log_y),
+                          f"{title} of each run's network per bin of true energy.")
+        if task == "type":
+            curves = {label: (ev.arrays["is_gamma"], ev.arrays["scores"][ev.network]) for label, ev in evaluations.items()}
+            report.figure("type_roc", plots.plot_roc(curves, "ROC of each run"), "Background rejection vs gamma efficiency.")
+        if task in ("cameradirection", "skydirection"):
+            thetas = {label: ev.arrays["theta"][ev.network] for label, ev in evaluations.items()}
+            report.figure(f"{task}_theta2", plots.plot_theta2(thetas, "theta^2 of each run"), "Squared angular distance.")
+        metrics = {
+            "task": task, "level": level, "runs": [str(d) for d in self.run_dirs], "ensemble": self.tool.ensemble,
+            "headline": {label: ev.headline for label, ev in evaluations.items()},
+        }
+        return report, metrics, rows
+
+
+class SensitivityOverlay:
+    """The sensitivity curves of several outputs of compute_irf.py in one figure."""
+
+    def __init__(self, tool):
+        self.irf_dirs = tool.irf_dirs
         for directory in self.irf_dirs:
             if not (directory / "sensitivity.csv").exists():
                 raise ConfigError(f"{directory} is not an output of scripts/compute_irf.py (no sensitivity.csv)",
                                   key="--irf")
         if len(self.irf_dirs) < 2:
             raise ConfigError(f"need at least two IRF outputs to overlay, got {len(self.irf_dirs)}", key="--irf")
-        name = self.comparison_name or f"irf-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-        self.output_dir = self.reports_root / "compare" / name
-        if self.output_dir.exists() and not self.overwrite:
-            raise RunExistsError(f"comparison {self.output_dir} exists; pass --overwrite or choose --name")
-        check_writable(self.output_dir.parent, "--reports-root")
 
-    def _start_irf(self):
+    def default_name(self):
+        return "irf"
+
+    def build(self):
+        """(report, metrics, summary rows)."""
         curves = {}
         for directory in self.irf_dirs:
             table = Table.read(directory / "sensitivity.csv", format="ascii.csv")
@@ -194,112 +317,6 @@ class CompareTool(MLOpsTool):
                          f"{curve['reco_energy_low'][best].value:.3g}-{curve['reco_energy_high'][best].value:.3g}"
                          if best is not None else ""])
         report.table("Best point of each curve", header, rows)
-        self.report = report
-        self.metrics = {"irf": [str(d) for d in self.irf_dirs], "curves": list(curves)}
-        self.rows = [dict(zip(header, row)) for row in rows]
+        metrics = {"irf": [str(d) for d in self.irf_dirs], "curves": list(curves)}
+        return report, metrics, [dict(zip(header, row)) for row in rows]
 
-    def setup(self):
-        if self.irf_dirs:
-            return self._setup_irf()
-        warnings.filterwarnings("ignore", category=MergeConflictWarning)
-        self.run_dirs = self._run_dirs()
-        tasks = {d: read_run_info(d).get("task") for d in self.run_dirs}
-        if len(set(tasks.values())) > 1:
-            listing = ", ".join(f"{d} ({t})" for d, t in tasks.items())
-            raise ConfigError(f"runs of different tasks cannot be compared: {listing}", key="--run")
-        self.compared_task = next(iter(tasks.values()))
-        if self.task and self.task != self.compared_task:
-            raise ConfigError(f"the runs are '{self.compared_task}' runs, not '{self.task}'", key="--task")
-        missing = [d for d in self.run_dirs if not (d / "dl2" / f"{self.dl2_name}.dl2.h5").exists()]
-        if missing:
-            raise ConfigError(
-                "runs without predictions (run scripts/test_model.py first): " + ", ".join(str(d) for d in missing),
-                key="--run",
-            )
-        stale = [d for d in self.run_dirs
-                 if not any(network_prefix(d / "dl2" / f"{self.dl2_name}.dl2.h5", self.compared_task, level)
-                            for level in ("telescope", "subarray"))]
-        if stale:
-            raise ConfigError("runs whose DL2 file holds no network reconstruction (predict again with "
-                              "scripts/test_model.py --overwrite): " + ", ".join(str(d) for d in stale), key="--run")
-        name = self.comparison_name or f"{self.compared_task}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-        self.output_dir = self.reports_root / "compare" / name
-        if self.output_dir.exists() and not self.overwrite:
-            raise RunExistsError(f"comparison {self.output_dir} exists; pass --overwrite or choose --name")
-        check_writable(self.output_dir.parent, "--reports-root")
-
-    def _labels(self):
-        names = [d.name for d in self.run_dirs]
-        if len(set(names)) == len(names):
-            return names
-        return [f"{d.parent.name}/{d.name}" for d in self.run_dirs]
-
-    def start(self):
-        if self.irf_dirs:
-            return self._start_irf()
-        task = self.compared_task
-        labels = self._labels()
-        paths = {label: d / "dl2" / f"{self.dl2_name}.dl2.h5" for label, d in zip(labels, self.run_dirs)}
-        # per image for mono runs; per array event as soon as one run is stereo
-        level = "telescope" if all(network_prefix(p, task, "telescope") for p in paths.values()) else "subarray"
-        events = {label: read_events(path, task, level) for label, path in paths.items()}
-        training = {label: dl2.read_training_images(path) if level == "telescope" else None
-                    for label, path in paths.items()}
-        evaluations = {label: evaluate(task, events[label], training[label], level, margins=False) for label in labels}
-        if self.ensemble:
-            # the ensemble's baselines are the first run's
-            evaluations[ENSEMBLE] = evaluate(task, ensemble_events(task, list(events.values())), training[labels[0]],
-                                             level, margins=False)
-
-        configs = {label: _flatten(yaml.safe_load((d / CONFIG_FILE).read_text())) for label, d in zip(labels, self.run_dirs)}
-        keys = sorted({k for c in configs.values() for k in c})
-        differing = [k for k in keys if len({c.get(k) for c in configs.values()}) > 1 and k != "Project.run_name"]
-        self.rows = []
-        for label, evaluation in evaluations.items():
-            row = {"run": label, "n_test_images": evaluation.n_events}
-            row.update({k: configs.get(label, {}).get(k, "(ensemble)" if label == ENSEMBLE else "") for k in differing})
-            row.update(_headline_values(evaluation))
-            self.rows.append(row)
-
-        report = Report(f"Comparison of {len(self.run_dirs)} {task} runs")
-        header = list(self.rows[0])
-        report.table("Summary (config values that differ, headline metrics of the network)", header,
-                     [[row.get(h, "") for h in header] for row in self.rows])
-        baselines = next(iter(evaluations.values())).headline
-        first = next(iter(evaluations.values()))
-        report.table("Baselines on the first run's test events", ["metric", *[m for m in first.methods if m != first.network]],
-                     [[metric] + [v for m, v in values.items() if m != first.network] for metric, values in baselines.items()])
-        logs = {label: pd.read_csv(d / TRAINING_LOG) for label, d in zip(labels, self.run_dirs)
-                if (d / TRAINING_LOG).exists() and (d / TRAINING_LOG).stat().st_size}
-        if logs:
-            report.figure("training_curves", plots.plot_training_curves(logs, "Training of each run"),
-                          "Loss per epoch of each run: training (solid), validation (dashed).")
-        for column, ylabel, title, log_y in BINNED_CURVES[task]:
-            tables = {label: ev.binned[ev.network] for label, ev in evaluations.items()}
-            report.figure(f"{task}_{column}_vs_energy", plots.plot_binned(tables, column, ylabel, f"{title}: runs", log_y),
-                          f"{title} of each run's network per bin of true energy.")
-        if task == "type":
-            curves = {label: (ev.arrays["is_gamma"], ev.arrays["scores"][ev.network]) for label, ev in evaluations.items()}
-            report.figure("type_roc", plots.plot_roc(curves, "ROC of each run"), "Background rejection vs gamma efficiency.")
-        if task in ("cameradirection", "skydirection"):
-            thetas = {label: ev.arrays["theta"][ev.network] for label, ev in evaluations.items()}
-            report.figure(f"{task}_theta2", plots.plot_theta2(thetas, "theta^2 of each run"), "Squared angular distance.")
-        self.report = report
-        self.metrics = {
-            "task": task, "level": level, "runs": [str(d) for d in self.run_dirs], "ensemble": self.ensemble,
-            "headline": {label: ev.headline for label, ev in evaluations.items()},
-        }
-
-    def finish(self):
-        with atomic_directory(self.output_dir, overwrite=self.overwrite) as tmp:
-            self.report.write(tmp, self.metrics)
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=list(self.rows[0]))
-            writer.writeheader()
-            writer.writerows(self.rows)
-            (tmp / "summary.csv").write_text(buffer.getvalue())
-        show(f"Comparison: {self.output_dir / 'report.html'}")
-
-
-def main():
-    CompareTool().run()

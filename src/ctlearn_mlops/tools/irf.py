@@ -52,6 +52,11 @@ RECONSTRUCTIONS = {
 }
 
 
+#: the columns of /configuration/simulation/run that the IRFs read (physics.irf.simulation_info)
+_RUN_COLUMNS = ("obs_id", "particle_id", "n_showers", "shower_reuse", "energy_range_min", "energy_range_max",
+                "spectral_index", "min_viewcone_radius", "max_viewcone_radius", "max_scatter_range")
+
+
 def _slug(label):
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
 
@@ -115,6 +120,8 @@ class IRFTool(MLOpsTool):
                               "give gammas and protons in separate event files (predict_events.py records it for "
                               "the files it writes)", key="--input")
         runs["particle_id"] = [particles[int(obs_id)] for obs_id in runs["obs_id"]]
+        # what the IRFs read of a run (data models differ elsewhere: v6's "diffuse" is an integer, v7's a bool)
+        runs = runs[[c for c in _RUN_COLUMNS if c in runs.colnames]]
         return dl2.read_subarray_events(path), runs
 
     def _files(self):
