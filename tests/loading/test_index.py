@@ -1,7 +1,9 @@
 """The example index: the stock reader's example table, read back instead of rebuilt; never stale."""
 
+import logging
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,7 +51,7 @@ def test_an_indexed_reader_has_the_stock_examples_bit_for_bit(mode, toy_data, tm
         assert list(warm.example_identifiers.loc[[5, 2]]["index"]) == [5, 2]  # the stock batch lookup works
 
 
-def test_a_changed_file_or_setting_is_not_served_by_an_old_index(toy_data, tmp_path):
+def test_a_changed_file_or_setting_is_not_served_by_an_old_index(toy_data, tmp_path, caplog):
     data = tmp_path / "data"
     shutil.copytree(toy_data / "train", data / "train")
     signal, background = _files(data)
@@ -57,20 +59,26 @@ def test_a_changed_file_or_setting_is_not_served_by_an_old_index(toy_data, tmp_p
     ImageReader(input_url_signal=signal, input_url_background=background, config=config)
     # another setting: another index, built from the files
     cuts = Config({**config, "TableQualityQuery": {"quality_criteria": [["> 100 phe", "hillas_intensity > 100"]]}})
-    other = ImageReader(input_url_signal=signal, input_url_background=background, config=cuts)
+    with caplog.at_level(logging.INFO, logger="ctlearn_mlops.loading.index"):
+        other = ImageReader(input_url_signal=signal, input_url_background=background, config=cuts)
     assert not other.indexed
+    assert "an index of the same files has other reader settings: quality_criteria" in caplog.text
+    caplog.clear()
     _assert_same(other.example_identifiers, DLImageReader(input_url_signal=signal, input_url_background=background,
                                                           config=cuts).example_identifiers)
-    # a file that changed (here: only touched) is not trusted: its index is built again
+    # a file that changed (here: only touched) is not trusted: its index is built again, and the log says why
     os.utime(signal[0], ns=(os.stat(signal[0]).st_atime_ns, os.stat(signal[0]).st_mtime_ns + 10**9))
-    assert not ImageReader(input_url_signal=signal, input_url_background=background, config=config).indexed
+    with caplog.at_level(logging.INFO, logger="ctlearn_mlops.loading.index"):
+        assert not ImageReader(input_url_signal=signal, input_url_background=background, config=config).indexed
+    assert f"1 of its files changed since it was indexed, e.g. {Path(signal[0]).resolve()}" in caplog.text
     # signal and background swapped: other labels, another index
     swapped = ImageReader(input_url_signal=background, input_url_background=signal, config=config)
     assert not swapped.indexed
     assert np.array_equal(swapped.example_identifiers["true_shower_primary_class"],
                           DLImageReader(input_url_signal=background, input_url_background=signal,
                                         config=config).example_identifiers["true_shower_primary_class"])
-    assert len(list((tmp_path / "index").glob("*.examples.h5"))) == 4
+    # the indexes of the touched file's old state can never serve again: removed; the current and swapped stay
+    assert len(list((tmp_path / "index").glob("*.examples.h5"))) == 2
 
 
 def test_a_corrupt_index_is_rebuilt(toy_data, tmp_path):

@@ -12,6 +12,7 @@ from astropy.io import fits
 from astropy.table import Table
 from ctapipe.io import read_table
 
+from ctlearn_mlops.tools.compare import CompareTool
 from ctlearn_mlops.tools.events import EventDL2Tool
 from ctlearn_mlops.tools.irf import IRFTool
 
@@ -148,6 +149,12 @@ def test_separate_particle_files_sharing_obs_ids(trained_runs, particle_files, i
     assert run(IRFTool(), argv, cwd=tmp_path) == 0
     assert _thrown(reports / "irf" / "quiet", "proton") == thrown["proton"] + int(row["n_showers"][0]) * int(
         row["shower_reuse"][0])
+    # the two IRF outputs' sensitivity curves in one comparison
+    argv = ["--irf", reports / "irf" / "shared", "--irf", reports / "irf" / "quiet", "--name", "overlay",
+            "--reports-root", reports]
+    assert run(CompareTool(), argv, cwd=tmp_path) == 0
+    summary = Table.read(reports / "compare" / "overlay" / "summary.csv", format="ascii.csv")
+    assert len(summary) >= 4 and (reports / "compare" / "overlay" / "report.html").exists()
     # a reports root that cannot be written is refused before the IRFs are computed
     (tmp_path / "a file").write_text("")
     argv = ["--input", gammas, "--input", protons, "--reports-root", tmp_path / "a file" / "reports"]

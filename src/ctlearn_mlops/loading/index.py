@@ -11,7 +11,8 @@ An index is keyed like the image cache: the files (path, size, modification
 time, which are signal and which background) and the reader settings (class,
 mode, channels, telescopes, cuts, image mappers).  A changed file or setting
 gives another key: that index is built anew (the log says why the old one
-does not serve).  Files are ``<directory>/<files key>-<settings key>.examples.h5``;
+does not serve), and indexes whose files changed or are gone are removed
+when a new index is written.  Files are ``<directory>/<files key>-<settings key>.examples.h5``;
 the directory is ``ExampleIndex.directory`` or ``$CTLEARN_MLOPS_CACHE/index``
 (default ``~/.cache/ctlearn-mlops/index``).
 """
@@ -81,6 +82,7 @@ class ExampleIndex(Component):
             return False
         path, key = self._path(reader)
         if not path.exists():
+            log.info("no example index serves these files and settings (%s): reading every file", _why_not(path, key))
             return False
         try:
             stored_key = json.loads(Table.read(path, format="hdf5", path="key")["json"][0])
@@ -113,10 +115,65 @@ class ExampleIndex(Component):
                 reader.simulation_info.write(partial, format="hdf5", path="simulation", append=True, serialize_meta=True)
             os.replace(partial, path)
             log.info("example index written: %s", path)
+            for stale in _stale_indexes(path.parent):
+                stale.unlink(missing_ok=True)
+                log.info("removed the example index %s: its files changed or are gone", stale.name)
         except OSError as err:
             log.warning("could not write the example index %s (%s); the next start reads every file again", path, err)
         finally:
             partial.unlink(missing_ok=True)
+
+
+def _stored_keys(directory, skip=None):
+    """(path, stored key) of every readable index in ``directory`` but ``skip``."""
+    for path in sorted(directory.glob(f"*{INDEX_SUFFIX}")):
+        if path == skip:
+            continue
+        try:
+            yield path, json.loads(Table.read(path, format="hdf5", path="key")["json"][0])
+        except Exception:  # noqa: BLE001, S112 (an unreadable index is rebuilt when its key is asked for)
+            continue
+
+
+def _paths(files):
+    return [entry["path"] for entry in files]
+
+
+def _current(files):
+    """The recorded fingerprints of ``files`` as the files are now (None: one of them is gone)."""
+    try:
+        return source_fingerprints(_paths(files))
+    except OSError:
+        return None
+
+
+def _why_not(path, key):
+    """Why no index serves ``key``: the same files changed, or their reader settings differ, or none was made."""
+    for _other, stored in _stored_keys(path.parent, skip=path):
+        same_paths = all(_paths(stored["files"][part]) == _paths(key["files"][part]) for part in ("signal", "background"))
+        if not same_paths:
+            continue
+        if stored["files"] != key["files"]:
+            changed = [now["path"] for part in ("signal", "background")
+                       for was, now in zip(stored["files"][part], key["files"][part]) if was != now]
+            return f"{len(changed)} of its files changed since it was indexed, e.g. {changed[0]}"
+        if stored.get("version") != key["version"]:
+            return "the index format changed"
+        options = sorted({*stored["settings"].get("options", {}), *key["settings"].get("options", {})})
+        differing = [name for name in options
+                     if stored["settings"].get("options", {}).get(name) != key["settings"]["options"].get(name)]
+        if stored["settings"].get("quality_criteria") != key["settings"].get("quality_criteria"):
+            differing.append("quality_criteria")
+        if stored["settings"].get("reader") != key["settings"].get("reader"):
+            differing.append("reader")
+        return f"an index of the same files has other reader settings: {', '.join(differing) or 'its key'}"
+    return "none of these files was indexed yet"
+
+
+def _stale_indexes(directory):
+    """Indexes that can never serve again: a file they index changed or is gone."""
+    return [path for path, stored in _stored_keys(directory)
+            if any(_current(stored["files"][part]) != stored["files"][part] for part in ("signal", "background"))]
 
 
 def _has(path, name):
