@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -167,6 +168,12 @@ def test_two_tasks_train_one_run_whose_curve_is_the_one_task_curve(slurm, toy_da
          "--set", "TrainCTLearnModel.batch_size=16", "--log-level", "WARN"], cwd=tmp_path, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-2000:]
     two, one = _curve(run_dir), _curve(tmp_path / "models" / "energy" / "one-task")
+    # and nothing but what a one-task run writes (its test step's DL2 file and log aside)
+    def written(directory):
+        # (TensorBoard names its files by time, host and pid)
+        return {re.sub(r"tfevents\..*", "tfevents", str(p.relative_to(directory))) for p in directory.rglob("*")
+                if p.relative_to(directory).parts[0] != "dl2" and "predict" not in p.name}
+    assert written(run_dir) == written(tmp_path / "models" / "energy" / "one-task")
     assert len(two) == len(one) == 3
     # summation order differs between the all-reduce and one device: float32 noise only
     np.testing.assert_allclose(np.array(two), np.array(one), rtol=1e-4)

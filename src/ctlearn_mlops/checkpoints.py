@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-__all__ = ["BEST_WEIGHTS_FILE", "BestWeights", "partial_name", "save_model_atomically", "save_weights_atomically"]
+__all__ = ["BEST_WEIGHTS_FILE", "BestWeights", "checkpoint_mode", "partial_name", "save_model_atomically", "save_weights_atomically"]
 
 BEST_WEIGHTS_FILE = "best.weights.h5"
 
@@ -67,6 +67,18 @@ def save_weights_atomically(model, path):
 def save_model_atomically(model, path):
     """``model.save(path)`` (Keras 3 ``.keras`` file), replacing what is there only once complete."""
     _saved_atomically(model.save, path)
+
+
+def checkpoint_mode(checkpoint):
+    """"min" or "max": whether a lower or a higher value of a ``ModelCheckpoint``'s monitor is better.
+
+    Keras 3 sets ``monitor_op`` only at the first epoch (None before), so the
+    mode is read from ``mode``; "auto" follows Keras' rule (accuracies and
+    AUCs are maximised, the rest minimised).
+    """
+    if checkpoint.mode in ("min", "max"):
+        return checkpoint.mode
+    return "max" if any(word in checkpoint.monitor for word in ("acc", "auc", "precision", "recall")) else "min"
 
 
 class BestWeights(keras.callbacks.Callback):

@@ -194,3 +194,14 @@ def test_custom_model_refuses_a_task_before_the_run_starts(task_config, tmp_path
     assert run(TrainTool(), ["--config", config], cwd=tmp_path) == 2
     assert "key 'CustomCNN'" in capsys.readouterr().err
     assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_saved_model_is_the_epoch_of_lowest_validation_loss(task, trained_runs):
+    """ctlearn's checkpoint keeps the epoch of lowest val_loss; so does the run (Keras 3 sets the checkpoint's
+    direction only once training runs: read too early, it kept the worst epoch)."""
+    _config, run_dir = trained_runs[task]
+    with open(run_dir / "training_log.csv") as f:
+        val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
+    last_state = sorted((run_dir / "state").glob("epoch_*.json"))[-1]
+    assert json.loads(last_state.read_text())["callbacks"]["BestWeights"]["best"] == pytest.approx(min(val_loss))

@@ -26,7 +26,7 @@ from ctlearn.tools.train_model import TrainCTLearnModel
 
 from .._compat import fit_replaced, strategy_for_ctlearn_setup
 from ..callbacks import EpochProgress, MLflowEpochLogger, SharesFollowEpochs, StopOnNonFiniteLoss, SyncStop
-from ..checkpoints import BestWeights, save_model_atomically, save_weights_atomically
+from ..checkpoints import BestWeights, checkpoint_mode, save_model_atomically, save_weights_atomically
 from ..config import VALUE_LIMITS, Project, check_model_accepts_task, check_value_limits
 from ..distributed import WorkerShare, cluster_from_environment, fit_on_shares
 from ..exceptions import (
@@ -463,8 +463,8 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         for i, callback in enumerate(self.callbacks):
             if isinstance(callback, keras.callbacks.ModelCheckpoint):
                 self.best_weights = self.callbacks[i] = BestWeights(
-                    self.run_dir if chief else cluster.scratch(), callback.monitor,
-                    "min" if callback.monitor_op is np.less else "max", callback.save_best_only,
+                    self.run_dir if chief else cluster.scratch(), callback.monitor, checkpoint_mode(callback),
+                    callback.save_best_only,
                 )
             if isinstance(callback, keras.callbacks.CSVLogger) and not chief:
                 callback.filename = str(Path(cluster.scratch()) / TRAINING_LOG)
