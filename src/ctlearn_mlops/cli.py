@@ -9,7 +9,8 @@ made here, before the tool (and TensorFlow) is imported:
   the environment to bring it back.  TensorFlow 2.21 writes some of it
   (oneDNN, CUDA probing: absl INFO lines, written before absl's logging is
   set up) straight to the process' stderr, where the variable does not
-  reach: those lines are dropped while the tool's modules are imported;
+  reach: those lines are dropped while the tool's modules (and a custom
+  model file) are imported (``output.startup_chatter_dropped``);
 * the training programs catch SLURM's stop signals from the first moment: a
   batch system may warn while TensorFlow is still loading;
 * a program ends without interpreter teardown once its tool has ended
@@ -22,13 +23,12 @@ made here, before the tool (and TensorFlow) is imported:
   training tool is not shown: it is upstream's to fix, not the user's.
 """
 
-import contextlib
 import importlib
 import os
-import re
 import sys
-import tempfile
 import warnings
+
+from .output import startup_chatter_dropped
 
 __all__ = [
     "compare", "convert", "events", "extract_images", "irf", "make_default_data", "merge", "predict", "report",
@@ -36,37 +36,11 @@ __all__ = [
 ]
 
 
-#: what TensorFlow 2.21 writes to stderr at import whatever TF_CPP_MIN_LOG_LEVEL says (absl INFO lines)
-_STARTUP_CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called|I\d{4} [\d:. ]+\d+ \S+:\d+\] )")
-
-
-@contextlib.contextmanager
-def _startup_chatter_dropped():
-    """While active, the process' stderr (file descriptor 2) goes to a file; on exit, all but the chatter is replayed."""
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(line for line in lines if not _STARTUP_CHATTER.match(line)))
-            sys.stderr.flush()
-
-
 def _start(module, function="main"):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", message="In merged column 'obs_id' the 'description' attribute does not match")
     warnings.filterwarnings("ignore", message="Setting default_value=None and allow_none will result in misleading")
-    with _startup_chatter_dropped():
+    with startup_chatter_dropped():
         tool_module = importlib.import_module(f"ctlearn_mlops.tools.{module}")
     try:
         result = getattr(tool_module, function)()

@@ -34,6 +34,7 @@ from ctapipe.core.traits import (
 from . import TASKS
 from ._compat import validate_trait
 from .exceptions import ConfigError
+from .output import startup_chatter_dropped
 
 __all__ = [
     "Project",
@@ -183,7 +184,8 @@ def import_custom_model_file(path):
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        with startup_chatter_dropped():  # the file imports Keras, so TensorFlow
+            spec.loader.exec_module(module)
     except Exception as err:
         del sys.modules[module_name]
         raise ConfigError(f"could not import {path}: {type(err).__name__}: {err}", key="Project.custom_model_file") from None
