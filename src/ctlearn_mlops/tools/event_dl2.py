@@ -55,7 +55,8 @@ class CompleteDLDataLoader(DLDataLoader):
 
 @dataclass
 class PredictedRun:
-    """A finished run and what its prediction needs: task, role, mode, reader settings."""
+    """A finished run and what its prediction needs: task, role, mode, reader settings (the one view of a run's
+    config.yaml that prediction reads)."""
 
     run_dir: Path
     task: str
@@ -78,6 +79,18 @@ class PredictedRun:
     @property
     def reader_section(self):
         return self.config.get(self.reader_type) or self.config.get("DLImageReader") or {}
+
+    @property
+    def model_type(self):
+        return (self.config.get("TrainCTLearnModel") or {}).get("model_type")
+
+    @property
+    def custom_model_file(self):
+        return (self.config.get("Project") or {}).get("custom_model_file")
+
+    @property
+    def stacks_telescope_images(self):
+        return bool((self.config.get("TrainCTLearnModel") or {}).get("stack_telescope_images", False))
 
     @property
     def cuts(self):
@@ -104,7 +117,7 @@ class PredictedRun:
 
     def describe(self):
         return {"run": str(self.run_dir), "task": self.task, "mode": "stereo" if self.stereo else "mono",
-                "model_type": (self.config.get("TrainCTLearnModel") or {}).get("model_type")}
+                "model_type": self.model_type}
 
 
 def load_run(run_dir, source=None, key="--run"):
@@ -178,9 +191,8 @@ def _predict(run, files, fast, batch_size, log):
     """(keys, values, valid) of ``run``'s network on every example of ``files`` (all given as signal)."""
     from ..loading.reader import ImageReader  # noqa: F401  (registers the reader type)
 
-    custom = (run.config.get("Project") or {}).get("custom_model_file")
-    if custom:
-        import_custom_model_file(custom)
+    if run.custom_model_file:
+        import_custom_model_file(run.custom_model_file)
     try:
         reader = DLDataReader.from_name(reader_type_for(run.reader_type), input_url_signal=[str(p) for p in files],
                                         config=run.reader_config())
@@ -191,7 +203,7 @@ def _predict(run, files, fast, batch_size, log):
     if n == 0:
         raise InputDataError(f"no image of the DL1 files passes the cuts of run {run.run_dir}", key="--input")
     indices = list(range(n))
-    stacking = bool((run.config.get("TrainCTLearnModel") or {}).get("stack_telescope_images", False))
+    stacking = run.stacks_telescope_images
     fast_path = None
     if fast.enabled:
         fast_path = FastPath(fast, reader, "test", str(run.run_dir / CONFIG_FILE))
