@@ -21,7 +21,14 @@ from pyirf.utils import cone_solid_angle
 from scipy.integrate import quad
 from scipy.optimize import brentq
 
-from ctlearn_mlops.physics.irf import IRFOptions, compute_irfs, gadf_hdus, offset_position
+from ctlearn_mlops.physics.irf import (
+    IRFOptions,
+    compute_irfs,
+    gadf_hdus,
+    irf_events,
+    offset_position,
+    simulation_info,
+)
 
 T_OBS = 50 * u.h
 
@@ -421,3 +428,43 @@ def test_the_verdict_compares_the_bins_and_says_the_condition_once(result):
     none = sensitivity_summary({"CNN": empty, "classical": result})
     assert "CNN: no bin to compare with classical" in none["verdict"] and none["verdict"].count("at least") == 1
     assert none["fraction_of_bins_network_better"] is None
+
+
+def _simulation_runs(**changed):
+    runs = QTable({
+        "obs_id": [1, 2, 3], "n_showers": [1000, 2000, 500], "shower_reuse": [10, 10, 20],
+        "energy_range_min": [0.01, 0.01, 0.01] * u.TeV, "energy_range_max": [100, 100, 100] * u.TeV,
+        "spectral_index": [-2.0, -2.0, -2.0], "min_viewcone_radius": [0, 0, 0] * u.deg,
+        "max_viewcone_radius": [2.5, 2.5, 2.5] * u.deg, "max_scatter_range": [1200, 1200, 1200] * u.m,
+    })
+    for name, values in changed.items():
+        runs[name] = values
+    return runs
+
+
+def test_simulation_info_counts_every_reuse_and_refuses_runs_that_differ():
+    info = simulation_info(_simulation_runs())
+    assert info.n_showers == 1000 * 10 + 2000 * 10 + 500 * 20
+    assert info.viewcone_max == 2.5 * u.deg and info.max_impact == 1200 * u.m and info.spectral_index == -2.0
+    with pytest.raises(ValueError, match="spectral_index"):
+        simulation_info(_simulation_runs(spectral_index=[-2.0, -2.0, -1.5]))
+    with pytest.raises(ValueError, match="no simulation runs"):
+        simulation_info(_simulation_runs()[:0])
+
+
+def test_irf_events_take_each_role_from_its_prefix_and_drop_what_one_of_them_lacks():
+    n = 4
+    events = QTable({
+        "obs_id": np.full(n, 7), "event_id": np.arange(n), "true_energy": [0.1, 1, 10, 3] * u.TeV,
+        "true_alt": np.full(n, 70.0) * u.deg, "true_az": np.full(n, 180.0) * u.deg,
+        "pointing_altitude": np.full(n, 70.0) * u.deg, "pointing_azimuth": np.full(n, 180.0) * u.deg,
+        "true_shower_primary_id": [0, 0, 101, 0],
+        "A_prediction": [0.9, 0.8, 0.1, 0.7], "A_is_valid": [True, True, True, False],
+        "B_energy": [0.2, 2.0, 5.0, 3.0] * u.TeV, "B_is_valid": [True, True, True, True],
+        "C_alt": [70.1, 69.9, 70.5, 70.0] * u.deg, "C_az": [180.0, 180.2, 179.0, 180.0] * u.deg,
+        "C_is_valid": [True, False, True, True],
+    })
+    table = irf_events(events, {"type": "A", "energy": "B", "geometry": "C"})
+    assert list(table["event_id"]) == [0, 2]  # event 1 lacks a direction, event 3 a gammaness
+    assert list(table["gh_score"]) == [0.9, 0.1] and u.allclose(table["reco_energy"], [0.2, 5.0] * u.TeV)
+    assert u.allclose(table["reco_alt"], [70.1, 70.5] * u.deg) and list(table["particle_id"]) == [0, 101]

@@ -3,6 +3,7 @@
 import csv
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -140,6 +141,17 @@ def test_predicting_with_a_run_of_another_task_is_refused(trained_runs, capfd):
     assert run(PredictTool(), ["--config", type_config, "--run", energy_run, "--name", "x"], cwd=type_config.parent) == 2
     assert "trained for task 'energy'" in capfd.readouterr().err
     assert not (energy_run / "dl2" / "x.dl2.h5").exists()
+
+
+def test_predicting_into_a_run_where_nothing_can_be_written_is_refused_before_the_work(trained_runs, tmp_path, capfd):
+    config, run_dir = trained_runs["energy"]
+    copy = tmp_path / "energy-copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("dl2"))
+    (copy / "dl2").write_text("a file where the DL2 directory goes")
+    assert run(PredictTool(), ["--config", config, "--run", copy, "--name", "x"], cwd=tmp_path) == 2
+    err = capfd.readouterr().err
+    assert "is not a directory" in err and "Traceback" not in err, err[-2000:]
+    assert not list(copy.glob(".*lock*"))
 
 
 def test_latest_run_and_explicit_input(trained_runs, toy_data):
