@@ -147,7 +147,7 @@ def test_bad_config_exits_2_and_creates_no_run(case, task_config, tmp_path, capf
 
 def test_missing_config_file_exits_2(tmp_path, capfd):
     assert run(TrainTool(), ["--config", tmp_path / "nope.yaml"], cwd=tmp_path) == 2
-    assert "nope.yaml': does not exist" in capfd.readouterr().err
+    assert "nope.yaml: does not exist" in capfd.readouterr().err
 
 
 def test_no_config_exits_2(tmp_path, capfd):
@@ -176,6 +176,7 @@ REFUSED_BY_EVERY_SCRIPT = {
     "batch size 0": ({"TrainCTLearnModel": {"batch_size": 0}}, "TrainCTLearnModel.batch_size"),
     "validation split 1.5": ({"TrainCTLearnModel": {"validation_split": 1.5}}, "TrainCTLearnModel.validation_split"),
     "1e23 epochs": ({"TrainCTLearnModel": {"n_epochs": 10**23}}, "TrainCTLearnModel.n_epochs"),
+    "no epochs in the tool's section": ({"TrainTool": {"n_epochs": 0}}, "TrainTool.n_epochs"),
 }
 
 
@@ -221,7 +222,8 @@ def test_a_bad_key_of_the_file_is_not_labelled_as_a_command_line_one():
 
 
 @pytest.mark.parametrize("key", ["DLImageReader.channels=[cleaned_image]", "ExampleIndex.enabled=false",
-                                 "TableQualityQuery.quality_criteria=[]"])
+                                 "TableQualityQuery.quality_criteria=[]", "PredictTool.stack_telescope_images=true",
+                                 "MLflowTracking.enabled=true"])
 def test_testing_refuses_a_set_it_would_ignore(key, task_config, tmp_path, capfd):
     config = task_config("energy")
     assert run(PredictTool(), ["--config", config, "--run", "tiny", "--set", key], cwd=tmp_path) == 2

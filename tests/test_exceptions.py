@@ -1,6 +1,9 @@
 """What ``exceptions.typed_error`` makes of the errors a tool meets."""
 
 import errno
+import os
+
+import pytest
 
 from ctlearn_mlops.exceptions import EXIT_RESUMABLE, FileUnusable, NoSpaceLeft, TaskLost, typed_error
 
@@ -23,11 +26,15 @@ def test_no_space_left_names_the_file_system():
 
 def test_a_file_in_the_way_is_named_and_a_device_error_is_not_taken_for_one(tmp_path):
     (tmp_path / "split.csv").mkdir()
-    try:
+    with pytest.raises(OSError) as written:
         (tmp_path / "split.csv").write_text("")
-    except OSError as err:
-        typed = typed_error(err)
+    typed = typed_error(written.value)
     assert isinstance(typed, FileUnusable) and str(tmp_path / "split.csv") in str(typed) and typed.exit_code == 1
+    # a rename into a directory: the destination is named, not the temporary source
+    (tmp_path / ".split.csv.partial").write_text("")
+    with pytest.raises(OSError) as renamed:
+        os.replace(tmp_path / ".split.csv.partial", tmp_path / "split.csv")
+    assert str(typed_error(renamed.value)).startswith(f"{tmp_path / 'split.csv'}: ")
     # an I/O error of the device, or one without a file, keeps its traceback
     assert typed_error(OSError(errno.EIO, "Input/output error", str(tmp_path))) is None
     assert typed_error(PermissionError(errno.EACCES, "Permission denied")) is None

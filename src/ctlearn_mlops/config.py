@@ -248,11 +248,17 @@ VALUE_LIMITS = {
 }
 
 
+#: sections that configure the same options under another name (our tools are subclasses of ctlearn's)
+_SAME_OPTIONS_AS = {"TrainTool": "TrainCTLearnModel"}
+
+
 def check_value_limits(dotted, value, source):
     """Refuse a value outside ``VALUE_LIMITS`` (every script that reads a task config, and training's final values)."""
-    if dotted not in VALUE_LIMITS or isinstance(value, bool) or not isinstance(value, (int, float)):
+    section, _, option = dotted.partition(".")
+    limited = f"{_SAME_OPTIONS_AS.get(section, section)}.{option}"
+    if limited not in VALUE_LIMITS or isinstance(value, bool) or not isinstance(value, (int, float)):
         return
-    low, high, inclusive = VALUE_LIMITS[dotted]
+    low, high, inclusive = VALUE_LIMITS[limited]
     inside = low <= value <= high if inclusive else low < value < high
     if not inside:
         bounds = f"from {low} to {high}" if inclusive else f"above {low} and below {high}"

@@ -114,7 +114,8 @@ class FileUnusable(Stop):
     way, a read-only file system, a name too long. Exit code 1."""
 
     def __init__(self, err):
-        super().__init__(f"{err.filename}: {err.strerror or err}")
+        # a rename names its destination second: that is the place in the way (the source is a temporary file)
+        super().__init__(f"{err.filename2 or err.filename}: {err.strerror or err}")
 
 
 #: the errors of a file in the way or out of reach, as opposed to a failing device or a bug

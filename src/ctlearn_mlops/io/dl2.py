@@ -194,8 +194,12 @@ def simulation_run_particles(path):
         if RUN_PARTICLE_TABLE in h5:
             recorded = h5.get_node(RUN_PARTICLE_TABLE).read()
             particles.update(zip(recorded["obs_id"].tolist(), recorded["particle_id"].tolist()))
-        showers = h5.get_node(SHOWER_TABLE).read() if SHOWER_TABLE in h5 else None
-    if showers is not None and len(showers):
+        if SHOWER_TABLE in h5:
+            node = h5.get_node(SHOWER_TABLE)
+            showers = {"obs_id": node.col("obs_id"), "true_shower_primary_id": node.col("true_shower_primary_id")}
+        else:
+            showers = None
+    if showers is not None and len(showers["obs_id"]):
         primaries = np.unique(showers["true_shower_primary_id"])
         for obs_id in obs_ids:
             if obs_id in particles:

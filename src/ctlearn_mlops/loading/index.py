@@ -11,7 +11,7 @@ An index is keyed like the image cache: the files (path, size, modification
 time, which are signal and which background) and the reader settings (class,
 mode, channels, telescopes, cuts, image mappers).  A changed file or setting
 gives another key: that index is built anew (the log says why the old one
-does not serve), and indexes whose files changed or are gone are removed
+does not serve), and indexes of files that have changed since are removed
 when a new index is written.  Files are ``<directory>/<files key>-<settings key>.examples.h5``;
 the directory is ``ExampleIndex.directory`` or ``$CTLEARN_MLOPS_CACHE/index``
 (default ``~/.cache/ctlearn-mlops/index``).
@@ -115,13 +115,16 @@ class ExampleIndex(Component):
                 reader.simulation_info.write(partial, format="hdf5", path="simulation", append=True, serialize_meta=True)
             os.replace(partial, path)
             log.info("example index written: %s", path)
-            for stale in _stale_indexes(path.parent):
-                stale.unlink(missing_ok=True)
-                log.info("removed the example index %s: its files changed or are gone", stale.name)
         except OSError as err:
             log.warning("could not write the example index %s (%s); the next start reads every file again", path, err)
         finally:
             partial.unlink(missing_ok=True)
+        for stale in _stale_indexes(path.parent):
+            try:
+                stale.unlink()
+                log.info("removed the example index %s: a file it indexes has changed", stale.name)
+            except OSError as err:  # another user's index in a shared cache: left to its owner
+                log.debug("could not remove the stale example index %s: %s", stale, err)
 
 
 def _stored_keys(directory, skip=None):
@@ -139,17 +142,26 @@ def _paths(files):
     return [entry["path"] for entry in files]
 
 
-def _current(files):
-    """The recorded fingerprints of ``files`` as the files are now (None: one of them is gone)."""
-    try:
-        return source_fingerprints(_paths(files))
-    except OSError:
-        return None
+def _changed(files):
+    """True if a file of the recorded ``files`` exists with another size or modification time.
+
+    A file that is gone may live on another node's disk (a shared cache): its index is left alone.
+    """
+    for recorded in files:
+        try:
+            (now,) = source_fingerprints([recorded["path"]])
+        except OSError:
+            continue
+        if now != recorded:
+            return True
+    return False
 
 
 def _why_not(path, key):
     """Why no index serves ``key``: the same files changed, or their reader settings differ, or none was made."""
     for _other, stored in _stored_keys(path.parent, skip=path):
+        if not _well_formed(stored):
+            continue
         same_paths = all(_paths(stored["files"][part]) == _paths(key["files"][part]) for part in ("signal", "background"))
         if not same_paths:
             continue
@@ -170,10 +182,16 @@ def _why_not(path, key):
     return "none of these files was indexed yet"
 
 
+def _well_formed(stored):
+    """A stored key of this format (an index of another version is never served and never judged)."""
+    return (isinstance(stored, dict) and stored.get("version") == INDEX_VERSION
+            and all(isinstance(stored.get("files", {}).get(part), list) for part in ("signal", "background")))
+
+
 def _stale_indexes(directory):
-    """Indexes that can never serve again: a file they index changed or is gone."""
+    """Indexes that can never serve again: a file they index has changed since."""
     return [path for path, stored in _stored_keys(directory)
-            if any(_current(stored["files"][part]) != stored["files"][part] for part in ("signal", "background"))]
+            if _well_formed(stored) and any(_changed(stored["files"][part]) for part in ("signal", "background"))]
 
 
 def _has(path, name):

@@ -36,7 +36,8 @@ from ..progress import Progress
 from ..rundir import CONFIG_FILE, LEGACY_MODEL_DIR, MODEL_DIR, PROVENANCE_FILE, read_run_info
 from .taskconfig import glob_inputs
 
-__all__ = ["CompleteDLDataLoader", "PredictedRun", "check_compatible", "load_run", "write_event_dl2"]
+__all__ = ["CompleteDLDataLoader", "PredictedRun", "check_compatible", "check_distinct_obs_ids", "load_run",
+           "write_event_dl2"]
 
 #: the reader settings two runs must share to be predicted on the same events
 _SHARED_READER_KEYS = ("allowed_tels", "allowed_tel_types", "focal_length_choice")
@@ -253,6 +254,24 @@ def training_images(runs, log):
     log.info("classical reconstruction fitted on %d training images of %d files", 0 if table is None else len(table),
              len(files))
     return table
+
+
+def check_distinct_obs_ids(files, source=None, key="--input"):
+    """Refuse inputs that share an obs_id before predicting: ctapipe's merger cannot put them in one file.
+
+    Real productions number the runs of each particle independently, so a
+    gamma file and a proton file may both hold obs_id 1.
+    """
+    seen = {}
+    for path in files:
+        for obs_id in sorted(dl2.observation_ids(path)):
+            if obs_id in seen:
+                raise ConfigError(
+                    f"{seen[obs_id]} and {path} both hold obs_id {obs_id}: one event DL2 file cannot hold two "
+                    "runs of the same obs_id (ctapipe's merger refuses them). Write one file per group of "
+                    "distinct obs_ids, e.g. one per particle (predict_events.py --input <gamma files> --output "
+                    "gammas.dl2.h5, then the protons), and give compute_irf.py all of them", source=source, key=key)
+            seen[obs_id] = path
 
 
 def _merge_inputs(files, output):

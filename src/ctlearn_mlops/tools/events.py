@@ -23,7 +23,7 @@ from ..output import show
 from ..physics.reconstruction import WEIGHTS
 from ..rundir import RUN_FILE, resolve_run
 from .base import MLOpsTool
-from .event_dl2 import check_compatible, load_run, write_event_dl2
+from .event_dl2 import check_compatible, check_distinct_obs_ids, load_run, write_event_dl2
 from .io_checks import check_writable
 
 __all__ = ["EventDL2Tool", "main"]
@@ -132,30 +132,13 @@ class EventDL2Tool(MLOpsTool):
             signal, background = (type_runs or self.predicted)[0].files("test")
             self.files = sorted({*signal, *background})
         check_dl1_files(self.files, key="--input")
-        self._check_distinct_runs()
+        check_distinct_obs_ids(self.files, key="--input")
         if self.output.exists() and not self.overwrite:
             raise RunExistsError(f"{self.output} exists; pass --overwrite to replace it", key="--output")
         check_writable(self.output.parent, "--output")
         self.fast = FastLoader(parent=self)
         self.fast.cache_dir = None  # image caches belong to one config's files
         self.provenance_log = self.output.with_name(f"{self.output.name}.provenance.log")
-
-    def _check_distinct_runs(self):
-        """Refuse inputs that share an obs_id before predicting: ctapipe's merger cannot put them in one file.
-
-        Real productions number the runs of each particle independently, so a
-        gamma file and a proton file may both hold obs_id 1.
-        """
-        seen = {}
-        for path in self.files:
-            for obs_id in sorted(dl2.observation_ids(path)):
-                if obs_id in seen:
-                    raise ConfigError(
-                        f"{seen[obs_id]} and {path} both hold obs_id {obs_id}: one event DL2 file cannot hold two "
-                        "runs of the same obs_id (ctapipe's merger refuses them). Write one file per group of "
-                        "distinct obs_ids, e.g. one per particle (--input <gamma files> --output gammas.dl2.h5, "
-                        "then the protons), and give compute_irf.py all of them", key="--input")
-                seen[obs_id] = path
 
     def output_location(self):
         return self.output.parent

@@ -115,7 +115,8 @@ class IRFTool(MLOpsTool):
                               "IRFs need the thrown showers", key="--input")
         particles, unknown = dl2.simulation_run_particles(path)
         if unknown:
-            raise ConfigError(f"{path}: which particle the simulation runs {', '.join(map(str, unknown))} threw is "
+            listed = ", ".join(map(str, unknown[:5])) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            raise ConfigError(f"{path}: which particle the simulation runs {listed} threw is "
                               "not known (they have no simulated shower, and the file holds several particles): "
                               "give gammas and protons in separate event files (predict_events.py records it for "
                               "the files it writes)", key="--input")
@@ -135,6 +136,13 @@ class IRFTool(MLOpsTool):
         if len(set(given)) != len(given):
             twice = next(p for p in self.inputs if given.count(PathlibPath(p).resolve()) > 1)
             raise ConfigError(f"{twice} is given twice: its showers would count twice", key="--input")
+        # where the output goes, checked before the inputs are read
+        name = self.irf_name or PathlibPath(self.inputs[0]).name.removesuffix(".h5").removesuffix(".dl2")
+        self.output_dir = self.reports_root / "irf" / name
+        if self.output_dir.exists() and not self.overwrite:
+            raise RunExistsError(f"{self.output_dir} exists; pass --overwrite or choose --name", key="--name")
+        check_writable(self.output_dir.parent, "--reports-root")
+        self.provenance_log = self.output_dir.with_name(f"{name}.provenance.log")
         loaded = [self._check_input(p) for p in self.inputs]
         # gammas and protons may come in separate files: what counts is what the inputs hold together
         particles = set().union(*(np.unique(np.asarray(events["true_shower_primary_id"])) for events, _ in loaded))
@@ -166,12 +174,6 @@ class IRFTool(MLOpsTool):
             obs_time=self.obs_time * u.h, alpha=self.alpha, fov_offset_max=self.fov_offset_max * u.deg,
         )
         self.gamma_info, self.proton_info = (self._simulation(particle) for particle in (GAMMA_ID, PROTON_ID))
-        name = self.irf_name or PathlibPath(self.inputs[0]).name.removesuffix(".h5").removesuffix(".dl2")
-        self.output_dir = self.reports_root / "irf" / name
-        if self.output_dir.exists() and not self.overwrite:
-            raise RunExistsError(f"{self.output_dir} exists; pass --overwrite or choose --name", key="--name")
-        check_writable(self.output_dir.parent, "--reports-root")
-        self.provenance_log = self.output_dir.with_name(f"{name}.provenance.log")
 
     def _simulation(self, particle):
         # every simulation run of the particle, from each file on its own: the thrown showers of runs none of

@@ -36,14 +36,21 @@ from ..output import show
 from ..physics.reconstruction import WEIGHTS
 from ..rundir import resolve_run, write_run_info
 from ..runlock import RunLock
-from .event_dl2 import load_run, write_event_dl2
+from .event_dl2 import check_distinct_obs_ids, load_run, write_event_dl2
 from .io_checks import check_writable
 from .taskconfig import DataConfigTool
 
 __all__ = ["PredictTool", "main"]
 
-#: the sections test_model.py takes from its command line; the rest come from the run's own config
-_SECTIONS_SET_AT_TEST = ("Project", "PredictTool", "FastLoader", "MLflowTracking")
+#: what test_model.py takes from its --set; the rest (reader, cuts, index, network, how images are stacked) comes
+#: from the run's own config.  "Section.*": every option of the section
+_SETTABLE_AT_TEST = (
+    "Project.test_signal_dir", "Project.test_signal_patterns", "Project.test_background_dir",
+    "Project.test_background_patterns", "Project.output_root", "Project.task",
+    "PredictTool.trained_run", "PredictTool.inputs", "PredictTool.output_name", "PredictTool.weights",
+    "PredictTool.batch_size", "PredictCTLearnModel.batch_size", "PredictTool.keras_verbose",
+    "TaskConfigTool.overwrite", "TaskConfigTool.skip_existing", "FastLoader.*",
+)
 
 
 class PredictTool(DataConfigTool, PredictCTLearnModel):
@@ -117,6 +124,7 @@ class PredictTool(DataConfigTool, PredictCTLearnModel):
             signal, background = self.split_inputs(project, "test")
             self.files = sorted([*signal, *background])
         check_dl1_files(self.files, source, key="Project.test_signal_dir")
+        check_distinct_obs_ids(self.files, source, key="--input" if self.inputs else "Project.test_signal_dir")
         self.fast = FastLoader(parent=self)
         if self.inputs:  # the image cache is made of the config's test files
             self.fast.cache_dir = None
@@ -129,10 +137,10 @@ class PredictTool(DataConfigTool, PredictCTLearnModel):
         """A ``--set`` of what the run fixed (the reader, the cuts, the index, the network) would be ignored: the
         images are read as the run was trained, from its own config.yaml."""
         for key in overridden_keys(self.overrides):
-            if key.split(".")[0] not in _SECTIONS_SET_AT_TEST:
+            if key not in _SETTABLE_AT_TEST and f"{key.split('.')[0]}.*" not in _SETTABLE_AT_TEST:
                 raise ConfigError(
                     f"test_model.py reads the images as the run was trained (its config.yaml), so this --set would "
-                    f"be ignored; settable here: {', '.join(_SECTIONS_SET_AT_TEST)}", source=f"{source} (--set)",
+                    f"be ignored; settable here: {', '.join(_SETTABLE_AT_TEST)}", source=f"{source} (--set)",
                     key=key)
 
     def output_location(self):

@@ -26,9 +26,10 @@ from .base import MLOpsTool, current_options
 __all__ = ["TOOL_SECTIONS", "DataConfigTool", "TaskConfigTool", "data_classes", "glob_inputs",
            "network_and_data_classes"]
 
-#: the sections of the package's task tools; every task tool accepts the others' sections
-#: (each is checked key by key by the tool it configures)
+#: the sections of the package's task tools; every task tool checks them all, key by key
 TOOL_SECTIONS = ("TrainTool", "PredictTool", "ReportTool", "ImageCacheTool")
+
+_OWNED = "is set from the Project section ({}); set that instead"
 
 
 def data_classes():
@@ -85,8 +86,16 @@ class TaskConfigTool(MLOpsTool):
         config=True
     )
 
-    #: options that Project owns; setting them in another section is an error
-    owned_by_project = {}
+    #: options that Project owns; setting them in another section is an error (in every script's config check)
+    owned_by_project = {
+        "TrainCTLearnModel.input_dir_signal": _OWNED.format("Project.signal_dir"),
+        "TrainCTLearnModel.file_pattern_signal": _OWNED.format("Project.signal_patterns"),
+        "TrainCTLearnModel.input_dir_background": _OWNED.format("Project.background_dir"),
+        "TrainCTLearnModel.file_pattern_background": _OWNED.format("Project.background_patterns"),
+        "TrainCTLearnModel.reco_tasks": _OWNED.format("Project.task"),
+        "TrainCTLearnModel.output_dir": _OWNED.format("Project.output_root and Project.run_name"),
+        "TrainCTLearnModel.overwrite": "use the --overwrite flag",
+    }
 
     def config_classes(self):
         """The classes whose sections this tool checks key by key (extended by the tools that need more)."""
@@ -167,7 +176,15 @@ class TaskConfigTool(MLOpsTool):
 
 
 class DataConfigTool(TaskConfigTool):
-    """A task tool that builds a reader or a network: it also checks CTLearn's and dl1-data-handler's sections."""
+    """A task tool that builds a reader or a network: it also checks CTLearn's and dl1-data-handler's sections,
+    and the other task tools' (every script refuses the configs the others refuse)."""
 
     def config_classes(self):
-        return list(dict.fromkeys([*super().config_classes(), *network_and_data_classes()]))
+        from .ctlearn_options import option_classes
+        from .report import ReportTool
+
+        return list(dict.fromkeys([*super().config_classes(), *network_and_data_classes(), *option_classes(),
+                                   ReportTool]))
+
+    def unchecked_sections(self):
+        return set()

@@ -85,7 +85,6 @@ from .taskconfig import DataConfigTool
 
 __all__ = ["TrainTool", "main"]
 
-_OWNED = "is set from the Project section ({}); set that instead"
 #: settings a resumed run may change: where its runs live (the run is found by its path), how images are read
 #: (same batches, bit for bit), tracking
 _FREE_ON_RESUME = ("Project.output_root", "FastLoader.", "ExampleIndex.", "MLflowTracking.")
@@ -123,15 +122,6 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
     resume = Bool(False, help="Continue the unfinished run of this name from its last finished epoch.").tag(config=True)
     classes = [Project, MLflowTracking, FastLoader, ExampleIndex, *TrainCTLearnModel.classes]
 
-    owned_by_project = {
-        "TrainCTLearnModel.input_dir_signal": _OWNED.format("Project.signal_dir"),
-        "TrainCTLearnModel.file_pattern_signal": _OWNED.format("Project.signal_patterns"),
-        "TrainCTLearnModel.input_dir_background": _OWNED.format("Project.background_dir"),
-        "TrainCTLearnModel.file_pattern_background": _OWNED.format("Project.background_patterns"),
-        "TrainCTLearnModel.reco_tasks": _OWNED.format("Project.task"),
-        "TrainCTLearnModel.output_dir": _OWNED.format("Project.output_root and Project.run_name"),
-        "TrainCTLearnModel.overwrite": "use the --overwrite flag",
-    }
 
     def setup(self):
         """Check everything, take the run, let ctlearn build its reader and network, then open the run's files."""
@@ -433,11 +423,17 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
                 "self.model; it must assign a keras.Model (see models/custom_model_template.py)",
                 source=source, key=section,
             )
-        # ctlearn 0.10.4 gives the losses by output name (all but a lone type task): Keras would refuse at fit
-        unnamed = [task for task in self.reco_tasks if task not in model.output_names]
-        if unnamed and list(self.reco_tasks) != ["type"]:
+        # ctlearn 0.10.4 gives the losses by output (all but a lone type task): the keys of a dict of outputs,
+        # else the output layers' names; Keras would refuse a mismatch only at fit, with a long trace
+        try:
+            output = model.output
+            names = list(output) if isinstance(output, dict) else list(model.output_names)
+        except (AttributeError, ValueError):  # a subclassed model not yet called: Keras knows no outputs
+            names = []
+        unnamed = [task for task in self.reco_tasks if task not in names]
+        if names and unnamed and list(self.reco_tasks) != ["type"]:
             raise ConfigError(
-                f"{type(built).__name__}'s outputs are named {list(model.output_names)}: each output must be named "
+                f"{type(built).__name__}'s outputs are named {names}: each output must be named "
                 f"after its task ({', '.join(self.reco_tasks)}), e.g. keras.layers.Dense(1, name=\"{unnamed[0]}\") "
                 "(see models/custom_model_template.py)", source=source, key=section)
         del built, model
@@ -580,7 +576,10 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         """
         typed = typed_error(err, self.run_dir, self.runs_over_tasks())
         if self.cluster.is_chief:
-            self._record_end(typed or err)
+            try:
+                self._record_end(typed or err)
+            except Exception as record_error:  # noqa: BLE001 (the run's own error is the one to report)
+                self.log.error("the end of the run could not be recorded in %s: %s", self.run_dir, record_error)
             if self.replaced is not None and not isinstance(typed or err, (ResumableStop, KeyboardInterrupt)):
                 # a replacement that failed: the run it was to replace is back under its name
                 failed = give_back_replaced(self.run_dir, self.replaced)
@@ -639,8 +638,9 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
             self._save_run()
         except BaseException as err:
             self._ended_by(err)
-        if self.cluster.is_chief:
-            self._after_finished()
+        if not self.cluster.is_chief:
+            return
+        self._after_finished()
         self.log.info("Run directory: %s", self.run_dir)
         show(f"Run directory: {self.run_dir}")
 
