@@ -193,8 +193,11 @@ def test_train_test_and_report_refuse_the_same_configs(case, task_config, tmp_pa
     assert not (tmp_path / "models").exists() and not (tmp_path / "reports").exists()
 
 
-def test_the_report_checks_ctlearns_options_without_tensorflow(task_config, tmp_path):
-    config = task_config("energy", TrainCTLearnModel={"batch_size": 0})
+@pytest.mark.parametrize("sections, refused_in", [({"TrainCTLearnModel": {"batch_size": 0}}, "batch_size"),
+                                                  ({}, "run 'tiny' not found")])
+def test_the_report_checks_ctlearns_options_without_tensorflow(sections, refused_in, task_config, tmp_path):
+    # a bad config is refused by the check; a good one passes it and is refused later (no run): no TensorFlow
+    config = task_config("energy", **sections)
     code = ("import sys\n"
             "from ctapipe.core.tool import run_tool\n"
             "from ctlearn_mlops.tools.report import ReportTool\n"
@@ -202,6 +205,7 @@ def test_the_report_checks_ctlearns_options_without_tensorflow(task_config, tmp_
             "print(code, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.stdout.split() == ["2", "False", "False"], result.stderr[-2000:]
+    assert refused_in in result.stderr
 
 
 def test_the_description_of_ctlearns_options_matches_the_installed_ctlearn():

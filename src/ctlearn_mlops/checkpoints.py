@@ -73,8 +73,8 @@ def checkpoint_mode(checkpoint):
     """"min" or "max": whether a lower or a higher value of a ``ModelCheckpoint``'s monitor is better.
 
     Keras 3 sets ``monitor_op`` only at the first epoch (None before), so the
-    mode is read from ``mode``; "auto" follows Keras' rule (accuracies and
-    AUCs are maximised, the rest minimised).
+    mode is read from ``mode`` (ctlearn 0.10.4 passes "min" for val_loss);
+    "auto" is read by the monitor's name (accuracies and AUCs maximised).
     """
     if checkpoint.mode in ("min", "max"):
         return checkpoint.mode

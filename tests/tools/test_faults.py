@@ -466,12 +466,13 @@ def test_resuming_a_run_killed_after_its_last_epoch_finishes_it_quietly(task_con
     """Killed between its last epoch's backup and its final saves: the resume only finishes it (Keras 2's restore
     printed a TensorFlow warning per variable of a checkpoint that had nothing left to train)."""
     config = task_config("energy", TrainCTLearnModel={"n_epochs": 2})
-    process = subprocess.Popen([sys.executable, REPO / "scripts" / "train_model.py", "--config", config,
-                                "--log-level", "WARN"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    with open(tmp_path / "first.log", "w") as log:
+        process = subprocess.Popen([sys.executable, REPO / "scripts" / "train_model.py", "--config", config,
+                                    "--log-level", "WARN"], cwd=tmp_path, stderr=log)
     run_dir = tmp_path / "models" / "energy" / "tiny"
     deadline = time.monotonic() + 300
     while not (run_dir / "backup" / "epoch_00001.weights.h5").exists():
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
+        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-2000:]
         time.sleep(0.01)
     process.kill()
     process.wait()
@@ -482,3 +483,5 @@ def test_resuming_a_run_killed_after_its_last_epoch_finishes_it_quietly(task_con
     noise = [line for line in result.stderr.splitlines() if "took over the lock" not in line]
     assert not noise, "\n".join(noise[-20:])
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    # nothing trained again: the resume started after both epochs
+    assert [e["from_epoch"] for e in read_events(run_dir) if e["event"] == "resume"] == [2]

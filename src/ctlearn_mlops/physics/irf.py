@@ -91,10 +91,8 @@ def default_bins():
 
 
 def background_offset_bins(viewcone_max, width=0.5 * u.deg):
-    """Field-of-view offset bins of the background rate: ``width`` wide out to the protons' view cone, at least one.
-
-    A view cone narrower than one bin gives the single bin [0, view cone].
-    """
+    """Field-of-view offset bins of the background rate: ``width`` wide, as many as fit in the protons' view cone
+    (2.7 deg: up to 2.5 deg); a view cone narrower than one bin gives the single bin [0, view cone]."""
     viewcone, width = u.Quantity(viewcone_max, u.deg).value, u.Quantity(width, u.deg).value
     if viewcone < width:
         return u.Quantity([0, viewcone], u.deg)

@@ -101,8 +101,6 @@ class RunsTool(MLOpsTool):
 
 
     def setup(self):
-        if self.task and self.task not in TASKS:
-            raise ConfigError(f"unknown task {self.task!r}; tasks: {', '.join(TASKS)}", key="--task")
         tasks = [self.task] if self.task else list(TASKS)
         self.run_dirs = sorted(
             (d for t in tasks for d in run_directories(self.models_root / t)),

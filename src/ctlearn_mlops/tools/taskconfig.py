@@ -1,22 +1,18 @@
 """What the train and predict tools share: reading and checking a task config."""
 
 import warnings
-from argparse import ArgumentError
 from pathlib import Path as PathlibPath
 
 from astropy.utils.metadata import MergeConflictWarning
 from ctapipe.core.traits import Bool, List, Unicode, classes_with_traits
-from traitlets import TraitError
 from traitlets.config import Config
 
-from .._compat import parse_command_line
 from ..config import (
     Project,
     apply_overrides,
     import_custom_model_file,
     overridden_keys,
     read_yaml,
-    trait_error_message,
     validate_sections,
 )
 from ..exceptions import ConfigError
@@ -102,10 +98,7 @@ class TaskConfigTool(MLOpsTool):
         return list(dict.fromkeys([Project, MLflowTracking, type(self)]))
 
     def unchecked_sections(self):
-        """Names of the sections this tool accepts without checking them (None: every other section).
-
-        Each of them is checked by the tool that reads it.
-        """
+        """Names of the sections this tool accepts without checking them (None: every other section)."""
         return set(TOOL_SECTIONS)
 
     def initialize(self, argv=None):
@@ -116,11 +109,7 @@ class TaskConfigTool(MLOpsTool):
         """
         # dl1-data-handler's joins of ctapipe tables repeat this for every file
         warnings.filterwarnings("ignore", category=MergeConflictWarning)
-        try:
-            # undecorated: traitlets' own wrapper would exit with code 1 on a bad option
-            parse_command_line(self, current_options(argv, self.renamed_options, self.log))
-        except (TraitError, ArgumentError) as err:
-            raise ConfigError(f"command line: {trait_error_message(err)}") from None
+        self.parse_command_line(current_options(argv, self.renamed_options, self.log))  # (tools.base: exit 2)
         self.update_logging_config()
         if not self.config_files:
             raise ConfigError("no task config given: use --config configs/<task>.yaml")
