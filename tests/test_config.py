@@ -145,6 +145,14 @@ def test_bad_config_exits_2_and_creates_no_run(case, task_config, tmp_path, capf
     assert not list(tmp_path.glob("*.provenance.log"))
 
 
+@pytest.mark.parametrize("argv", [["--resume", "--run-name", "ghost"], ["--frobnicate", "3"]])
+def test_a_refused_start_leaves_no_directory(argv, task_config, tmp_path, capfd):
+    config = task_config("energy")
+    assert run(TrainTool(), ["--config", config, *argv], cwd=tmp_path) == 2
+    assert "nothing to resume" in capfd.readouterr().err or "--frobnicate" in argv
+    assert not (tmp_path / "models").exists()
+
+
 def test_missing_config_file_exits_2(tmp_path, capfd):
     assert run(TrainTool(), ["--config", tmp_path / "nope.yaml"], cwd=tmp_path) == 2
     assert "nope.yaml: does not exist" in capfd.readouterr().err

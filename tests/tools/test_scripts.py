@@ -51,6 +51,7 @@ def test_an_old_option_spelling_still_works_with_a_warning(tmp_path):
     (["compute_irf.py", "--input", "missing.dl2.h5"], "missing.dl2.h5: does not exist"),
     (["compute_irf.py", "--gamma-efficiency", "1.5"], "gamma_efficiency"),
     (["compare_models.py", "--task", "energie", "--all"], "not the str 'energie'"),
+    (["list_runs.py", "--frobnicate", "3"], "unknown option --frobnicate"),
 ])
 def test_a_bad_option_is_a_config_error_and_warn_silences_the_start(argv, expected, tmp_path):
     result = subprocess.run([sys.executable, REPO / "scripts" / argv[0], *argv[1:], "--log-level", "WARN"],

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ctapipe.core import Provenance, Tool
 from traitlets import TraitError, default
+from traitlets.config.loader import ArgumentError as OptionValueError
 
 from .._compat import parse_command_line
 from ..config import trait_error_message
@@ -70,6 +71,18 @@ class ExitCodes:
             self.exit(stop.exit_code)
 
 
+#: what traitlets' command line always takes besides a tool's aliases and flags
+_ALWAYS_KNOWN = ("h", "help", "help-all", "version", "show-config", "show-config-json")
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def current_options(argv, renamed, log):
     """``argv`` with the options a tool renamed spelled the new way, each use logged as a warning.
 
@@ -96,11 +109,24 @@ class RenamedOptions:
         super().initialize(current_options(argv, self.renamed_options, self.log))
 
     def parse_command_line(self, argv=None):
-        """traitlets' parsing without its wrapper, which ends a bad option with "Bad config" and exit code 1."""
+        """traitlets' parsing without its wrapper, which ends a bad option with "Bad config" and exit code 1;
+        an option the tool does not have is refused (traitlets only warns that it will have no effect)."""
+        self._refuse_unknown_options(sys.argv[1:] if argv is None else argv)
         try:
             return parse_command_line(self, argv)
-        except (TraitError, ArgumentError) as err:
+        except (TraitError, ArgumentError, OptionValueError) as err:
             raise ConfigError(f"command line: {trait_error_message(err)}") from None
+
+    def _refuse_unknown_options(self, argv):
+        known = set(_ALWAYS_KNOWN)
+        for table in (self.aliases, self.flags):
+            for key in table:
+                known.update(key if isinstance(key, tuple) else (key,))
+        for arg in map(str, argv):
+            name = arg.lstrip("-").split("=", 1)[0]
+            if not arg.startswith("-") or not name or "." in name or name in known or _is_number(arg):
+                continue  # a value, a --Class.option, or an option of the tool
+            raise ConfigError(f"command line: unknown option {arg.split('=', 1)[0]} (see --help)")
 
 
 class MLOpsTool(RenamedOptions, ExitCodes, Tool):

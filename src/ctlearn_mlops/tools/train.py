@@ -206,13 +206,19 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
                 self.log.info("run %s is already finished: nothing to do", self.run_dir)
                 return created
             self.resume = True
-        if self.resume:
-            self._check_resumable(source)
-        elif self.run_dir.exists() and not self.overwrite:
-            raise RunExistsError(
-                f"run directory {self.run_dir} exists; choose another Project.run_name (--run-name), "
-                "pass --overwrite to replace it, or --resume to continue it", source=source, key="Project.run_name",
-            )
+        try:
+            if self.resume:
+                self._check_resumable(source)
+            elif self.run_dir.exists() and not self.overwrite:
+                raise RunExistsError(
+                    f"run directory {self.run_dir} exists; choose another Project.run_name (--run-name), "
+                    "pass --overwrite to replace it, or --resume to continue it", source=source, key="Project.run_name",
+                )
+        except ConfigError:
+            if created:  # a refused run leaves no directory behind
+                self.lock.release()
+                _remove_if_empty(created)
+            raise
         return created
 
     def _setup_ctlearn(self, source, created):
