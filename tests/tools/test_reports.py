@@ -77,6 +77,14 @@ def test_report_refuses_existing_output_and_runs_without_predictions(trained_run
     assert run(ReportTool(), ["--config", config, "--run", run_dir, "--reports-root", root, "--dl2", "nothing"],
                cwd=tmp_path) == 2
     assert "run scripts/test_model.py first" in capfd.readouterr().err
+    # a DL2 file that is not whole is named, not reported on
+    copy = tmp_path / "energy-copy"
+    shutil.copytree(run_dir, copy)
+    whole = (copy / "dl2" / "test.dl2.h5").read_bytes()
+    (copy / "dl2" / "test.dl2.h5").write_bytes(whole[: len(whole) // 2])
+    assert run(ReportTool(), ["--config", config, "--run", copy, "--reports-root", tmp_path / "r"], cwd=tmp_path) == 2
+    err = capfd.readouterr().err
+    assert f"{copy / 'dl2' / 'test.dl2.h5'} is truncated" in err and not (tmp_path / "r").exists(), err[-2000:]
     # a reports root that cannot be written is refused before any work
     in_the_way = tmp_path / "a file"
     in_the_way.write_text("")

@@ -28,6 +28,7 @@ from ctapipe.core.traits import Bool, CaselessStrEnum, List, Path, Unicode
 from .. import TASKS
 from ..exceptions import ConfigError, RunExistsError
 from ..io import dl2
+from ..io.dl1 import hdf5_problem
 from ..output import show
 from ..physics.evaluation import evaluate, network_prefix, read_events
 from ..reporting import plots
@@ -183,6 +184,10 @@ class RunComparison:
                 "runs without predictions (run scripts/test_model.py first): " + ", ".join(str(d) for d in missing),
                 key="--run",
             )
+        broken = [f"{path} {hdf5_problem(path)}" for path in self.paths if hdf5_problem(path) is not None]
+        if broken:
+            raise ConfigError("runs whose DL2 file cannot be read (predict again with scripts/test_model.py "
+                              "--overwrite): " + "; ".join(broken), key="--run")
         stale = [d for d, path in zip(self.run_dirs, self.paths)
                  if not any(network_prefix(path, self.task, level) for level in ("telescope", "subarray"))]
         if stale:

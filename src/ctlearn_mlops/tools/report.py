@@ -15,8 +15,9 @@ import pandas as pd
 from ctapipe.core.traits import Path, Unicode
 
 from ..config import Project
-from ..exceptions import ConfigError, RunExistsError
+from ..exceptions import ConfigError, InputDataError, RunExistsError
 from ..io import dl2
+from ..io.dl1 import hdf5_problem
 from ..mlflow_tracking import MLflowRun
 from ..output import show
 from ..physics.evaluation import LOWER_IS_BETTER, evaluate_file, network_prefix
@@ -97,6 +98,10 @@ class ReportTool(TaskConfigTool):
                 f"run {self.run_dir} has no predictions ({self.dl2_path.name}); run scripts/test_model.py first",
                 source=source, key="--run",
             )
+        problem = hdf5_problem(self.dl2_path)
+        if problem is not None:
+            raise InputDataError(f"{self.dl2_path} {problem}: predict again with scripts/test_model.py --overwrite",
+                                 source=source, key="--run")
         if not any(network_prefix(self.dl2_path, project.task, level) for level in ("telescope", "subarray")):
             raise ConfigError(f"{self.dl2_path} holds no {dl2.KIND_OF_ROLE[dl2.ROLE_OF_TASK[project.task]]} "
                               "reconstruction of a network; predict again with scripts/test_model.py --overwrite",
