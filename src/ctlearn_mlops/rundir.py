@@ -4,6 +4,7 @@ Every file is written atomically (a temporary file in the same directory, then
 ``os.replace``), so a reader never sees half a file.
 """
 
+import csv
 import datetime
 import functools
 import hashlib
@@ -30,7 +31,9 @@ __all__ = [
     "set_aside_for_overwrite",
     "CONFIG_FILE",
     "LEGACY_MODEL_DIR",
+    "WORST_EPOCH_MESSAGE",
     "give_back_replaced",
+    "kept_worst_epoch",
     "MODEL_DIR",
     "PROVENANCE_FILE",
     "RUN_FILE",
@@ -199,6 +202,31 @@ def restore_replaced(run_dir):
         return None
     os.replace(aside[-1], run_dir)
     return aside[-1]
+
+
+def kept_worst_epoch(run_dir):
+    """True for a run whose model is its epoch of highest validation loss while an epoch had a lower one.
+
+    Runs trained between the move to Keras 3 and 2026-12-06 kept their worst
+    epoch (the checkpoint's direction was read before Keras 3 sets it); their
+    last resume state and training log tell them apart.
+    """
+    run_dir = Path(run_dir)
+    states = sorted((run_dir / "state").glob("epoch_*.json"))
+    if not states or not (run_dir / TRAINING_LOG).exists():
+        return False
+    try:
+        best = json.loads(states[-1].read_text())["callbacks"]["BestWeights"]["best"]
+        with open(run_dir / TRAINING_LOG) as log:
+            losses = [float(row["val_loss"]) for row in csv.DictReader(log)]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return len(losses) > 1 and min(losses) < max(losses) and abs(best - max(losses)) <= 1e-6 * abs(max(losses))
+
+
+#: what a run that kept its worst epoch is told
+WORST_EPOCH_MESSAGE = ("kept the epoch of highest validation loss as its model (runs trained before 2026-12-06 on "
+                       "Keras 3): train it again (--overwrite); its final.weights.h5 holds its last epoch")
 
 
 def give_back_replaced(run_dir, replaced):

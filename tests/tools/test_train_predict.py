@@ -208,12 +208,39 @@ def test_custom_model_refuses_a_task_before_the_run_starts(task_config, tmp_path
     assert not (tmp_path / "models").exists()
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_the_saved_model_is_the_epoch_of_lowest_validation_loss(task, trained_runs):
+def test_the_saved_model_is_the_epoch_of_lowest_validation_loss(task_config, tmp_path):
     """ctlearn's checkpoint keeps the epoch of lowest val_loss; so does the run (Keras 3 sets the checkpoint's
     direction only once training runs: read too early, it kept the worst epoch)."""
-    _config, run_dir = trained_runs[task]
+    import keras
+
+    from ctlearn_mlops.checkpoints import checkpoint_mode
+
+    assert checkpoint_mode(keras.callbacks.ModelCheckpoint("m.keras", monitor="val_loss", mode="min")) == "min"
+    config = task_config("energy", TrainCTLearnModel={"n_epochs": 3})
+    assert run(TrainTool(), ["--config", config], cwd=tmp_path) == 0
+    run_dir = tmp_path / "models" / "energy" / "tiny"
     with open(run_dir / "training_log.csv") as f:
         val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
+    assert len(val_loss) == 3 and min(val_loss) < max(val_loss)
     last_state = sorted((run_dir / "state").glob("epoch_*.json"))[-1]
     assert json.loads(last_state.read_text())["callbacks"]["BestWeights"]["best"] == pytest.approx(min(val_loss))
+
+
+def test_a_run_that_kept_its_worst_epoch_is_named_and_not_used(trained_runs, tmp_path, capfd):
+    """Runs trained before 2026-12-06 on Keras 3 kept their epoch of highest val_loss: list_runs.py says so and
+    prediction refuses them, rather than giving their results silently."""
+    from ctlearn_mlops.tools.runs import describe
+
+    config, run_dir = trained_runs["energy"]
+    copy = tmp_path / "models" / "energy" / "worst"
+    shutil.copytree(run_dir, copy)
+    assert "note" not in describe(copy, tmp_path / "reports")
+    # two epochs, the first the worse, and the state of a run that kept it
+    (copy / "training_log.csv").write_text("epoch,loss,val_loss\n0,0.9,0.5\n1,0.6,0.3\n")
+    last_state = sorted((copy / "state").glob("epoch_*.json"))[-1]
+    state = json.loads(last_state.read_text())
+    state["callbacks"]["BestWeights"]["best"] = 0.5
+    last_state.write_text(json.dumps(state))
+    assert "kept the epoch of highest validation loss" in describe(copy, tmp_path / "reports")["note"]
+    assert run(PredictTool(), ["--config", config, "--run", copy, "--name", "x"], cwd=tmp_path) == 2
+    assert "train it again" in capfd.readouterr().err and not (copy / "dl2" / "x.dl2.h5").exists()

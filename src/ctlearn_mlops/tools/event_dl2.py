@@ -33,7 +33,15 @@ from ..loading.loader import FastPath
 from ..loading.reader import reader_type_for
 from ..physics import reconstruction
 from ..progress import Progress
-from ..rundir import CONFIG_FILE, LEGACY_MODEL_DIR, MODEL_DIR, PROVENANCE_FILE, read_run_info
+from ..rundir import (
+    CONFIG_FILE,
+    LEGACY_MODEL_DIR,
+    MODEL_DIR,
+    PROVENANCE_FILE,
+    WORST_EPOCH_MESSAGE,
+    kept_worst_epoch,
+    read_run_info,
+)
 from .taskconfig import glob_inputs
 
 __all__ = ["CompleteDLDataLoader", "PredictedRun", "check_compatible", "check_distinct_obs_ids", "load_run",
@@ -131,6 +139,8 @@ def load_run(run_dir, source=None, key="--run"):
         if (run_dir / LEGACY_MODEL_DIR).is_dir():
             raise InputDataError(legacy_run_message(run_dir), source=source, key=key)
         raise InputDataError(f"no trained model in {run_dir} ({MODEL_DIR} missing)", source=source, key=key)
+    if kept_worst_epoch(run_dir):
+        raise InputDataError(f"run {run_dir} {WORST_EPOCH_MESSAGE}", source=source, key=key)
     return PredictedRun(run_dir, info["task"], read_yaml(run_dir / CONFIG_FILE))
 
 

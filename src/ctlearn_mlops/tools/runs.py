@@ -18,7 +18,17 @@ from ctapipe.core.traits import Path as PathTrait
 from .. import TASKS
 from ..exceptions import ConfigError
 from ..output import refuse, show
-from ..rundir import CONFIG_FILE, LEGACY_MODEL_DIR, MODEL_DIR, TRAINING_LOG, read_run_info, resolve_run, run_directories
+from ..rundir import (
+    CONFIG_FILE,
+    LEGACY_MODEL_DIR,
+    MODEL_DIR,
+    TRAINING_LOG,
+    WORST_EPOCH_MESSAGE,
+    kept_worst_epoch,
+    read_run_info,
+    resolve_run,
+    run_directories,
+)
 from ..runlock import RunLock, stale_reason
 from .base import MLOpsTool
 
@@ -77,6 +87,8 @@ def describe(run_dir, reports_root):
     if (run_dir / LEGACY_MODEL_DIR).is_dir() and not (run_dir / MODEL_DIR).exists():
         # trained before the move to Keras 3: its SavedModel cannot be loaded any more (tools.event_dl2.load_run)
         row["note"] = f"Keras 2 model ({LEGACY_MODEL_DIR}/): train it again to predict"
+    elif kept_worst_epoch(run_dir):
+        row["note"] = WORST_EPOCH_MESSAGE
     return row
 
 
