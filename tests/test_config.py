@@ -219,10 +219,11 @@ def test_the_report_checks_ctlearns_options_without_tensorflow(sections, refused
 def test_the_description_of_ctlearns_options_matches_the_installed_ctlearn():
     import json
 
-    from ctlearn_mlops.tools.ctlearn_options import DESCRIPTION_FILE, describe, live_classes
+    from ctlearn_mlops.cli import ctlearn_option_classes
+    from ctlearn_mlops.tools.ctlearn_options import DESCRIPTION_FILE, describe, own_classes
 
-    # after an upgrade of ctlearn: python -m ctlearn_mlops.tools.ctlearn_options
-    assert describe(live_classes(packages_only=True)) == json.loads(DESCRIPTION_FILE.read_text())
+    # after an upgrade of ctlearn: ctlearn-mlops-describe-options
+    assert describe(own_classes(ctlearn_option_classes())) == json.loads(DESCRIPTION_FILE.read_text())
 
 
 def test_a_bad_key_of_the_file_is_not_labelled_as_a_command_line_one():

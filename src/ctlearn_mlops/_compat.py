@@ -23,6 +23,7 @@ __all__ = [
     "stereo_batch_with_images",
     "stereo_item",
     "TARGETS",
+    "list_trait_parts",
     "camera_type",
     "check_versions",
     "n_examples",
@@ -60,6 +61,11 @@ check_versions()
 def validate_trait(trait, owner, value):
     """Validate ``value`` for ``trait`` as if assigned to ``owner`` (traitlets 5.16 ``TraitType._validate``)."""
     return trait._validate(owner, value)
+
+
+def list_trait_parts(trait):
+    """(item trait, minimum length, maximum length) of a ``traitlets.List`` (traitlets 5.14: private attributes)."""
+    return trait._trait, trait._minlen, trait._maxlen
 
 
 def parse_command_line(application, argv):

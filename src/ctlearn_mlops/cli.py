@@ -31,7 +31,7 @@ import warnings
 from .output import startup_chatter_dropped
 
 __all__ = [
-    "compare", "convert", "events", "extract_images", "irf", "make_default_data", "merge", "predict", "report",
+    "compare", "convert", "ctlearn_option_classes", "describe_options", "events", "extract_images", "irf", "make_default_data", "merge", "predict", "report",
     "resume", "runs", "sweep", "train",
 ]
 
@@ -139,3 +139,32 @@ def merge():
 def make_default_data():
     """scripts/data_processing/make_default_dataset.py, ctlearn-mlops-make-default-data"""
     _start("make_default_data")
+
+
+def ctlearn_option_classes():
+    """The classes whose options tools/ctlearn_options.json describes: CTLearn's tools and models and the
+    package's task tools and fast loader (imports TensorFlow)."""
+    from ctapipe.core.traits import classes_with_traits
+    from ctlearn.core.model import CTLearnModel
+    from ctlearn.tools.predict_model import PredictCTLearnModel
+    from ctlearn.tools.train_model import TrainCTLearnModel
+
+    from .loading.loader import FastLoader
+    from .tools.image_cache import ImageCacheTool
+    from .tools.predict import PredictTool
+    from .tools.report import ReportTool
+    from .tools.train import TrainTool
+
+    return [TrainCTLearnModel, PredictCTLearnModel, TrainTool, PredictTool, ImageCacheTool, ReportTool, FastLoader,
+            *classes_with_traits(CTLearnModel)]
+
+
+def describe_options():
+    """ctlearn-mlops-describe-options: rewrite tools/ctlearn_options.json from the installed packages (after an
+    upgrade of CTLearn or a change of the tools' options)."""
+    from .tools.ctlearn_options import write_description
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with startup_chatter_dropped():
+        classes = ctlearn_option_classes()
+    print(f"wrote {write_description(classes)}")

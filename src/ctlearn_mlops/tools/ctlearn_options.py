@@ -8,9 +8,11 @@ described in ``ctlearn_options.json`` (option name, trait kind, limits,
 choices) and rebuilt here as classes with the same names and traits, which
 ``config.validate_sections`` checks like the real ones.
 
-``python -m ctlearn_mlops.tools.ctlearn_options`` rewrites the description from
-the installed CTLearn (0.10.4); tests/test_config.py checks that it still
-matches, so an upgrade that changes an option fails a test, not a user.
+``ctlearn-mlops-describe-options`` (``cli.describe_options``) rewrites the
+description from the installed CTLearn (0.10.4) and the package's tools;
+tests/test_config.py checks that it still matches, so an upgrade that
+changes an option fails a test, not a user.  The tools that build a
+network check the live classes; this module imports none of them.
 """
 
 import json
@@ -21,37 +23,28 @@ import traitlets
 from ctapipe.core import Component, Tool
 from ctapipe.core import traits as ctapipe_traits
 
-__all__ = ["DESCRIPTION_FILE", "described_classes", "describe", "live_classes", "option_classes"]
+from .._compat import list_trait_parts
+
+__all__ = ["DESCRIPTION_FILE", "described_classes", "describe", "option_classes", "own_classes", "write_description"]
 
 DESCRIPTION_FILE = Path(__file__).with_name("ctlearn_options.json")
 _PACKAGES = ("ctapipe", "ctlearn", "ctlearn_mlops", "dl1_data_handler")
 
 
-def live_classes(packages_only=False):
-    """The classes described: CTLearn's tools, ours built on them, and every CTLearn model (imports TensorFlow);
-    ``packages_only``: without the models of custom model files."""
-    from ctlearn.core.model import CTLearnModel
-    from ctlearn.tools.predict_model import PredictCTLearnModel
-    from ctlearn.tools.train_model import TrainCTLearnModel
-
-    from ..loading.loader import FastLoader
-    from .image_cache import ImageCacheTool
-    from .predict import PredictTool
-    from .train import TrainTool
-
-    models = [cls for cls in ctapipe_traits.classes_with_traits(CTLearnModel)
-              if not packages_only or cls.__module__.split(".")[0] in _PACKAGES]
-    return [TrainCTLearnModel, PredictCTLearnModel, TrainTool, PredictTool, ImageCacheTool, FastLoader, *models]
+def own_classes(classes):
+    """``classes`` without those of custom model files (the description holds the packages' own)."""
+    return [cls for cls in classes if cls.__module__.split(".")[0] in _PACKAGES]
 
 
 def _describe_trait(trait):
     """A JSON-able description of a config trait (the kinds CTLearn's options use)."""
     common = {"allow_none": bool(trait.allow_none)}
     if isinstance(trait, ctapipe_traits.ComponentName):
-        # the packages' own classes (a custom model file adds its own when imported)
+        # the packages' own classes; a custom model file adds its own when imported (``_build_trait``)
         values = [name for name, cls in trait.cls.non_abstract_subclasses().items()
                   if cls.__module__.split(".")[0] in _PACKAGES]
-        return {"kind": "choice", "values": sorted(values), **common}
+        return {"kind": "component", "base": [trait.cls.__module__, trait.cls.__name__], "values": sorted(values),
+                **common}
     if isinstance(trait, ctapipe_traits.Path):
         return {"kind": "path", "exists": trait.exists, "directory_ok": trait.directory_ok, "file_ok": trait.file_ok,
                 **common}
@@ -66,9 +59,9 @@ def _describe_trait(trait):
     if isinstance(trait, traitlets.Unicode):
         return {"kind": "text", **common}
     if isinstance(trait, traitlets.List):
-        item = trait._trait
-        return {"kind": "list", "item": None if item is None else _describe_trait(item), "minlen": trait._minlen,
-                "maxlen": None if trait._maxlen == sys.maxsize else trait._maxlen, **common}
+        item, minlen, maxlen = list_trait_parts(trait)
+        return {"kind": "list", "item": None if item is None else _describe_trait(item), "minlen": minlen,
+                "maxlen": None if maxlen == sys.maxsize else maxlen, **common}
     if isinstance(trait, traitlets.Dict):
         return {"kind": "dict", **common}
     raise TypeError(f"no description for a {type(trait).__name__} option")
@@ -90,6 +83,12 @@ def _build_trait(spec):
     kind, allow_none = spec["kind"], spec["allow_none"]
     if kind == "choice":
         return traitlets.Enum(spec["values"], allow_none=allow_none)
+    if kind == "component":
+        module, name = spec["base"]
+        values = list(spec["values"])
+        if module in sys.modules:  # loaded anyway (a custom model file): its subclasses are choices too
+            values += [v for v in getattr(sys.modules[module], name).non_abstract_subclasses() if v not in values]
+        return traitlets.Enum(values, allow_none=allow_none)
     if kind == "choice_caseless":
         return traitlets.CaselessStrEnum(spec["values"], allow_none=allow_none)
     if kind == "path":
@@ -122,15 +121,17 @@ def described_classes():
 
 
 def option_classes():
-    """The described classes: the live ones once CTLearn is imported anyway (a custom model file adds its models
-    to the choices), else rebuilt from the description."""
-    return live_classes() if "ctlearn.core.model" in sys.modules else described_classes()
+    """The described classes, and the models of a custom model file once it is imported (its own section)."""
+    described = described_classes()
+    model_module = sys.modules.get("ctlearn.core.model")
+    if model_module is None:
+        return described
+    names = {cls.__name__ for cls in described}
+    custom = [cls for cls in ctapipe_traits.classes_with_traits(model_module.CTLearnModel) if cls.__name__ not in names]
+    return [*described, *custom]
 
 
-def _write():
-    DESCRIPTION_FILE.write_text(json.dumps(describe(live_classes(packages_only=True)), indent=1, sort_keys=True) + "\n")
-    print(f"wrote {DESCRIPTION_FILE}")
-
-
-if __name__ == "__main__":
-    _write()
+def write_description(classes):
+    """Write ``ctlearn_options.json`` for ``classes`` (the packages' own)."""
+    DESCRIPTION_FILE.write_text(json.dumps(describe(own_classes(classes)), indent=1, sort_keys=True) + "\n")
+    return DESCRIPTION_FILE

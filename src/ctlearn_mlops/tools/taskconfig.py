@@ -18,6 +18,7 @@ from ..config import (
 from ..exceptions import ConfigError
 from ..mlflow_tracking import MLflowTracking
 from .base import MLOpsTool, current_options
+from .ctlearn_options import described_classes
 
 __all__ = ["TOOL_SECTIONS", "DataConfigTool", "TaskConfigTool", "data_classes", "glob_inputs",
            "network_and_data_classes"]
@@ -169,11 +170,10 @@ class DataConfigTool(TaskConfigTool):
     and the other task tools' (every script refuses the configs the others refuse)."""
 
     def config_classes(self):
-        from .ctlearn_options import option_classes
-        from .report import ReportTool
-
-        return list(dict.fromkeys([*super().config_classes(), *network_and_data_classes(), *option_classes(),
-                                   ReportTool]))
+        live = [*super().config_classes(), *network_and_data_classes()]
+        # the other task tools' sections, from their description (importing them would make a cycle)
+        names = {cls.__name__ for cls in live}
+        return list(dict.fromkeys([*live, *(cls for cls in described_classes() if cls.__name__ not in names)]))
 
     def unchecked_sections(self):
         return set()
