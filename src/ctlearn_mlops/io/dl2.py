@@ -176,7 +176,7 @@ def observation_ids(path):
     return found
 
 
-def simulation_run_particles(path):
+def simulation_run_particles(path, runs=None):
     """The primary thrown in each simulation run of a file: ({obs_id: particle id}, [obs_ids of unknown primary]).
 
     ctapipe's simulation configuration does not say which particle a run
@@ -185,9 +185,9 @@ def simulation_run_particles(path):
     showers when they are all of one particle (a file of one particle: every
     run of it, also a run none of whose showers triggered); the simulated
     showers of each run.  A run without showers in a file of several
-    particles stays unknown.
+    particles stays unknown.  ``runs``: the file's simulation runs, if already read.
     """
-    runs = read_simulation_runs(path)
+    runs = read_simulation_runs(path) if runs is None else runs
     obs_ids = [] if runs is None else [int(i) for i in runs["obs_id"]]
     particles = {}
     with tables.open_file(str(path), mode="r") as h5:

@@ -184,7 +184,8 @@ class RunComparison:
                 "runs without predictions (run scripts/test_model.py first): " + ", ".join(str(d) for d in missing),
                 key="--run",
             )
-        broken = [f"{path} {hdf5_problem(path)}" for path in self.paths if hdf5_problem(path) is not None]
+        problems = {path: hdf5_problem(path) for path in self.paths}
+        broken = [f"{path} {problem}" for path, problem in problems.items() if problem is not None]
         if broken:
             raise ConfigError("runs whose DL2 file cannot be read (predict again with scripts/test_model.py "
                               "--overwrite): " + "; ".join(broken), key="--run")

@@ -113,7 +113,7 @@ class IRFTool(MLOpsTool):
         if runs is None or len(runs) == 0:
             raise ConfigError(f"{path} has no simulation configuration (/configuration/simulation/run): "
                               "IRFs need the thrown showers", key="--input")
-        particles, unknown = dl2.simulation_run_particles(path)
+        particles, unknown = dl2.simulation_run_particles(path, runs)
         if unknown:
             listed = ", ".join(map(str, unknown[:5])) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             raise ConfigError(f"{path}: which particle the simulation runs {listed} threw is "
