@@ -316,7 +316,7 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
             selected = _selected_telescopes(runs[0], images) & _quality_mask(runs[0], images)
             progress.update(note="inputs merged")
             written = _write_reconstructions(partial, predictions, roles, images, selected, training, events, subarray,
-                                             weights, log)
+                                             weights)
             progress.update(note="classical reconstruction")
             if training is not None:
                 write_table(Table(training), partial, dl2.TRAINING_IMAGES_TABLE, overwrite=True)
@@ -350,7 +350,7 @@ def _subarray(path):
     return SubarrayDescription.from_hdf(path, focal_length_choice=FocalLengthKind.EQUIVALENT)
 
 
-def _write_reconstructions(path, predictions, roles, images, selected, training, events, subarray, weights, log):
+def _write_reconstructions(path, predictions, roles, images, selected, training, events, subarray, weights):
     """Write every DL2 table; return a description of each reconstruction written."""
     written = []
     tel_ids = sorted(np.unique(np.asarray(images["tel_id"])))
@@ -378,7 +378,7 @@ def _write_reconstructions(path, predictions, roles, images, selected, training,
             stereo = reconstruction.combine(role, prefix, telescope_tables, parameters, events, subarray, weights)
             if role == "geometry" and prefix == dl2.CLASSICAL_PREFIX:
                 hillas = reconstruction.hillas_reconstructor_table(images, selected, events, subarray,
-                                                                   prefix=dl2.HILLAS_RECONSTRUCTOR_PREFIX, log=log)
+                                                                   prefix=dl2.HILLAS_RECONSTRUCTOR_PREFIX)
                 write_table(hillas, path, dl2.subarray_table_path(role, dl2.HILLAS_RECONSTRUCTOR_PREFIX),
                             overwrite=True)
                 written.append(f"{role}/{dl2.HILLAS_RECONSTRUCTOR_PREFIX}")
