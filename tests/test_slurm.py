@@ -78,23 +78,28 @@ def _config(toy_data, tmp_path, task, **sections):
     return path
 
 
-def _epochs_lasting(seconds, toy_data, tmp_path):
-    """Epochs of the test's energy training that take about ``seconds`` here (at least 25)."""
-    (tmp_path / "timing").mkdir()
-    timing = _config(toy_data, tmp_path / "timing", "energy", TrainCTLearnModel={"n_epochs": 8})
+@pytest.fixture(scope="module")
+def seconds_per_epoch(toy_data, tmp_path_factory):
+    """Seconds an epoch of the tests' energy training takes here (measured once for the module)."""
+    directory = tmp_path_factory.mktemp("timing")
+    timing = _config(toy_data, directory, "energy", TrainCTLearnModel={"n_epochs": 8})
     subprocess.run([VENV / "bin" / "python", REPO / "scripts" / "train_model.py", "--config", timing,
-                    "--run-name", "timing", "--log-level", "WARN"], check=True, cwd=tmp_path, capture_output=True)
-    ends = [e["time"] for e in read_events(tmp_path / "timing" / "models" / "energy" / "timing") if e["event"] == "epoch_end"]
+                    "--run-name", "timing", "--log-level", "WARN"], check=True, cwd=directory, capture_output=True)
+    ends = [e["time"] for e in read_events(directory / "models" / "energy" / "timing") if e["event"] == "epoch_end"]
     first, last = (datetime.fromisoformat(t) for t in (ends[0], ends[-1]))
-    seconds_per_epoch = max((last - first).total_seconds() / (len(ends) - 1), 0.1)
+    return max((last - first).total_seconds() / (len(ends) - 1), 0.1)
+
+
+def _epochs_lasting(seconds, seconds_per_epoch):
+    """Epochs of the test's energy training that take about ``seconds`` here (at least 25)."""
     return max(25, int(seconds / seconds_per_epoch))
 
 
-def test_time_limited_job_is_interrupted_requeued_resumed_and_finishes(slurm, toy_data, tmp_path):
+def test_time_limited_job_is_interrupted_requeued_resumed_and_finishes(slurm, toy_data, seconds_per_epoch, tmp_path):
     # a one-minute limit with more epochs than fit in it, whatever this machine's speed; SLURM checks for
     # due warning signals only about once a minute, so some windows end before training has started; after a
     # warning, a step starts only with 40 s left (testing alone takes ~25 s here)
-    n_epochs = _epochs_lasting(70, toy_data, tmp_path)
+    n_epochs = _epochs_lasting(70, seconds_per_epoch)
     config = _config(toy_data, tmp_path, "energy", TrainCTLearnModel={"n_epochs": n_epochs})
     log = tmp_path / "slurm-%j.out"
     job = sbatch("--time=1", "--signal=B:USR1@30", f"--output={log}", "--cpus-per-task=2", "bash_template.sh", config,
@@ -179,10 +184,10 @@ def test_two_tasks_train_one_run_whose_curve_is_the_one_task_curve(slurm, toy_da
     np.testing.assert_allclose(np.array(two), np.array(one), rtol=1e-4)
 
 
-def test_two_task_job_is_requeued_at_the_time_limit_and_resumes(slurm, toy_data, tmp_path):
+def test_two_task_job_is_requeued_at_the_time_limit_and_resumes(slurm, toy_data, seconds_per_epoch, tmp_path):
     # epochs of one task lasting 40 s take two tasks on these cores longer than the window left after start-up
     # (the warning comes 20 s after the start): at least one stop and one resume
-    n_epochs = _epochs_lasting(40, toy_data, tmp_path)
+    n_epochs = _epochs_lasting(40, seconds_per_epoch)
     config = _config(toy_data, tmp_path, "energy", TrainCTLearnModel={"n_epochs": n_epochs, "batch_size": 8},
                      FastLoader={"enabled": True, "workers": 0})
     log = tmp_path / "mw-limit-%j.out"

@@ -44,7 +44,9 @@ SlurmdSpoolDir=/var/spool/slurmd
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
 SchedulerType=sched/backfill
-SchedulerParameters=defer_batch=0
+# the main and backfill schedulers pass every 5 s (defaults 60 and 30): a requeued job starts again soon after
+# cred_expire, not up to a minute later
+SchedulerParameters=defer_batch=0,sched_interval=5,bf_interval=5
 MinJobAge=300
 KillWait=10
 OverTimeLimit=0
