@@ -4,12 +4,12 @@ Reads every DL1 file of a directory (default: the quality IRF sample,
 ``data/quality/irf``, of ``make data-quality``; else the default data's),
 runs ``TableHillasReconstructor.directions`` on all its images, and ctapipe's
 own ``HillasReconstructor`` (one ``ArrayEventContainer`` per event, what
-``predict_events.py`` ran before) on the events of as many files as hold
+``predict_events.py`` ran until 2026-12-06) on the events of as many files as hold
 ``--reference-events`` events; the two are compared on those events
 (largest difference in deg) and the per-event times give the ratio.
 Writes the table, with machine and date, to docs/benchmarks.md.
 
-    python benchmarks/classical_pass.py [--input DIR] [--reference-events 3000]
+    python benchmarks/classical_pass.py [--input DIR] [--reference-events 3000] [--no-write]
 """
 
 import argparse
@@ -22,7 +22,7 @@ from ctapipe.instrument import FocalLengthKind, SubarrayDescription
 
 from ctlearn_mlops.benchmarking import write_section
 from ctlearn_mlops.io import dl2
-from ctlearn_mlops.physics.hillas_intersection import TableHillasReconstructor
+from ctlearn_mlops.physics.hillas_intersection import TableHillasReconstructor, image_groups
 from ctlearn_mlops.physics.reconstruction import hillas_reconstructor_per_event
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,9 +39,9 @@ def _stereo_candidates(images):
     """The images of events with two or more images (the events the per-event pass ever reconstructed)."""
     if not len(images):
         return images
-    keys = np.stack([np.asarray(images["obs_id"]), np.asarray(images["event_id"])], axis=1)
-    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-    return images[counts[inverse.ravel()] >= 2]
+    order, starts, event_of_image = image_groups(images)
+    counts = np.diff(np.r_[starts, len(order)])
+    return images[order][counts[event_of_image] >= 2]
 
 
 def main():
@@ -58,6 +58,8 @@ def main():
     start = time.perf_counter()
     parts = [_stereo_candidates(dl2.read_telescope_events(p)) for p in paths]
     read_seconds = time.perf_counter() - start
+    if not any(len(p) for p in parts):
+        raise SystemExit(f"{directory}: no event with two or more images")
     images = vstack([p for p in parts if len(p)])
     reconstructor = TableHillasReconstructor(subarray)
     start = time.perf_counter()
@@ -71,7 +73,7 @@ def main():
             break
         if len(part):
             chosen.append(part)
-            events += len(np.unique(np.stack([part["obs_id"], part["event_id"]], axis=1), axis=0))
+            events += len(image_groups(part)[1])
     subset = vstack(chosen)
     start = time.perf_counter()
     reference = hillas_reconstructor_per_event(subset, subarray)

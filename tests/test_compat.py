@@ -225,3 +225,15 @@ def test_reader_hooks_can_serve_the_example_table(toy_data):
     counted = Counted(input_url_signal=files, **READER)
     assert built == [True]
     assert np.array_equal(np.asarray(counted.example_identifiers), np.asarray(stock.example_identifiers))
+
+
+def test_hillas_camera_radii_are_the_lstcam_radius_in_deg():
+    from ctapipe.reco import HillasReconstructor
+
+    from ctlearn_mlops.toysim.dataset import lst_subarray
+
+    subarray = lst_subarray()
+    radii = _compat.hillas_camera_radii_deg(HillasReconstructor(subarray))
+    assert set(radii) == set(subarray.tel_ids)
+    # LSTCam: ~1.1 m from the centre at 28 m focal length, i.e. ~2.3 deg
+    assert all(2.0 < r < 2.6 for r in radii.values()), radii

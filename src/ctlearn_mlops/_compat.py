@@ -17,6 +17,7 @@ __all__ = [
     "configure_coordination_service",
     "build_for_training",
     "fit_replaced",
+    "hillas_camera_radii_deg",
     "strategy_for_ctlearn_setup",
     "subarray_read_once",
     "mono_item",
@@ -56,6 +57,15 @@ check_versions()
 
 
 # --- traitlets 5.16 / ctapipe 0.32 -----------------------------------------------------------------------------
+
+
+def hillas_camera_radii_deg(reconstructor):
+    """{tel_id: camera radius in deg} of a ctapipe 0.32 ``HillasReconstructor`` (its ``_cam_radius_deg``).
+
+    Its direction puts the second point of each image axis a tenth of this
+    radius from the centroid; the vectorized direction must use the same.
+    """
+    return reconstructor._cam_radius_deg
 
 
 def validate_trait(trait, owner, value):

@@ -2,14 +2,15 @@
 
 ctapipe's ``HillasReconstructor`` (0.32) takes one ``ArrayEventContainer`` at a
 time and moves each image's centroid and a second point on its axis through
-astropy's frames (telescope frame -> AltAz): about 10 ms per event, minutes
-for an IRF sample.  ``TableHillasReconstructor`` is that reconstructor (same
+astropy's frames (telescope frame -> AltAz): milliseconds per event, minutes
+for an IRF sample (benchmarks/classical_pass.py).  ``TableHillasReconstructor`` is that reconstructor (same
 configuration, same quality query, same camera radii) with one more method,
 ``directions``, which does the same arithmetic on a table of images with
 numpy: the same rotation matrices as ctapipe's ``TelescopeFrame`` -> ``AltAz``
 transform, the same plane normals, the same pairwise plane crossings and
 weights (intensity * length / width).  The per-event ``__call__`` is
-inherited unchanged; a test compares both on every event of the default data.
+inherited unchanged; the tests compare both on every event of the tests' toy
+production and of the real SST-1M sample.
 
 Only the direction is computed (the event DL2 file keeps alt, az, validity and
 the telescopes used); core position and h_max are not.
@@ -21,37 +22,40 @@ from types import SimpleNamespace
 
 import astropy.units as u
 import numpy as np
+from astropy.coordinates import Longitude
 from astropy.coordinates.matrix_utilities import rotation_matrix
+from ctapipe.containers import ImageParametersContainer
 from ctapipe.reco import HillasReconstructor
 
-__all__ = ["TableHillasReconstructor"]
+from .._compat import hillas_camera_radii_deg
 
-#: Hillas parameters with an angle unit in the telescope frame (the rest are numbers)
-_ANGULAR = {"fov_lon", "fov_lat", "r", "phi", "length", "length_uncertainty", "width", "width_uncertainty", "psi"}
-
+__all__ = ["TableHillasReconstructor", "image_groups"]
 
 class _ParameterColumns(Mapping):
     """``parameters`` for a QualityQuery's expressions, each field a column of the image table.
 
-    ``QualityQuery.get_table_mask`` evaluates ``parameters.hillas.intensity > 50``
-    with this mapping as its locals: one boolean per image.
+    ``QualityQuery.get_table_mask(table)`` evaluates expressions such as
+    ``parameters.hillas.intensity > 50`` with ``table`` as their locals and
+    takes ``len(table)`` as the number of rows: so this mapping holds one name,
+    ``parameters``, and its length is the number of images. Each group of
+    ctapipe's ``ImageParametersContainer`` is found under its table prefix
+    (``intensity_statistics`` -> ``intensity_*``) with the field's unit.
     """
 
     def __init__(self, images):
         groups = {}
-        for name in images.colnames:
-            group, _, field = name.partition("_")
-            if not field:
-                continue
-            column = images[name]
-            if group == "hillas" and field in _ANGULAR:
-                value = u.Quantity(column, u.deg)
-            elif getattr(column, "unit", None) is not None:
-                value = u.Quantity(column)
-            else:
-                value = np.asarray(column)
-            groups.setdefault(group, {})[field] = value
-        self._locals = {"parameters": SimpleNamespace(**{g: SimpleNamespace(**f) for g, f in groups.items()})}
+        for group, field in ImageParametersContainer.fields.items():
+            container = field.default_factory()
+            values = {}
+            for name, item in type(container).fields.items():
+                column = f"{container.default_prefix}_{name}"
+                if column not in images.colnames:
+                    continue
+                data = images[column]
+                values[name] = u.Quantity(data, item.unit, copy=False) if item.unit is not None \
+                    else np.asarray(data)
+            groups[group] = SimpleNamespace(**values)
+        self._locals = {"parameters": SimpleNamespace(**groups)}
         self._length = len(images)
 
     def __getitem__(self, key):
@@ -62,6 +66,15 @@ class _ParameterColumns(Mapping):
 
     def __len__(self):
         return self._length
+
+
+def image_groups(images):
+    """Sort images by (obs_id, event_id, tel_id): (the order, the first row of each event, each row's event index)."""
+    order = np.lexsort((np.asarray(images["tel_id"]), np.asarray(images["event_id"]), np.asarray(images["obs_id"])))
+    keys = np.stack([np.asarray(images["obs_id"], np.int64)[order], np.asarray(images["event_id"], np.int64)[order]],
+                    axis=1)
+    new_event = np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)] if len(keys) else np.zeros(0, bool)
+    return order, np.flatnonzero(new_event), np.cumsum(new_event) - 1
 
 
 def _unit_vectors(lon, lat):
@@ -100,12 +113,9 @@ class TableHillasReconstructor(HillasReconstructor):
         Events with fewer than two images passing are invalid, as ctapipe's
         ``INVALID`` container.
         """
-        order = np.lexsort((np.asarray(images["tel_id"]), np.asarray(images["event_id"]), np.asarray(images["obs_id"])))
+        order, starts, event_of_image = image_groups(images)
         images = images[order]
-        keys = np.stack([np.asarray(images["obs_id"], np.int64), np.asarray(images["event_id"], np.int64)], axis=1)
-        starts = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)]) if len(images) else np.zeros(0, int)
         n_events = len(starts)
-        event_of_image = np.cumsum(np.r_[False, np.any(keys[1:] != keys[:-1], axis=1)]) if len(images) else np.zeros(0, int)
 
         passing = self.quality_query.get_table_mask(_ParameterColumns(images)) if len(images) else np.zeros(0, bool)
         width = u.Quantity(images["hillas_width"], u.deg).to_value(u.deg)
@@ -130,9 +140,10 @@ class TableHillasReconstructor(HillasReconstructor):
             direction = self._average_crossing(normals[rows], weights[rows])
             alt[events] = np.rad2deg(np.arctan2(direction[:, 2], np.hypot(direction[:, 0], direction[:, 1])))
             # azimuth runs clockwise, the right-handed longitude counter-clockwise (ctapipe: Longitude(-lon))
-            az[events] = np.rad2deg(np.mod(-np.arctan2(direction[:, 1], direction[:, 0]), 2 * np.pi))
+            az[events] = Longitude(-np.arctan2(direction[:, 1], direction[:, 0]) * u.rad).to_value(u.deg)
         return {
-            "obs_id": keys[starts, 0], "event_id": keys[starts, 1], "alt": alt, "az": az,
+            "obs_id": np.asarray(images["obs_id"], np.int64)[starts],
+            "event_id": np.asarray(images["event_id"], np.int64)[starts], "alt": alt, "az": az,
             "is_valid": valid & np.isfinite(alt), "telescopes": telescopes,
         }
 
@@ -140,8 +151,9 @@ class TableHillasReconstructor(HillasReconstructor):
         """Normal of the plane through each image's axis and the telescope (right-handed AltAz), and its weight."""
         lon = u.Quantity(images["hillas_fov_lon"], u.deg).to_value(u.deg)
         lat = u.Quantity(images["hillas_fov_lat"], u.deg).to_value(u.deg)
-        psi = u.Quantity(images["hillas_psi"], u.rad).to_value(u.rad)
-        radius = np.array([self._cam_radius_deg[int(t)] for t in tel_ids], dtype=float)
+        psi = u.Quantity(images["hillas_psi"], u.deg).to_value(u.rad)
+        radii = hillas_camera_radii_deg(self)
+        radius = np.array([radii[int(t)] for t in tel_ids], dtype=float)
         # the second point on the axis, as ctapipe's initialize_arrays: a tenth of the camera radius along psi
         lon2 = lon + 0.1 * radius * np.cos(psi)
         lat2 = lat + 0.1 * radius * np.sin(psi)
@@ -153,7 +165,8 @@ class TableHillasReconstructor(HillasReconstructor):
         intensity = np.asarray(images["hillas_intensity"], dtype=float)
         length = u.Quantity(images["hillas_length"], u.deg).value
         width = u.Quantity(images["hillas_width"], u.deg).value
-        return np.cross(cog, second), intensity * length / np.where(width != 0, width, np.nan)
+        # (images of zero or NaN width never get here: their events are invalid)
+        return np.cross(cog, second), intensity * length / width
 
     @staticmethod
     def _average_crossing(normals, weights):
@@ -162,6 +175,7 @@ class TableHillasReconstructor(HillasReconstructor):
         crossings = np.cross(normals[:, first], normals[:, second])
         crossings[crossings[..., 2] < 0] *= -1
         pair_weights = weights[:, first] * weights[:, second]
-        mean = np.einsum("ep,epk->ek", pair_weights, crossings) / pair_weights.sum(axis=1)[:, None]
         with np.errstate(invalid="ignore", divide="ignore"):
+            # ctapipe's np.average raises on a zero sum of weights; here that event's direction is NaN (invalid)
+            mean = np.einsum("ep,epk->ek", pair_weights, crossings) / pair_weights.sum(axis=1)[:, None]
             return mean / np.linalg.norm(mean, axis=1)[:, None]

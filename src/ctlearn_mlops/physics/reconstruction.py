@@ -47,7 +47,7 @@ from ctapipe.reco.utils import add_defaults_and_meta
 
 from ..io.dl2 import Reconstruction
 from . import baselines
-from .hillas_intersection import TableHillasReconstructor
+from .hillas_intersection import TableHillasReconstructor, image_groups
 
 __all__ = [
     "CONTAINERS",
@@ -306,21 +306,20 @@ def hillas_reconstructor_table(images, valid, events, subarray, prefix="HillasRe
     return _hillas_table(directions, events, subarray, prefix)
 
 
-def hillas_reconstructor_per_event(images, subarray):
-    """ctapipe's own HillasReconstructor, one ArrayEventContainer per event (the reference; ~10 ms an event).
+def hillas_reconstructor_per_event(images, subarray, config=None):
+    """ctapipe's own HillasReconstructor, one ArrayEventContainer per event (the reference; milliseconds an event).
 
     Returns what ``TableHillasReconstructor.directions`` returns, for the same
-    events in the same order.
+    events in the same order; ``config``: the reconstructor's traitlets config.
     """
-    reconstructor = HillasReconstructor(subarray)
-    order = np.lexsort((np.asarray(images["tel_id"]), np.asarray(images["event_id"]), np.asarray(images["obs_id"])))
+    reconstructor = HillasReconstructor(subarray, config=config)
+    order, starts, _ = image_groups(images)
     images = images[order]
-    keys = np.stack([np.asarray(images["obs_id"], np.int64), np.asarray(images["event_id"], np.int64)], axis=1)
-    starts = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)]) if len(images) else np.zeros(0, int)
     mask = TelListToMaskTransform(subarray)
-    out = {"obs_id": keys[starts, 0], "event_id": keys[starts, 1], "alt": np.full(len(starts), np.nan),
-           "az": np.full(len(starts), np.nan), "is_valid": np.zeros(len(starts), bool),
-           "telescopes": np.zeros((len(starts), len(subarray.tel_ids)), bool)}
+    out = {"obs_id": np.asarray(images["obs_id"], np.int64)[starts],
+           "event_id": np.asarray(images["event_id"], np.int64)[starts],
+           "alt": np.full(len(starts), np.nan), "az": np.full(len(starts), np.nan),
+           "is_valid": np.zeros(len(starts), bool), "telescopes": np.zeros((len(starts), len(subarray.tel_ids)), bool)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for i, (start, stop) in enumerate(zip(starts, np.r_[starts[1:], len(images)])):
