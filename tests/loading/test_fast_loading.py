@@ -135,10 +135,13 @@ def test_a_failing_read_names_the_problem(toy_data, tmp_path):
 
 
 _HOLD_POOL = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     from ctlearn_mlops.loading.pool import WorkerPool
     from ctlearn_mlops.loading.sources import CachedImageSource
     if __name__ == "__main__":
+        # a program in a terminal's foreground takes Ctrl-C; a suite started as a background job of a script
+        # inherits SIGINT ignored, and so would this process
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         pool = WorkerPool(CachedImageSource("unused.h5"), 2)
         print(" ".join(str(p.pid) for p in pool._processes), flush=True)
         time.sleep(600)

@@ -87,8 +87,12 @@ def test_a_zero_width_image_leaves_the_event_as_in_ctapipe(toy_data):
 def test_the_reconstructors_configured_quality_query_is_the_one_applied(toy_data):
     images, subarray = _first_test_file(toy_data)
     everything = TableHillasReconstructor(subarray).directions(images)
+    # (the per-event reference fills the Hillas and morphology parameters only)
     brighter = _assert_equal_directions(images, subarray, _quality([
-        ("bright", "parameters.hillas.intensity > 200"), ("peaked", "parameters.intensity_statistics.max > 10")]))
+        ("bright", "parameters.hillas.intensity > 200"), ("pixels", "parameters.morphology.n_pixels > 5")]))
     assert 0 < brighter["telescopes"].sum() < everything["telescopes"].sum()
-    none = TableHillasReconstructor(subarray, config=_quality([("never", "parameters.hillas.intensity > 1e12")]))
+    # every group of ctapipe's image parameters is there under its table prefix (intensity_max here)
+    none = TableHillasReconstructor(subarray, config=_quality([("never", "parameters.intensity_statistics.max > 1e12")]))
     assert not none.directions(images)["is_valid"].any()
+    peaked = TableHillasReconstructor(subarray, config=_quality([("peaked", "parameters.intensity_statistics.max > 0")]))
+    assert peaked.directions(images)["is_valid"].any()
