@@ -99,7 +99,7 @@ def test_time_limited_job_is_interrupted_requeued_resumed_and_finishes(slurm, to
     # a one-minute limit with more epochs than fit in it, whatever this machine's speed; SLURM checks for
     # due warning signals only about once a minute, so some windows end before training has started; after a
     # warning, a step starts only with 40 s left (testing alone takes ~25 s here)
-    n_epochs = _epochs_lasting(70, seconds_per_epoch)
+    n_epochs = _epochs_lasting(60, seconds_per_epoch)
     config = _config(toy_data, tmp_path, "energy", TrainCTLearnModel={"n_epochs": n_epochs})
     log = tmp_path / "slurm-%j.out"
     job = sbatch("--time=1", "--signal=B:USR1@30", f"--output={log}", "--cpus-per-task=2", "bash_template.sh", config,
