@@ -65,7 +65,7 @@ def wait_for(job_ids, timeout=900):
         states = [s for job in job_ids for s in _job_states(job)]
         if states and not active.intersection(states):
             return states
-        time.sleep(3)
+        time.sleep(1)
     subprocess.run(["scancel", *job_ids])
     pytest.fail(f"jobs {job_ids} did not finish in {timeout} s")
 
