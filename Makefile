@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@python=$$(PYTHON="$(PYTHON)" bash scripts/setup/find_python.sh) || exit 1; \
 	  echo "$$python -m venv $(VENV)"; "$$python" -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip==24.3.1
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-compile -c constraints.txt -e '.[test,mlflow]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,mlflow]'
 	touch $(STAMP)
 
 data: setup
