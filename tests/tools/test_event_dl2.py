@@ -88,6 +88,39 @@ def test_subarray_energy_is_the_intensity_weighted_mean_of_the_log_energies(even
     assert checked >= 5
 
 
+def test_the_axis_fit_direction_is_written_with_the_error_model_it_used(event_file):
+    from ctlearn_mlops.physics.axis_fit import image_axes, to_nominal
+
+    prefix = dl2.AXIS_FIT_PREFIX
+    fit = QTable(read_table(event_file, dl2.subarray_table_path("geometry", prefix)))
+    mean = read_table(event_file, dl2.subarray_table_path("geometry", dl2.CNN_PREFIX))
+    model = read_table(event_file, dl2.DIRECTION_ERROR_MODEL_TABLE)
+    assert len(model) >= 1 and np.all(model["network_along"] > 0) and np.all(model["axis"] > 0)
+    valid = np.asarray(fit[f"{prefix}_is_valid"])
+    # an event has an axis fit where it has a valid network image, from the same telescopes
+    assert valid.any() and np.array_equal(valid, np.asarray(mean["CTLearn_is_valid"]))
+    assert np.array_equal(np.asarray(fit[f"{prefix}_telescopes"]), np.asarray(mean["CTLearn_telescopes"]))
+    uncert = fit[f"{prefix}_ang_distance_uncert"][valid].to_value(u.deg)
+    assert np.all(np.isfinite(uncert) & (uncert > 0))
+    assert f"geometry/{prefix}" in dl2.read_runs(event_file)
+    # an event of one image keeps the network's position along the image axis
+    images = dl2.read_telescope_events(event_file)
+    images = images[np.asarray(images["CTLearn_tel_is_valid"])]
+    counts = {}
+    for key in zip(images["obs_id"], images["event_id"]):
+        counts[key] = counts.get(key, 0) + 1
+    single = images[[counts[key] == 1 for key in zip(images["obs_id"], images["event_id"])]][:20]
+    assert len(single) >= 5
+    rows = {(o, e): i for i, (o, e) in enumerate(zip(fit["obs_id"], fit["event_id"]))}
+    chosen = fit[[rows[key] for key in zip(single["obs_id"], single["event_id"])]]
+    axes = image_axes(single)
+    network = axes.offsets(*to_nominal(single, single["CTLearn_tel_alt"].to_value(u.deg),
+                                       single["CTLearn_tel_az"].to_value(u.deg)))[0]
+    fitted = axes.offsets(*to_nominal(single, chosen[f"{prefix}_alt"].to_value(u.deg),
+                                      chosen[f"{prefix}_az"].to_value(u.deg)))[0]
+    np.testing.assert_allclose(fitted, network, atol=1e-6)
+
+
 def test_two_event_files_merge_with_ctapipe_merge(trained_runs, event_file, toy_data, tmp_path):
     second = tmp_path / "train_events.dl2.h5"
     argv = ["--run", f"type={trained_runs['type'][1]}", "--run", f"energy={trained_runs['energy'][1]}",

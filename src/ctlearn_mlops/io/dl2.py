@@ -52,8 +52,10 @@ from astropy.table import QTable, Table, join
 from ctapipe.io import read_table
 
 __all__ = [
+    "AXIS_FIT_PREFIX",
     "CLASSICAL_PREFIX",
     "CNN_PREFIX",
+    "DIRECTION_ERROR_MODEL_TABLE",
     "HILLAS_RECONSTRUCTOR_PREFIX",
     "KIND_OF_ROLE",
     "ROLES",
@@ -81,6 +83,8 @@ CNN_PREFIX = "CTLearn"
 STEREO_PREFIX = "CTLearnStereo"
 CLASSICAL_PREFIX = "HillasBDT"
 HILLAS_RECONSTRUCTOR_PREFIX = "HillasReconstructor"
+#: the mono direction network's positions fitted with the image axes of all telescopes (physics/axis_fit.py)
+AXIS_FIT_PREFIX = "CTLearnAxisFit"
 
 #: what a run predicts, by its task: the role it plays in an event file
 ROLE_OF_TASK = {"type": "type", "energy": "energy", "cameradirection": "geometry", "skydirection": "geometry"}
@@ -94,6 +98,8 @@ TRAINING_IMAGES_TABLE = "/ctlearn_mlops/training_images"
 #: the primary thrown in each simulation run, as predict_events.py found it in its inputs (obs_id, particle_id)
 RUN_PARTICLE_TABLE = "/ctlearn_mlops/simulation_run_particle"
 RUNS_ATTRIBUTE = "CTLEARN_MLOPS_RUNS"
+#: the errors of the direction network's images the axis fit weighs them with (by intensity)
+DIRECTION_ERROR_MODEL_TABLE = "/ctlearn_mlops/direction_error_model"
 
 TRIGGER_TABLE = "/dl1/event/subarray/trigger"
 TELESCOPE_TRIGGER_TABLE = "/dl1/event/telescope/trigger"

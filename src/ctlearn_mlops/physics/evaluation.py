@@ -7,7 +7,9 @@ direction tasks only gammas count.  At telescope level the classical
 methods are the Hillas BDT written in the file and the simple baselines
 (``baselines``) fitted on the training images it holds; at array-event level
 they are the combined Hillas BDT (with ctapipe's HillasReconstructor for the
-direction of events with two or more images).
+direction of events with two or more images), and the network's array
+direction is the axis fit (``axis_fit``) where the file has it, next to the
+plain mean of the telescopes.
 """
 
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ __all__ = [
     "LEVELS",
     "LOWER_IS_BETTER",
     "NETWORK",
+    "NETWORK_AXIS_FIT",
     "NETWORK_STEREO",
     "TaskEvaluation",
     "best_baseline",
@@ -39,6 +42,8 @@ __all__ = [
 
 NETWORK = "CNN"
 NETWORK_STEREO = "CNN stereo"
+#: the mono direction network's image positions fitted with the image axes (array-event level)
+NETWORK_AXIS_FIT = "CNN axis fit"
 CLASSICAL = "Hillas BDT"
 LEVELS = ("telescope", "subarray")
 #: 4 bins per decade of true energy
@@ -123,7 +128,13 @@ def _estimates(task, table, level, training):
     """{method: values} of every method on ``table``'s events; the network first."""
     role = dl2.ROLE_OF_TASK[task]
     prefix = table.meta["network_prefix"]
-    found = {_NETWORK_PREFIXES[prefix]: _stored(table, role, prefix, level)}
+    found = {}
+    if level == "subarray" and prefix == dl2.CNN_PREFIX:
+        # where the file has it, the axis fit is the network's array direction; the plain mean follows it
+        axis_fit = _stored(table, role, dl2.AXIS_FIT_PREFIX, level)
+        if axis_fit is not None:
+            found[NETWORK_AXIS_FIT] = axis_fit
+    found[_NETWORK_PREFIXES[prefix]] = _stored(table, role, prefix, level)
     classical = _stored(table, role, dl2.CLASSICAL_PREFIX, level)
     if level == "telescope":
         found.update(_simple_baselines(task, table, training))
@@ -244,7 +255,8 @@ def shower_labels(table):
 
 def best_baseline(values, metric, network=NETWORK):
     """The baseline with the best finite value of ``metric`` in ``values`` ({method: value}), or None."""
-    finite = {m: v for m, v in values.items() if m not in (NETWORK, NETWORK_STEREO, network) and np.isfinite(v)}
+    finite = {m: v for m, v in values.items()
+              if m not in (NETWORK, NETWORK_STEREO, NETWORK_AXIS_FIT, network) and np.isfinite(v)}
     if not finite:
         return None
     pick = min if metric in LOWER_IS_BETTER else max

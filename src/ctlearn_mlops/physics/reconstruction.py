@@ -14,6 +14,8 @@ No TensorFlow here: the networks' raw outputs come in as arrays.
 * ``telescope_table`` / ``combine``: the DL2 tables, one row per telescope
   event and one per array event (ctapipe's ``StereoMeanCombiner``); an event
   without a valid telescope keeps its row, marked invalid.
+* ``axis_fit_table``: one direction per array event from a mono network's
+  positions and the image axes of all its telescopes (``axis_fit``).
 * ``hillas_reconstructor_table``: ctapipe's ``HillasReconstructor`` direction
   of the events with two or more valid images, all at once
   (``hillas_intersection``); ``hillas_reconstructor_per_event`` is ctapipe's
@@ -47,12 +49,14 @@ from ctapipe.reco.utils import add_defaults_and_meta
 
 from ..io.dl2 import Reconstruction
 from . import baselines
+from .axis_fit import axis_fit_directions, from_nominal, image_axes, to_nominal
 from .hillas_intersection import TableHillasReconstructor, image_groups
 
 __all__ = [
     "CONTAINERS",
     "LABEL_EPOCH",
     "WEIGHTS",
+    "axis_fit_table",
     "classical_telescope_values",
     "combine",
     "hillas_reconstructor_per_event",
@@ -290,6 +294,51 @@ def event_table(role, prefix, keys, values, valid, events, subarray):
         table[f"{prefix}_{stem}"] = u.Quantity(column, _UNITS[stem]) if stem in _UNITS else column
     finite = np.all([np.isfinite(np.asarray(table[c], dtype=float)) for c in reco.values], axis=0)
     table[reco.valid] = np.asarray(valid, dtype=bool) & finite
+    return _event_rows(events, subarray, table, reco)
+
+
+def axis_fit_table(images, keys, values, valid, model, events, subarray, prefix):
+    """The array-event geometry table of the axis fit (``axis_fit``) of a mono direction network.
+
+    ``images``: the telescope events that take part (those that pass the
+    runs' cuts: Hillas parameters in the telescope frame, pointing);
+    ``keys``/``values``/``valid``: the network's telescope-level directions
+    (obs_id, event_id, tel_id; ``alt``/``az`` in deg); ``model``: the
+    network's ``ImageErrorModel``.  ``<prefix>_ang_distance_uncert``: the
+    fit's 68 % containment radius.
+    """
+    reco = Reconstruction("geometry", prefix, telescope=False)
+    alt, az = np.asarray(values["alt"], np.float64), np.asarray(values["az"], np.float64)
+    good = np.asarray(valid, dtype=bool) & np.isfinite(alt) & np.isfinite(az)
+    predicted = Table({"obs_id": np.asarray(keys["obs_id"])[good], "event_id": np.asarray(keys["event_id"])[good],
+                       "tel_id": np.asarray(keys["tel_id"])[good], "__alt__": alt[good], "__az__": az[good]})
+    needed = ["obs_id", "event_id", "tel_id", "hillas_fov_lon", "hillas_fov_lat", "hillas_psi", "hillas_intensity",
+              "pointing_altitude", "pointing_azimuth", "telescope_pointing_altitude", "telescope_pointing_azimuth"]
+    rows = join(Table(images[[c for c in needed if c in images.colnames]]), predicted,
+                keys=["obs_id", "event_id", "tel_id"], join_type="inner") if len(predicted) else Table()
+    table = Table({"obs_id": np.zeros(0, np.int64), "event_id": np.zeros(0, np.int64)})
+    if len(rows):
+        rows.sort(["obs_id", "event_id", "tel_id"])
+        event_keys = np.stack([np.asarray(rows["obs_id"], np.int64), np.asarray(rows["event_id"], np.int64)], axis=1)
+        unique, first, event_index = np.unique(event_keys, axis=0, return_index=True, return_inverse=True)
+        event_index = event_index.reshape(-1)
+        lon, lat = to_nominal(rows, rows["__alt__"], rows["__az__"])
+        fov_lon, fov_lat, r68 = axis_fit_directions(event_index, image_axes(rows), lon, lat, model)
+        fit_alt, fit_az = from_nominal(fov_lon, fov_lat, rows["pointing_altitude"][first],
+                                       rows["pointing_azimuth"][first])
+        telescopes = np.zeros((len(unique), len(subarray.tel_ids)), dtype=bool)
+        telescopes[event_index, subarray.tel_ids_to_indices(np.asarray(rows["tel_id"]))] = True
+        table = Table({"obs_id": unique[:, 0], "event_id": unique[:, 1]})
+        table[f"{prefix}_alt"] = u.Quantity(fit_alt, u.deg)
+        table[f"{prefix}_az"] = u.Quantity(fit_az, u.deg)
+        table[f"{prefix}_ang_distance_uncert"] = u.Quantity(r68, u.deg)
+        table[reco.valid] = np.isfinite(fit_alt) & np.isfinite(fit_az)
+        table[f"{prefix}_telescopes"] = telescopes
+    else:
+        for column, unit in ((f"{prefix}_alt", u.deg), (f"{prefix}_az", u.deg),
+                             (f"{prefix}_ang_distance_uncert", u.deg)):
+            table[column] = u.Quantity(np.zeros(0), unit)
+        table[reco.valid] = np.zeros(0, bool)
     return _event_rows(events, subarray, table, reco)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tables
-from astropy.table import Table, vstack
+from astropy.table import Table, join, vstack
 from ctapipe.core import Provenance
 from ctapipe.io import HDF5Merger, read_table, write_table
 from ctlearn.core.loader import DLDataLoader
@@ -32,6 +32,7 @@ from ..io.dl1 import check_dl1_files
 from ..loading.loader import FastPath
 from ..loading.reader import reader_type_for
 from ..physics import reconstruction
+from ..physics.axis_fit import MIN_IMAGES_PER_BIN, measure_error_model
 from ..progress import Progress
 from ..rundir import (
     CONFIG_FILE,
@@ -198,8 +199,12 @@ def _selected_telescopes(run, telescope_events):
     return np.isin(np.asarray(telescope_events["tel_id"]), list(allowed))
 
 
-def _predict(run, files, fast, batch_size, log):
-    """(keys, values, valid) of ``run``'s network on every example of ``files`` (all given as signal)."""
+def _predict(run, files, fast, batch_size, log, only=None, split="test"):
+    """(keys, values, valid) of ``run``'s network on every example of ``files`` (all given as signal).
+
+    ``only``: a set of (obs_id, event_id, tel_id) of mono examples, the only ones predicted (None if the files
+    hold none of them); ``split``: which of the run's image caches may serve the files (``test`` or ``train``).
+    """
     from ..loading.reader import ImageReader  # noqa: F401  (registers the reader type)
 
     if run.custom_model_file:
@@ -213,11 +218,20 @@ def _predict(run, files, fast, batch_size, log):
     n = n_examples(reader)
     if n == 0:
         raise InputDataError(f"no image of the DL1 files passes the cuts of run {run.run_dir}", key="--input")
-    indices = list(range(n))
+    examples = reader.unique_example_identifiers if run.stereo else reader.example_identifiers
+    if only is not None:
+        indices = [i for i, key in enumerate(zip(examples["obs_id"], examples["event_id"], examples["tel_id"]))
+                   if (int(key[0]), int(key[1]), int(key[2])) in only]
+        examples = examples[indices]
+        n = len(indices)
+        if n == 0:
+            return None
+    else:
+        indices = list(range(n))
     stacking = run.stacks_telescope_images
     fast_path = None
     if fast.enabled:
-        fast_path = FastPath(fast, reader, "test", str(run.run_dir / CONFIG_FILE))
+        fast_path = FastPath(fast, reader, split, str(run.run_dir / CONFIG_FILE))
         loader = fast_path.loader(indices, [], batch_size, complete=True, stack_telescope_images=stacking)
         log.info(fast_path.describe())
     else:
@@ -236,7 +250,6 @@ def _predict(run, files, fast, batch_size, log):
     if isinstance(output, dict):
         output = output[run.task]
     output = np.asarray(output)
-    examples = reader.unique_example_identifiers if run.stereo else reader.example_identifiers
     keys = Table({"obs_id": np.asarray(examples["obs_id"]), "event_id": np.asarray(examples["event_id"])})
     if not run.stereo:
         keys["tel_id"] = np.asarray(examples["tel_id"])
@@ -306,6 +319,7 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
             predictions[(run.role, run.stereo)] = (run, *_predict(run, files, fast, batch_size, log))
             progress.update(note=f"{run.task} predicted")
         training = training_images(runs, log)
+        error_model = _direction_error_model(predictions.get(("geometry", False)), training, fast, batch_size, log)
         with dl2.writing(partial):
             _merge_inputs(files, partial)
             subarray = _subarray(partial)
@@ -316,14 +330,16 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
             selected = _selected_telescopes(runs[0], images) & _quality_mask(runs[0], images)
             progress.update(note="inputs merged")
             written = _write_reconstructions(partial, predictions, roles, images, selected, training, events, subarray,
-                                             weights)
+                                             weights, error_model)
             progress.update(note="classical reconstruction")
             if training is not None:
                 write_table(Table(training), partial, dl2.TRAINING_IMAGES_TABLE, overwrite=True)
             write_table(_run_particles(files), partial, dl2.RUN_PARTICLE_TABLE, overwrite=True)
             with tables.open_file(partial, mode="r+") as h5:
-                h5.root._v_attrs[dl2.RUNS_ATTRIBUTE] = json.dumps(
-                    {f"{run.role}/{run.prefix}": run.describe() for run in runs})
+                made_by = {f"{run.role}/{run.prefix}": run.describe() for run in runs}
+                if f"geometry/{dl2.AXIS_FIT_PREFIX}" in written:
+                    made_by[f"geometry/{dl2.AXIS_FIT_PREFIX}"] = predictions[("geometry", False)][0].describe()
+                h5.root._v_attrs[dl2.RUNS_ATTRIBUTE] = json.dumps(made_by)
             dl2.check_written(partial, len(events))
         os.replace(partial, output)
         progress.update(note="written")
@@ -350,7 +366,43 @@ def _subarray(path):
     return SubarrayDescription.from_hdf(path, focal_length_choice=FocalLengthKind.EQUIVALENT)
 
 
-def _write_reconstructions(path, predictions, roles, images, selected, training, events, subarray, weights):
+def _direction_error_model(prediction, training, fast, batch_size, log):
+    """The ImageErrorModel of the mono direction run, measured on its validation images; None (said why) otherwise."""
+    if prediction is None or training is None:
+        return None
+    run = prediction[0]
+    split_file = run.run_dir / "split.csv"
+    if not split_file.exists():
+        log.warning("%s has no split.csv: no axis-fit direction (%s)", run.run_dir, dl2.AXIS_FIT_PREFIX)
+        return None
+    split = Table.read(split_file, format="ascii.csv")
+    validation = {(int(o), int(e), int(t)) for o, e, t, s in split.iterrows("obs_id", "event_id", "tel_id", "split")
+                  if s == "validation"}
+    predicted = None
+    if len(validation) >= MIN_IMAGES_PER_BIN:
+        log.info("%s: measuring the errors of its images on its %d validation images", run.task, len(validation))
+        predicted = _predict(run, run.files("train")[0], fast, batch_size, log, only=validation, split="train")
+    if predicted is None:
+        log.warning("%s: fewer than %d validation images: no axis-fit direction (%s)", run.run_dir,
+                    MIN_IMAGES_PER_BIN, dl2.AXIS_FIT_PREFIX)
+        return None
+    keys, values, valid = predicted
+    found = Table({"obs_id": keys["obs_id"], "event_id": keys["event_id"], "tel_id": keys["tel_id"],
+                   "__alt__": values["alt"], "__az__": values["az"]})[np.asarray(valid, dtype=bool)]
+    rows = join(Table(training), found, keys=["obs_id", "event_id", "tel_id"], join_type="inner")
+    gammas = training[np.asarray(training["true_shower_primary_id"]) == 0]
+    try:
+        model = measure_error_model(rows, np.asarray(rows["__alt__"]), np.asarray(rows["__az__"]), gammas)
+    except ValueError as err:
+        log.warning("%s: no axis-fit direction (%s): %s", run.run_dir, dl2.AXIS_FIT_PREFIX, err)
+        return None
+    log.info("%s: image errors along / across the axis %s / %s deg (by intensity)", run.task,
+             np.round(model.network_along, 3), np.round(model.network_across, 3))
+    return model
+
+
+def _write_reconstructions(path, predictions, roles, images, selected, training, events, subarray, weights,
+                           error_model):
     """Write every DL2 table; return a description of each reconstruction written."""
     written = []
     tel_ids = sorted(np.unique(np.asarray(images["tel_id"])))
@@ -385,6 +437,13 @@ def _write_reconstructions(path, predictions, roles, images, selected, training,
                 stereo = _prefer_stereo_geometry(stereo, hillas)
             write_table(stereo, path, dl2.subarray_table_path(role, prefix), overwrite=True)
             written.append(f"{role}/{prefix}")
+        if role == "geometry" and mono is not None and error_model is not None:
+            _run, keys, values, valid = mono
+            table = reconstruction.axis_fit_table(images[selected], keys, values, valid, error_model, events, subarray,
+                                                  dl2.AXIS_FIT_PREFIX)
+            write_table(table, path, dl2.subarray_table_path(role, dl2.AXIS_FIT_PREFIX), overwrite=True)
+            write_table(error_model.to_table(), path, dl2.DIRECTION_ERROR_MODEL_TABLE, overwrite=True)
+            written.append(f"{role}/{dl2.AXIS_FIT_PREFIX}")
         stereo_run = predictions.get((role, True))
         if stereo_run is not None:
             _run, keys, values, valid = stereo_run

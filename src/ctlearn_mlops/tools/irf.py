@@ -3,7 +3,9 @@
 Reads the array events of event DL2 files (``scripts/predict_events.py``:
 point-like gammas and diffuse protons, e.g. ``data/default/irf/``) and, for
 each reconstruction (``CNN``: the mono networks combined over telescopes;
-``CNN stereo``: the stereo networks where the file has them; ``CNN, stereo
+``CNN, axis-fit direction``: the same with the direction of the networks'
+image positions fitted with the image axes of all telescopes, where the file
+has it; ``CNN stereo``: the stereo networks where the file has them; ``CNN, stereo
 direction``: the mono gammaness and energy with a stereo network's direction;
 ``classical``: the Hillas BDTs combined over telescopes, with ctapipe's
 HillasReconstructor for the direction of events with two or more images;
@@ -42,6 +44,8 @@ RECONSTRUCTIONS = {
     "CNN": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX], "geometry": [dl2.CNN_PREFIX]},
     "CNN stereo": {"type": [dl2.STEREO_PREFIX], "energy": [dl2.STEREO_PREFIX],
                    "geometry": [dl2.STEREO_PREFIX, dl2.CNN_PREFIX]},
+    # the mono networks with the direction of every telescope's network position fitted with the image axes
+    "CNN, axis-fit direction": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX], "geometry": [dl2.AXIS_FIT_PREFIX]},
     # the mono networks' gammaness and energy with a stereo network's direction (a file with a stereo geometry run)
     "CNN, stereo direction": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX], "geometry": [dl2.STEREO_PREFIX]},
     "classical": {"type": [dl2.CLASSICAL_PREFIX], "energy": [dl2.CLASSICAL_PREFIX],

@@ -1,0 +1,244 @@
+"""One array direction from every telescope: the networks' image positions fitted together with the image axes.
+
+A mono network's direction of one image is good along the image's major axis
+(how far the source lies from the centroid, the disp) and worse across it;
+the Hillas axis of the image is good across and says nothing along it.
+Averaging the telescopes' network positions (``StereoMeanCombiner``) loses the
+parallax between the images; ``HillasReconstructor``'s intersection of the axes
+loses the networks.  ``axis_fit_directions`` keeps both: per array event, the
+point x of the nominal frame (the field of view around the array pointing)
+that minimizes, over the event's images i,
+
+    ((x - p_i).e_i / s_along_i)^2 + ((x - p_i).n_i / s_across_i)^2 + ((x - c_i).n_i / s_axis_i)^2
+
+with p_i the network's position, c_i the Hillas centroid, e_i and n_i the unit
+vectors along and across the major axis: the stereo disp method of MAGIC and
+lstchain with the network as the disp estimator.  The s_* are 68 % errors by
+image intensity (``ImageErrorModel``): the network's along and across its
+image axis, measured on the run's validation images; the axis' by intensity
+and by t_i, the network's distance from the centroid along the axis
+(the axis' angle error grows with it), measured on the training images.  A one-image event
+gets the same fit.  The inverse of the summed weights is the covariance of x:
+its 68 % containment radius is the event's ``ang_distance_uncert``.
+
+No truth is used on the events reconstructed, and no TensorFlow here.
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import AltAz, SkyCoord
+from astropy.table import Table
+from ctapipe.coordinates import NominalFrame, TelescopeFrame
+
+__all__ = ["ImageAxes", "ImageErrorModel", "axis_fit_directions", "from_nominal", "image_axes", "measure_error_model",
+           "to_nominal"]
+
+#: radius of the 68 % containment of a circular 2-d Gaussian, in units of its sigma (sqrt(-2 ln 0.32))
+_R68_PER_SIGMA = np.sqrt(-2 * np.log(1 - 0.68))
+#: images per intensity bin of an error model, at least
+MIN_IMAGES_PER_BIN = 50
+#: bins of the distance (deg) of the source from the centroid along the axis, for the axis' error
+DISTANCE_EDGES = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0, 3.0])
+
+
+def _deg(column):
+    return u.Quantity(column, u.deg).to_value(u.deg)
+
+
+def _pointings(images):
+    """(telescope pointing, array pointing) SkyCoords of every image (the array's if no telescope pointing)."""
+    array = SkyCoord(alt=u.Quantity(images["pointing_altitude"], u.deg),
+                     az=u.Quantity(images["pointing_azimuth"], u.deg), frame=AltAz())
+    if "telescope_pointing_altitude" not in images.colnames:
+        return array, array
+    telescope = SkyCoord(alt=u.Quantity(images["telescope_pointing_altitude"], u.deg),
+                         az=u.Quantity(images["telescope_pointing_azimuth"], u.deg), frame=AltAz())
+    return telescope, array
+
+
+def to_nominal(images, alt, az):
+    """(fov_lon, fov_lat) in deg of AltAz directions (one per image) in the nominal frame of the array pointing."""
+    _, array = _pointings(images)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # AltAz without obstime: a pure rotation
+        nominal = SkyCoord(alt=u.Quantity(alt, u.deg), az=u.Quantity(az, u.deg), frame=AltAz()).transform_to(
+            NominalFrame(origin=array))
+    return nominal.fov_lon.to_value(u.deg), nominal.fov_lat.to_value(u.deg)
+
+
+def from_nominal(fov_lon, fov_lat, pointing_alt, pointing_az):
+    """(alt, az) in deg of nominal-frame offsets (deg) around the given array pointings."""
+    origin = SkyCoord(alt=u.Quantity(pointing_alt, u.deg), az=u.Quantity(pointing_az, u.deg), frame=AltAz())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sky = SkyCoord(fov_lon=u.Quantity(fov_lon, u.deg), fov_lat=u.Quantity(fov_lat, u.deg),
+                       frame=NominalFrame(origin=origin)).transform_to(AltAz())
+    return sky.alt.to_value(u.deg), sky.az.wrap_at(360 * u.deg).to_value(u.deg)
+
+
+@dataclass
+class ImageAxes:
+    """Hillas centroid and major-axis unit vectors of images, in the nominal frame of the array pointing (deg)."""
+
+    centroid: np.ndarray  # (n, 2)
+    along: np.ndarray  # (n, 2): unit vector along the major axis
+    log_intensity: np.ndarray  # (n,)
+
+    @property
+    def across(self):
+        return np.stack([-self.along[:, 1], self.along[:, 0]], axis=1)
+
+    def offsets(self, lon, lat):
+        """(along, across) offsets in deg of points (one per image) from the centroids."""
+        delta = np.stack([lon, lat], axis=1) - self.centroid
+        return np.sum(delta * self.along, axis=1), np.sum(delta * self.across, axis=1)
+
+
+def image_axes(images):
+    """The ImageAxes of ``images`` (Hillas parameters in the telescope frame, pointing columns)."""
+    telescope, array = _pointings(images)
+    lon, lat = _deg(images["hillas_fov_lon"]), _deg(images["hillas_fov_lat"])
+    psi = u.Quantity(images["hillas_psi"], u.deg).to_value(u.rad)
+    step = 0.1  # deg: a second point on the axis, moved through the frames with the centroid
+    points = SkyCoord(fov_lon=np.r_[lon, lon + step * np.cos(psi)] * u.deg,
+                      fov_lat=np.r_[lat, lat + step * np.sin(psi)] * u.deg,
+                      frame=TelescopeFrame(telescope_pointing=SkyCoord(
+                          alt=np.r_[telescope.alt, telescope.alt], az=np.r_[telescope.az, telescope.az],
+                          frame=AltAz())))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nominal = points.transform_to(NominalFrame(origin=SkyCoord(
+            alt=np.r_[array.alt, array.alt], az=np.r_[array.az, array.az], frame=AltAz())))
+    xy = np.stack([nominal.fov_lon.to_value(u.deg), nominal.fov_lat.to_value(u.deg)], axis=1)
+    centroid, second = xy[:len(lon)], xy[len(lon):]
+    along = second - centroid
+    along /= np.linalg.norm(along, axis=1, keepdims=True)
+    intensity = np.asarray(images["hillas_intensity"], dtype=np.float64)
+    return ImageAxes(centroid, along, np.log10(np.clip(intensity, 1e-3, None)))
+
+
+def _binned_quantile(values, index, n_bins, q=68):
+    return np.array([np.percentile(values[index == k], q) for k in range(n_bins)])
+
+
+@dataclass
+class ImageErrorModel:
+    """68 % errors (deg) of one image's direction information, by log10 intensity.
+
+    ``edges``: the log10-intensity bin edges (quantiles of the validation
+    images); outside them the outer bins apply.  The axis error is by
+    intensity and by the distance from the centroid along the axis
+    (``DISTANCE_EDGES``).
+    """
+
+    edges: np.ndarray
+    network_along: np.ndarray
+    network_across: np.ndarray
+    axis: np.ndarray  # (intensity bin, DISTANCE_EDGES bin): the axis' offset across, at that distance along
+
+    @classmethod
+    def fit(cls, network_axes, network_lon, network_lat, network_true, axis_axes, axis_true, n_bins=6):
+        """Measure the model.
+
+        ``network_axes``/``network_lon``/``network_lat``/``network_true``: the
+        network's validation images (their ImageAxes, predicted and true
+        nominal positions); ``axis_axes``/``axis_true``: the training images
+        (their axes and true positions).  The bins hold at least
+        ``MIN_IMAGES_PER_BIN`` validation images; ValueError if there are fewer.
+        """
+        n = len(network_lon)
+        n_bins = min(n_bins, n // MIN_IMAGES_PER_BIN)
+        if n_bins < 1:
+            raise ValueError(f"{n} validation images, at least {MIN_IMAGES_PER_BIN} needed")
+        edges = np.quantile(network_axes.log_intensity, np.linspace(0, 1, n_bins + 1))
+        bins = cls._bin_of(edges, network_axes.log_intensity)
+        along, across = network_axes.offsets(network_lon, network_lat)
+        true_along, true_across = network_axes.offsets(*network_true)
+        network_along = _binned_quantile(np.abs(along - true_along), bins, n_bins)
+        network_across = _binned_quantile(np.abs(across - true_across), bins, n_bins)
+        # the axis: its offset from the true source grows with the distance from the centroid (the axis' angle
+        # error) and is large near the centroid (no axis there): measured in bins of intensity and distance
+        axis_bins = cls._bin_of(edges, axis_axes.log_intensity)
+        distance, offset = axis_axes.offsets(*axis_true)
+        axis = np.full((n_bins, len(DISTANCE_EDGES) - 1), np.nan)
+        distance_bins = cls._bin_of(DISTANCE_EDGES, np.abs(distance))
+        for k in range(n_bins):
+            for j in range(len(DISTANCE_EDGES) - 1):
+                here = (axis_bins == k) & (distance_bins == j)
+                if here.sum() >= 20:
+                    axis[k, j] = np.percentile(np.abs(offset[here]), 68)
+        # a bin with too few images takes the largest error of its intensity (else of all): never an overweight
+        fallback = np.nanmax(axis) if np.isfinite(axis).any() else 1.0
+        for k in range(n_bins):
+            row = axis[k]
+            row[~np.isfinite(row)] = np.nanmax(row) if np.isfinite(row).any() else fallback
+        return cls(edges, network_along, network_across, axis)
+
+    @staticmethod
+    def _bin_of(edges, log_intensity):
+        return np.clip(np.searchsorted(edges, log_intensity, side="right") - 1, 0, len(edges) - 2)
+
+    def errors(self, axes, along_distance):
+        """(s_along, s_across, s_axis) in deg for each image, ``along_distance`` the network's t_i."""
+        k = self._bin_of(self.edges, axes.log_intensity)
+        j = self._bin_of(DISTANCE_EDGES, np.abs(along_distance))
+        return self.network_along[k], self.network_across[k], self.axis[k, j]
+
+    def to_table(self):
+        """The model as a table, one row per intensity bin (written to the event DL2 file)."""
+        table = Table({"log10_intensity_min": self.edges[:-1], "log10_intensity_max": self.edges[1:],
+                       "network_along": self.network_along * u.deg, "network_across": self.network_across * u.deg,
+                       "axis": self.axis * u.deg})
+        table.meta["axis_distance_edges_deg"] = list(DISTANCE_EDGES)
+        table.meta["description"] = "68 % errors of one image's direction information, by log10 intensity"
+        return table
+
+
+def axis_fit_directions(event_index, axes, network_lon, network_lat, model):
+    """The fitted point of each event: (fov_lon, fov_lat, r68) arrays in deg, one per event.
+
+    ``event_index``: for each image, the index of its event (0..n_events-1;
+    every index must have an image); ``axes``: the images' ImageAxes;
+    ``network_lon``/``network_lat``: the network's nominal positions; images
+    with a non-finite position must be dropped by the caller.
+    """
+    along_distance, _ = axes.offsets(network_lon, network_lat)
+    s_along, s_across, s_axis = model.errors(axes, along_distance)
+    e, n = axes.along, axes.across
+    p = np.stack([network_lon, network_lat], axis=1)
+    w_along, w_across, w_axis = 1 / s_along**2, 1 / s_across**2, 1 / s_axis**2
+    outer_e, outer_n = e[:, :, None] * e[:, None, :], n[:, :, None] * n[:, None, :]
+    matrices = w_along[:, None, None] * outer_e + (w_across + w_axis)[:, None, None] * outer_n
+    vectors = (w_along * np.sum(e * p, axis=1))[:, None] * e + \
+        (w_across * np.sum(n * p, axis=1) + w_axis * np.sum(n * axes.centroid, axis=1))[:, None] * n
+    n_events = int(event_index.max()) + 1 if len(event_index) else 0
+    normal = np.zeros((n_events, 2, 2))
+    right = np.zeros((n_events, 2))
+    np.add.at(normal, event_index, matrices)
+    np.add.at(right, event_index, vectors)
+    covariance = np.linalg.inv(normal)
+    x = np.einsum("nij,nj->ni", covariance, right)
+    # the s_* are 68 % quantiles of one coordinate's |error|, about one sigma each: the 68 % radius of the
+    # 2-d Gaussian with this covariance, taken circular with its mean variance
+    r68 = _R68_PER_SIGMA * np.sqrt(np.trace(covariance, axis1=1, axis2=2) / 2)
+    return x[:, 0], x[:, 1], r68
+
+
+def measure_error_model(validation_images, network_alt, network_az, training_images, n_bins=6):
+    """The ImageErrorModel of a direction network.
+
+    ``validation_images``: the run's validation images (Hillas parameters,
+    pointing, truth) with the network's AltAz directions of them
+    (``network_alt``/``network_az``, deg); ``training_images``: gamma images
+    with parameters, pointing and truth, for the axis terms.
+    """
+    finite = np.isfinite(network_alt) & np.isfinite(network_az)
+    validation_images = validation_images[finite]
+    network_lon, network_lat = to_nominal(validation_images, network_alt[finite], network_az[finite])
+    true = to_nominal(validation_images, _deg(validation_images["true_alt"]), _deg(validation_images["true_az"]))
+    axis_true = to_nominal(training_images, _deg(training_images["true_alt"]), _deg(training_images["true_az"]))
+    return ImageErrorModel.fit(image_axes(validation_images), network_lon, network_lat, true,
+                               image_axes(training_images), axis_true, n_bins=n_bins)

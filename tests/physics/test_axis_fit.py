@@ -1,0 +1,110 @@
+"""The axis fit: the networks' image positions fitted with the image axes (known answers on made-up images)."""
+
+import astropy.units as u
+import numpy as np
+from astropy.table import QTable
+
+from ctlearn_mlops.physics.axis_fit import (
+    DISTANCE_EDGES,
+    ImageErrorModel,
+    axis_fit_directions,
+    from_nominal,
+    image_axes,
+    measure_error_model,
+    to_nominal,
+)
+
+POINTING_ALT, POINTING_AZ = 70.0, 10.0
+
+
+def _images(centroids, psi_deg, intensity=1000.0, source=None):
+    centroids = np.atleast_2d(centroids)
+    table = QTable({
+        "hillas_fov_lon": centroids[:, 0] * u.deg, "hillas_fov_lat": centroids[:, 1] * u.deg,
+        "hillas_psi": np.asarray(psi_deg, float) * u.deg,
+        "hillas_intensity": np.broadcast_to(np.asarray(intensity, float), len(centroids)).copy(),
+        "pointing_altitude": np.full(len(centroids), POINTING_ALT) * u.deg,
+        "pointing_azimuth": np.full(len(centroids), POINTING_AZ) * u.deg,
+    })
+    if source is not None:
+        alt, az = from_nominal(source[:, 0], source[:, 1], table["pointing_altitude"], table["pointing_azimuth"])
+        table["true_alt"], table["true_az"] = alt * u.deg, az * u.deg
+    return table
+
+
+def _model(along, across, axis):
+    return ImageErrorModel(np.array([0.0, 10.0]), np.array([along]), np.array([across]),
+                           np.full((1, len(DISTANCE_EDGES) - 1), axis))
+
+
+def _psi_towards(centroids, points):
+    delta = np.atleast_2d(points) - np.atleast_2d(centroids)
+    return np.degrees(np.arctan2(delta[:, 1], delta[:, 0]))
+
+
+def test_nominal_offsets_go_to_altaz_and_back():
+    lon, lat = np.array([0.0, 1.2, -2.0]), np.array([0.0, -0.7, 1.5])
+    table = _images(np.zeros((3, 2)), np.zeros(3))
+    alt, az = from_nominal(lon, lat, table["pointing_altitude"], table["pointing_azimuth"])
+    assert np.isclose(alt[0], POINTING_ALT) and np.isclose(az[0], POINTING_AZ)
+    back = to_nominal(table, alt, az)
+    np.testing.assert_allclose(back, (lon, lat), atol=1e-9)
+
+
+def test_two_axes_through_the_source_fix_it_whatever_the_networks_say_along_them():
+    source = np.array([0.3, -0.2])
+    centroids = np.array([[1.0, 0.5], [-0.6, 0.4]])
+    axes = image_axes(_images(centroids, _psi_towards(centroids, source)))
+    # the networks are wrong along their axes by +0.3 and -0.25 deg, right across
+    network = source + np.array([0.3, -0.25])[:, None] * axes.along
+    lon, lat, r68 = axis_fit_directions(np.array([0, 0]), axes, network[:, 0], network[:, 1],
+                                        _model(along=0.2, across=0.1, axis=1e-4))
+    np.testing.assert_allclose([lon[0], lat[0]], source, atol=1e-3)
+    # and the mean of the networks does not find it
+    assert np.hypot(*(network.mean(axis=0) - source)) > 0.02
+    assert 0 < r68[0] < 0.01
+
+
+def test_one_image_takes_the_network_along_its_axis_and_weighs_network_and_axis_across():
+    centroid = np.array([[1.0, 0.0]])
+    axes = image_axes(_images(centroid, [0.0]))
+    model = _model(along=0.2, across=0.1, axis=0.01)
+    lon, lat, r68 = axis_fit_directions(np.array([0]), axes, np.array([0.4]), np.array([0.1]), model)
+    assert np.isclose(lon[0], 0.4, atol=1e-9)
+    # across: 0.1 from the network, 0 from the axis, weighted 1/0.1^2 : 1/0.01^2
+    assert np.isclose(lat[0], 0.1 * (1 / 0.1**2) / (1 / 0.1**2 + 1 / 0.01**2), rtol=1e-6)
+    sigma_across = 1 / np.sqrt(1 / 0.1**2 + 1 / 0.01**2)
+    assert np.isclose(r68[0], np.sqrt(-2 * np.log(0.32)) * np.sqrt((0.2**2 + sigma_across**2) / 2), rtol=1e-6)
+
+
+def test_events_are_fitted_separately():
+    sources = np.array([[0.3, -0.2], [-0.5, 0.6]])
+    centroids = np.array([[1.0, 0.5], [-0.6, 0.4], [0.5, 1.5], [-1.5, 0.0]])
+    event = np.array([0, 0, 1, 1])
+    axes = image_axes(_images(centroids, _psi_towards(centroids, sources[event])))
+    lon, lat, _ = axis_fit_directions(event, axes, sources[event, 0], sources[event, 1], _model(0.2, 0.1, 1e-3))
+    np.testing.assert_allclose(np.stack([lon, lat], axis=1), sources, atol=1e-6)
+
+
+def test_the_error_model_measures_the_68_percent_errors_along_across_and_of_the_axis():
+    rng = np.random.default_rng(1)
+    n = 6000
+    source = rng.uniform(-1, 1, (n, 2))
+    distance = rng.uniform(0.1, 1.5, n)
+    direction = rng.uniform(0, 2 * np.pi, n)
+    # the axis misses the source by an angle of 0.02 rad (sigma): its offset grows with the distance
+    angle_error = rng.normal(0, 0.02, n)
+    centroid = source - distance[:, None] * np.stack([np.cos(direction), np.sin(direction)], axis=1)
+    images = _images(centroid, np.degrees(direction + angle_error), intensity=10 ** rng.uniform(2, 4, n),
+                     source=source)
+    axes = image_axes(images)
+    network = source + rng.normal(0, 0.2, n)[:, None] * axes.along + rng.normal(0, 0.05, n)[:, None] * axes.across
+    alt, az = from_nominal(network[:, 0], network[:, 1], images["pointing_altitude"], images["pointing_azimuth"])
+    model = measure_error_model(images, alt, az, images, n_bins=3)
+    one_sigma_68 = 0.994  # the 68 % quantile of |x| for a normal x, in sigmas
+    np.testing.assert_allclose(model.network_along, 0.2 * one_sigma_68, rtol=0.1)
+    np.testing.assert_allclose(model.network_across, 0.05 * one_sigma_68, rtol=0.1)
+    # the axis' error at 0.2-0.4 deg from the centroid is about 0.02 rad * 0.3 deg, and grows with the distance
+    np.testing.assert_allclose(model.axis[:, 1], 0.02 * 0.3 * one_sigma_68, rtol=0.25)
+    assert np.all(np.diff(model.axis[:, 1:7], axis=1) > 0)
+    assert len(model.to_table()) == 3
