@@ -31,6 +31,8 @@ __all__ = [
     "EXIT_CONFIG",
     "EXIT_CTRL_C",
     "EXIT_FAILURE",
+    "EXIT_GATE",
+    "GateFailed",
     "EXIT_RESUMABLE",
     "ConfigError",
     "FileUnusable",
@@ -49,6 +51,7 @@ __all__ = [
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+EXIT_GATE = 3
 EXIT_RESUMABLE = 75  # EX_TEMPFAIL
 EXIT_CTRL_C = 130  # ctapipe's Tool.run for KeyboardInterrupt
 
@@ -133,6 +136,12 @@ def _mount_point(path):
     while not os.path.ismount(path) and path != path.parent:
         path = path.parent
     return path if path.exists() else None
+
+
+class GateFailed(Stop):
+    """A physics gate found the new result worse than its reference (``compare_models.py --gate``). Exit code 3."""
+
+    exit_code = EXIT_GATE
 
 
 class ResumableStop(Stop):

@@ -6,7 +6,8 @@ from astropy.table import Table, vstack
 from matplotlib.figure import Figure
 from pyirf.binning import bin_center
 
-__all__ = ["COMPARED_RANGE", "irf_figures", "sensitivity_records", "sensitivity_summary", "plot_sensitivity"]
+__all__ = ["COMPARED_RANGE", "GATE_TOLERANCE", "irf_figures", "sensitivity_gate", "sensitivity_records",
+           "sensitivity_summary", "plot_sensitivity"]
 
 #: the energy range the CNN and the classical sensitivities are compared in (bin centres)
 COMPARED_RANGE = (0.05 * u.TeV, 10 * u.TeV)
@@ -15,6 +16,51 @@ MIN_GAMMA_EVENTS = 10
 #: a bin's sensitivity is compared only where its background is measured: so many proton events (unweighted) in the
 #: background region after the cuts (10 events: the background known to about 30 %)
 MIN_PROTON_EVENTS = 10
+
+
+#: the physics gate's default: a bin fails when its sensitivity is more than this fraction worse than the reference's
+GATE_TOLERANCE = 0.10
+
+
+def _counted_rows(records):
+    """Rows of a sensitivity.csv table whose bin counts (COMPARED_RANGE, MIN_GAMMA_EVENTS, MIN_PROTON_EVENTS)."""
+    center = np.sqrt(np.asarray(records["reco_energy_low_tev"]) * np.asarray(records["reco_energy_high_tev"]))
+    return ((center >= COMPARED_RANGE[0].to_value(u.TeV)) & (center <= COMPARED_RANGE[1].to_value(u.TeV))
+            & np.isfinite(np.asarray(records["relative_sensitivity"], dtype=float))
+            & (np.asarray(records["n_gamma_events"]) >= MIN_GAMMA_EVENTS)
+            & (np.asarray(records["n_proton_events_in_ring"]) >= MIN_PROTON_EVENTS))
+
+
+def sensitivity_gate(new, reference, reconstruction="CNN", tolerance=GATE_TOLERANCE):
+    """Compare one reconstruction's sensitivity in two sensitivity.csv tables, bin by bin.
+
+    Every bin counted in ``reference`` is checked: it fails where ``new`` is
+    more than ``tolerance`` (a fraction) worse, or no longer has a counted
+    sensitivity there.  Returns one dict per checked bin (``failed`` says which
+    failed); ValueError if either table lacks the reconstruction.
+    """
+    rows = {}
+    for name, records in (("new", new), ("reference", reference)):
+        mine = records[np.asarray(records["reconstruction"]) == reconstruction]
+        if len(mine) == 0:
+            raise ValueError(f"the {name} IRF output has no reconstruction {reconstruction!r} (it has "
+                             f"{', '.join(dict.fromkeys(np.asarray(records['reconstruction'])))})")
+        rows[name] = mine
+    new_by_bin = {round(float(r["reco_energy_low_tev"]), 6): (r, bool(c))
+                  for r, c in zip(rows["new"], _counted_rows(rows["new"]))}
+    checked = []
+    for row, counted in zip(rows["reference"], _counted_rows(rows["reference"])):
+        if not counted:
+            continue
+        reference_value = float(row["relative_sensitivity"])
+        found = new_by_bin.get(round(float(row["reco_energy_low_tev"]), 6))
+        new_value = float(found[0]["relative_sensitivity"]) if found and found[1] else float("nan")
+        ratio = new_value / reference_value if np.isfinite(new_value) else float("nan")
+        checked.append({"reco_energy_low_tev": float(row["reco_energy_low_tev"]),
+                        "reco_energy_high_tev": float(row["reco_energy_high_tev"]),
+                        "reference": reference_value, "new": new_value, "ratio": ratio,
+                        "failed": not (np.isfinite(ratio) and ratio <= 1 + tolerance)})
+    return checked
 
 
 def _figure(width=6.4, height=4.4):

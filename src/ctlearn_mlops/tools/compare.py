@@ -2,7 +2,9 @@
 
 With ``--irf``, overlay instead the sensitivity curves of outputs of
 ``scripts/compute_irf.py`` (several DL2 files, or the same file with other
-options).
+options); with ``--irf NEW --irf REFERENCE --gate``, also a physics gate:
+exit 3 naming every bin where NEW's sensitivity is more than
+``--gate-tolerance`` (10 %) worse than REFERENCE's.
 
 Runs are given by name (with --task), by directory, or all finished runs of
 a task (--task energy --all).  The summary has one row per run: the config
@@ -23,17 +25,17 @@ import yaml
 from astropy.coordinates import AltAz, SkyCoord
 from astropy.table import QTable, Table, join
 from astropy.utils.metadata import MergeConflictWarning
-from ctapipe.core.traits import Bool, CaselessStrEnum, List, Path, Unicode
+from ctapipe.core.traits import Bool, CaselessStrEnum, Float, List, Path, Unicode
 
 from .. import TASKS
-from ..exceptions import ConfigError, RunExistsError
+from ..exceptions import ConfigError, GateFailed, RunExistsError
 from ..io import dl2
 from ..io.dl1 import hdf5_problem
 from ..output import show
 from ..physics.evaluation import evaluate, network_prefix, read_events
 from ..reporting import plots
 from ..reporting.document import Report, atomic_directory
-from ..reporting.irf_figures import plot_sensitivity
+from ..reporting.irf_figures import GATE_TOLERANCE, plot_sensitivity, sensitivity_gate
 from ..reporting.task_figures import BINNED_CURVES
 from ..rundir import CONFIG_FILE, RUN_FILE, TRAINING_LOG, read_run_info, run_directories
 from .base import MLOpsTool
@@ -103,6 +105,7 @@ class CompareTool(MLOpsTool):
     python scripts/compare_models.py --task type --run baseline --run lr3 --run wide --name lr-scan --ensemble
     python scripts/compare_models.py --run models/energy/a --run models/energy/b
     python scripts/compare_models.py --irf reports/irf/default --irf reports/irf/quality --name sensitivities
+    python scripts/compare_models.py --irf reports/irf/mine --irf docs/results/reference-irf --gate
     """
 
     runs = List(Unicode(), default_value=[], help="Runs: directories, or names under <models_root>/<task>/.").tag(config=True)
@@ -118,6 +121,14 @@ class CompareTool(MLOpsTool):
     irf_dirs = List(Path(exists=True, directory_ok=True, file_ok=False), default_value=[], help=(
         "IRF outputs of scripts/compute_irf.py (repeatable): overlay their sensitivity curves instead of comparing runs."
     )).tag(config=True)
+    gate = Bool(False, help=(
+        "With two --irf outputs, NEW then REFERENCE: exit 3 naming every bin of reconstructed energy counted in "
+        "REFERENCE where NEW's sensitivity is more than --gate-tolerance worse (or missing)."
+    )).tag(config=True)
+    gate_tolerance = Float(GATE_TOLERANCE, min=0.0, help="The gate's tolerance: a fraction (0.1: 10 % worse).").tag(
+        config=True)
+    gate_reconstruction = Unicode("CNN", help="The reconstruction the gate compares (a label of compute_irf.py).").tag(
+        config=True)
 
     aliases = {
         ("r", "run"): "CompareTool.runs",
@@ -127,17 +138,23 @@ class CompareTool(MLOpsTool):
         "name": "CompareTool.comparison_name",
         "dl2": "CompareTool.dl2_name",
         "irf": "CompareTool.irf_dirs",
+        "gate-tolerance": "CompareTool.gate_tolerance",
+        "gate-reconstruction": "CompareTool.gate_reconstruction",
     }
     renamed_options = {"--output-root": "--reports-root", "-o": "--reports-root"}
     flags = {
         "all": ({"CompareTool": {"all_runs": True}}, "Compare every finished run of --task."),
         "ensemble": ({"CompareTool": {"ensemble": True}}, "Add the ensemble mean as a row."),
         "overwrite": ({"CompareTool": {"overwrite": True}}, "Replace an existing comparison."),
+        "gate": ({"CompareTool": {"gate": True}}, "Fail (exit 3) where the first --irf is worse than the second."),
     }
 
 
 
     def setup(self):
+        if self.gate and len(self.irf_dirs) != 2:
+            raise ConfigError(f"--gate compares two IRF outputs (--irf NEW --irf REFERENCE), got {len(self.irf_dirs)}",
+                              key="--gate")
         self.comparison = (SensitivityOverlay if self.irf_dirs else RunComparison)(self)
         name = self.comparison_name or f"{self.comparison.default_name()}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
         self.output_dir = self.reports_root / "compare" / name
@@ -157,6 +174,9 @@ class CompareTool(MLOpsTool):
             writer.writerows(self.rows)
             (tmp / "summary.csv").write_text(buffer.getvalue())
         show(f"Comparison: {self.output_dir / 'report.html'}")
+        failed = [b for b in self.metrics.get("gate", {}).get("bins", []) if b["failed"]]
+        if failed:
+            raise GateFailed(self.metrics["gate"]["verdict"])
 
 
 def main():
@@ -287,6 +307,7 @@ class SensitivityOverlay:
 
     def __init__(self, tool):
         self.irf_dirs = tool.irf_dirs
+        self.gate = (tool.gate_reconstruction, tool.gate_tolerance) if tool.gate else None
         for directory in self.irf_dirs:
             if not (directory / "sensitivity.csv").exists():
                 raise ConfigError(f"{directory} is not an output of scripts/compute_irf.py (no sensitivity.csv)",
@@ -324,5 +345,32 @@ class SensitivityOverlay:
                          if best is not None else ""])
         report.table("Best point of each curve", header, rows)
         metrics = {"irf": [str(d) for d in self.irf_dirs], "curves": list(curves)}
+        if self.gate is not None:
+            metrics["gate"] = self._gate(report, *self.gate)
         return report, metrics, [dict(zip(header, row)) for row in rows]
+
+    def _gate(self, report, reconstruction, tolerance):
+        """Check the first output against the second (sensitivity_gate); the verdict goes into the report."""
+        new, reference = (Table.read(d / "sensitivity.csv", format="ascii.csv") for d in self.irf_dirs)
+        try:
+            bins = sensitivity_gate(new, reference, reconstruction, tolerance)
+        except ValueError as err:
+            raise ConfigError(str(err), key="--gate-reconstruction") from None
+        if not bins:
+            raise ConfigError(f"{self.irf_dirs[1]} has no counted bin of {reconstruction!r} to gate against",
+                              key="--irf")
+        failed = [b for b in bins if b["failed"]]
+        where = ", ".join(f"{b['reco_energy_low_tev']:.3g}-{b['reco_energy_high_tev']:.3g} TeV "
+                          f"({b['new'] / b['reference']:.2f}x)" if np.isfinite(b["ratio"]) else
+                          f"{b['reco_energy_low_tev']:.3g}-{b['reco_energy_high_tev']:.3g} TeV (not counted)"
+                          for b in failed)
+        verdict = (f"gate failed: {reconstruction} of {self.irf_dirs[0]} is more than {tolerance:.0%} worse than "
+                   f"{self.irf_dirs[1]} in {len(failed)} of {len(bins)} bins: {where}" if failed else
+                   f"gate passed: {reconstruction} of {self.irf_dirs[0]} is within {tolerance:.0%} of "
+                   f"{self.irf_dirs[1]} or better in all {len(bins)} bins")
+        report.text("Gate", verdict)
+        report.table("Gate, per bin counted in the reference", ["E_reco / TeV", "reference", "new", "new / reference"],
+                     [[f"{b['reco_energy_low_tev']:.3g}-{b['reco_energy_high_tev']:.3g}", b["reference"], b["new"],
+                       b["ratio"]] for b in bins])
+        return {"reconstruction": reconstruction, "tolerance": tolerance, "bins": bins, "verdict": verdict}
 
