@@ -97,6 +97,7 @@ def test_the_error_model_measures_the_68_percent_errors_along_across_and_of_the_
     centroid = source - distance[:, None] * np.stack([np.cos(direction), np.sin(direction)], axis=1)
     images = _images(centroid, np.degrees(direction + angle_error), intensity=10 ** rng.uniform(2, 4, n),
                      source=source)
+    images["obs_id"], images["event_id"] = np.ones(n, int), np.arange(n)  # one image per event
     axes = image_axes(images)
     network = source + rng.normal(0, 0.2, n)[:, None] * axes.along + rng.normal(0, 0.05, n)[:, None] * axes.across
     alt, az = from_nominal(network[:, 0], network[:, 1], images["pointing_altitude"], images["pointing_azimuth"])
@@ -108,3 +109,36 @@ def test_the_error_model_measures_the_68_percent_errors_along_across_and_of_the_
     np.testing.assert_allclose(model.axis[:, 1], 0.02 * 0.3 * one_sigma_68, rtol=0.25)
     assert np.all(np.diff(model.axis[:, 1:7], axis=1) > 0)
     assert len(model.to_table()) == 3
+
+
+def _events(rng, n_events, images_per_event=3):
+    """Made-up events: a true source, images around it whose axes miss it by 0.03 rad, network positions with
+    0.15 deg errors along the axis and 0.06 deg across."""
+    source = rng.uniform(-1, 1, (n_events, 2))
+    n = n_events * images_per_event
+    event = np.repeat(np.arange(n_events), images_per_event)
+    distance = rng.uniform(0.2, 1.5, n)
+    direction = rng.uniform(0, 2 * np.pi, n)
+    centroid = source[event] - distance[:, None] * np.stack([np.cos(direction), np.sin(direction)], axis=1)
+    images = _images(centroid, np.degrees(direction + rng.normal(0, 0.03, n)), intensity=10 ** rng.uniform(2, 4, n),
+                     source=source[event])
+    images["obs_id"], images["event_id"] = np.ones(n, int), event
+    axes = image_axes(images)
+    network = source[event] + rng.normal(0, 0.15, n)[:, None] * axes.along + \
+        rng.normal(0, 0.06, n)[:, None] * axes.across
+    alt, az = from_nominal(network[:, 0], network[:, 1], images["pointing_altitude"], images["pointing_azimuth"])
+    return images, alt, az, event, axes, network, source
+
+
+def test_the_uncertainty_is_calibrated_on_the_validation_events_and_covers_68_percent_of_new_ones():
+    rng = np.random.default_rng(7)
+    images, alt, az, *_ = _events(rng, 1500)
+    model = measure_error_model(images, alt, az, images, n_bins=3)
+    assert model.uncertainty_scale[2] != 1.0  # three-image events: their own scale
+    _, _, _, event, axes, network, source = _events(rng, 1500)
+    lon, lat, r68 = axis_fit_directions(event, axes, network[:, 0], network[:, 1], model)
+    error = np.hypot(lon - source[:, 0], lat - source[:, 1])
+    assert abs(np.mean(error <= r68) - 0.68) < 0.04
+    # and the fit beats the mean of the networks
+    mean = np.stack([np.bincount(event, network[:, i]) / np.bincount(event) for i in (0, 1)], axis=1)
+    assert np.percentile(error, 68) < 0.8 * np.percentile(np.hypot(*(mean - source).T), 68)

@@ -67,6 +67,17 @@ def test_report_has_metrics_figures_pdf_and_html_with_baselines(task, reports):
     html = (directory / "report.html").read_text()
     assert len(re.findall(r"<img [^>]*src='data:image/png;base64,", html)) == len(pngs)
     assert "src='http" not in html and 'src="http' not in html
+    if task == "skydirection":
+        # per array event the axis fit is the network's direction, next to the mean and the classical one, with
+        # the coverage of its stated uncertainty per energy bin and its figures
+        combined = metrics["combined"]
+        assert combined["network"] == "CNN axis fit"
+        assert {"CNN axis fit", "CNN", "Hillas BDT"} <= set(combined["headline"]["containment_68_deg"])
+        assert 0 < combined["headline"]["coverage_68"]["CNN axis fit"] < 1
+        bins = combined["coverage"]["CNN axis fit"]
+        assert 0 < sum(b["n_events"] for b in bins) <= combined["n_events"]
+        assert {"combined_skydirection_uncertainty_coverage.png",
+                "combined_skydirection_uncertainty_reliability.png"} <= {p.name for p in pngs}
 
 
 def test_report_refuses_existing_output_and_runs_without_predictions(trained_runs, reports, tmp_path, capfd):

@@ -6,6 +6,7 @@ pyirf's implementations are used wherever pyirf has one; what it lacks
 
 from .angular import angular_resolution, containment
 from .bootstrap import paired_bootstrap_difference
+from .coverage import coverage, coverage_per_energy_bin, reliability
 from .classification import auc, auc_per_energy_bin, background_rejection_at, roc_curve
 from .energy import energy_bias_resolution, overall_energy_bias_resolution, resolution_after_bias
 
@@ -15,9 +16,12 @@ __all__ = [
     "auc_per_energy_bin",
     "background_rejection_at",
     "containment",
+    "coverage",
+    "coverage_per_energy_bin",
     "energy_bias_resolution",
     "overall_energy_bias_resolution",
     "paired_bootstrap_difference",
+    "reliability",
     "resolution_after_bias",
     "roc_curve",
 ]

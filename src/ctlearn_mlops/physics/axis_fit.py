@@ -19,7 +19,8 @@ image axis, measured on the run's validation images; the axis' by intensity
 and by t_i, the network's distance from the centroid along the axis
 (the axis' angle error grows with it), measured on the training images.  A one-image event
 gets the same fit.  The inverse of the summed weights is the covariance of x:
-its 68 % containment radius is the event's ``ang_distance_uncert``.
+its 68 % containment radius, scaled to the coverage measured on the
+validation events, is the event's ``ang_distance_uncert``.
 
 No truth is used on the events reconstructed, and no TensorFlow here.
 """
@@ -33,13 +34,17 @@ from astropy.coordinates import AltAz, SkyCoord
 from astropy.table import Table
 from ctapipe.coordinates import NominalFrame, TelescopeFrame
 
-__all__ = ["ImageAxes", "ImageErrorModel", "axis_fit_directions", "from_nominal", "image_axes", "measure_error_model",
-           "to_nominal"]
+__all__ = ["ImageAxes", "ImageErrorModel", "axis_fit_directions", "event_index_of", "from_nominal", "image_axes",
+           "measure_error_model", "to_nominal"]
 
 #: radius of the 68 % containment of a circular 2-d Gaussian, in units of its sigma (sqrt(-2 ln 0.32))
 _R68_PER_SIGMA = np.sqrt(-2 * np.log(1 - 0.68))
 #: images per intensity bin of an error model, at least
 MIN_IMAGES_PER_BIN = 50
+#: events of this many images or more share one uncertainty scale
+MAX_IMAGES_SCALED = 4
+#: validation events a scale of its own needs (else the scale of all events)
+MIN_EVENTS_PER_SCALE = 30
 #: bins of the distance (deg) of the source from the centroid along the axis, for the axis' error
 DISTANCE_EDGES = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0, 3.0])
 
@@ -138,6 +143,13 @@ class ImageErrorModel:
     network_along: np.ndarray
     network_across: np.ndarray
     axis: np.ndarray  # (intensity bin, DISTANCE_EDGES bin): the axis' offset across, at that distance along
+    #: the fit's 68 % radius times this (by the event's number of images, 1 to MAX_IMAGES_SCALED or more) contains
+    #: 68 % of the validation events' true directions (``calibrate``)
+    uncertainty_scale: np.ndarray = None
+
+    def __post_init__(self):
+        if self.uncertainty_scale is None:
+            self.uncertainty_scale = np.ones(MAX_IMAGES_SCALED)
 
     @classmethod
     def fit(cls, network_axes, network_lon, network_lat, network_true, axis_axes, axis_true, n_bins=6):
@@ -187,12 +199,25 @@ class ImageErrorModel:
         j = self._bin_of(DISTANCE_EDGES, np.abs(along_distance))
         return self.network_along[k], self.network_across[k], self.axis[k, j]
 
+    def calibrate(self, event_index, axes, network_lon, network_lat, true_lon, true_lat):
+        """Set ``uncertainty_scale`` from events with truth (the validation events: all images of an event)."""
+        self.uncertainty_scale = np.ones(MAX_IMAGES_SCALED)
+        lon, lat, r68 = axis_fit_directions(event_index, axes, network_lon, network_lat, self)
+        first = np.unique(event_index, return_index=True)[1]
+        ratio = np.hypot(lon - true_lon[first], lat - true_lat[first]) / r68
+        group = np.minimum(np.bincount(event_index), MAX_IMAGES_SCALED) - 1
+        overall = np.percentile(ratio, 68)
+        self.uncertainty_scale = np.array([np.percentile(ratio[group == g], 68)
+                                           if np.sum(group == g) >= MIN_EVENTS_PER_SCALE else overall
+                                           for g in range(MAX_IMAGES_SCALED)])
+
     def to_table(self):
         """The model as a table, one row per intensity bin (written to the event DL2 file)."""
         table = Table({"log10_intensity_min": self.edges[:-1], "log10_intensity_max": self.edges[1:],
                        "network_along": self.network_along * u.deg, "network_across": self.network_across * u.deg,
                        "axis": self.axis * u.deg})
-        table.meta["axis_distance_edges_deg"] = list(DISTANCE_EDGES)
+        table.meta["axis_distance_edges_deg"] = [float(v) for v in DISTANCE_EDGES]
+        table.meta["uncertainty_scale_by_images"] = [float(v) for v in self.uncertainty_scale]
         table.meta["description"] = "68 % errors of one image's direction information, by log10 intensity"
         return table
 
@@ -222,16 +247,27 @@ def axis_fit_directions(event_index, axes, network_lon, network_lat, model):
     covariance = np.linalg.inv(normal)
     x = np.einsum("nij,nj->ni", covariance, right)
     # the s_* are 68 % quantiles of one coordinate's |error|, about one sigma each: the 68 % radius of the
-    # 2-d Gaussian with this covariance, taken circular with its mean variance
-    r68 = _R68_PER_SIGMA * np.sqrt(np.trace(covariance, axis1=1, axis2=2) / 2)
+    # 2-d Gaussian with this covariance, taken circular with its mean variance, then scaled to the coverage the
+    # validation events showed (the images' errors are neither Gaussian nor independent)
+    n_images = np.minimum(np.bincount(event_index, minlength=n_events), MAX_IMAGES_SCALED)
+    scale = model.uncertainty_scale[np.maximum(n_images, 1) - 1]
+    r68 = scale * _R68_PER_SIGMA * np.sqrt(np.trace(covariance, axis1=1, axis2=2) / 2)
     return x[:, 0], x[:, 1], r68
 
 
+def event_index_of(images):
+    """(index of each image's event in 0..n-1, first row of each event) of images sorted by event."""
+    keys = np.stack([np.asarray(images["obs_id"], np.int64), np.asarray(images["event_id"], np.int64)], axis=1)
+    _, first, index = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return index.reshape(-1), first
+
+
 def measure_error_model(validation_images, network_alt, network_az, training_images, n_bins=6):
-    """The ImageErrorModel of a direction network.
+    """The ImageErrorModel of a direction network, its uncertainty scale calibrated on the validation events.
 
     ``validation_images``: the run's validation images (Hillas parameters,
-    pointing, truth) with the network's AltAz directions of them
+    pointing, truth, obs_id and event_id; the run's split keeps the images of
+    an event together) with the network's AltAz directions of them
     (``network_alt``/``network_az``, deg); ``training_images``: gamma images
     with parameters, pointing and truth, for the axis terms.
     """
@@ -240,5 +276,9 @@ def measure_error_model(validation_images, network_alt, network_az, training_ima
     network_lon, network_lat = to_nominal(validation_images, network_alt[finite], network_az[finite])
     true = to_nominal(validation_images, _deg(validation_images["true_alt"]), _deg(validation_images["true_az"]))
     axis_true = to_nominal(training_images, _deg(training_images["true_alt"]), _deg(training_images["true_az"]))
-    return ImageErrorModel.fit(image_axes(validation_images), network_lon, network_lat, true,
-                               image_axes(training_images), axis_true, n_bins=n_bins)
+    axes = image_axes(validation_images)
+    model = ImageErrorModel.fit(axes, network_lon, network_lat, true, image_axes(training_images), axis_true,
+                                n_bins=n_bins)
+    event_index, _ = event_index_of(validation_images)
+    model.calibrate(event_index, axes, network_lon, network_lat, *true)
+    return model

@@ -121,6 +121,11 @@ def _stored(table, role, prefix, level):
         data = u.Quantity(quantity).to_value({"energy": u.TeV, "alt": u.deg, "az": u.deg}.get(name, u.one)) \
             if hasattr(quantity, "unit") and quantity.unit is not None else np.asarray(quantity, dtype=float)
         values[name] = np.where(valid, np.asarray(data, dtype=float), np.nan)
+    uncertainty = f"{reco.stem}_ang_distance_uncert"
+    if role == "geometry" and uncertainty in table.colnames:
+        data = u.Quantity(table[uncertainty], u.deg).to_value(u.deg)
+        if np.isfinite(np.asarray(data, dtype=float)[valid]).any():  # ctapipe's default is NaN: nothing stated
+            values["uncertainty"] = np.where(valid, np.asarray(data, dtype=float), np.nan)
     return values
 
 
@@ -206,6 +211,13 @@ def _direction(table, task, estimates):
         result.headline["containment_68_deg"][method] = metrics.containment(theta)
         result.binned[method] = metrics.angular_resolution(true_energy, theta * u.deg, ENERGY_BINS)
     result.arrays = {"theta": thetas, "residuals": _residuals(table, estimates[network])}
+    stated = {method: values["uncertainty"] for method, values in estimates.items() if "uncertainty" in values}
+    if stated:
+        # how often the true direction lies within the event's stated 68 % radius (ang_distance_uncert)
+        result.headline["coverage_68"] = {m: metrics.coverage(thetas[m], r) for m, r in stated.items()}
+        result.arrays["coverage"] = {m: metrics.coverage_per_energy_bin(true_energy, thetas[m], r, ENERGY_BINS)
+                                     for m, r in stated.items()}
+        result.arrays["reliability"] = {m: metrics.reliability(thetas[m], r) for m, r in stated.items()}
     result.statistics = {"containment_68_deg": {
         method: (lambda idx, theta=theta: metrics.containment(theta[idx])) for method, theta in thetas.items()
     }}

@@ -49,7 +49,7 @@ from ctapipe.reco.utils import add_defaults_and_meta
 
 from ..io.dl2 import Reconstruction
 from . import baselines
-from .axis_fit import axis_fit_directions, from_nominal, image_axes, to_nominal
+from .axis_fit import axis_fit_directions, event_index_of, from_nominal, image_axes, to_nominal
 from .hillas_intersection import TableHillasReconstructor, image_groups
 
 __all__ = [
@@ -319,16 +319,14 @@ def axis_fit_table(images, keys, values, valid, model, events, subarray, prefix)
     table = Table({"obs_id": np.zeros(0, np.int64), "event_id": np.zeros(0, np.int64)})
     if len(rows):
         rows.sort(["obs_id", "event_id", "tel_id"])
-        event_keys = np.stack([np.asarray(rows["obs_id"], np.int64), np.asarray(rows["event_id"], np.int64)], axis=1)
-        unique, first, event_index = np.unique(event_keys, axis=0, return_index=True, return_inverse=True)
-        event_index = event_index.reshape(-1)
+        event_index, first = event_index_of(rows)
         lon, lat = to_nominal(rows, rows["__alt__"], rows["__az__"])
         fov_lon, fov_lat, r68 = axis_fit_directions(event_index, image_axes(rows), lon, lat, model)
         fit_alt, fit_az = from_nominal(fov_lon, fov_lat, rows["pointing_altitude"][first],
                                        rows["pointing_azimuth"][first])
-        telescopes = np.zeros((len(unique), len(subarray.tel_ids)), dtype=bool)
+        telescopes = np.zeros((len(first), len(subarray.tel_ids)), dtype=bool)
         telescopes[event_index, subarray.tel_ids_to_indices(np.asarray(rows["tel_id"]))] = True
-        table = Table({"obs_id": unique[:, 0], "event_id": unique[:, 1]})
+        table = Table({"obs_id": np.asarray(rows["obs_id"])[first], "event_id": np.asarray(rows["event_id"])[first]})
         table[f"{prefix}_alt"] = u.Quantity(fit_alt, u.deg)
         table[f"{prefix}_az"] = u.Quantity(fit_az, u.deg)
         table[f"{prefix}_ang_distance_uncert"] = u.Quantity(r68, u.deg)

@@ -13,9 +13,11 @@ from ..physics.evaluation import ENERGY_BINS, NETWORK
 
 __all__ = [
     "plot_binned",
+    "plot_coverage",
     "plot_energy_migration",
     "plot_energy_scatter",
     "plot_gammaness",
+    "plot_reliability",
     "plot_residuals",
     "plot_roc",
     "plot_sky_bias",
@@ -30,7 +32,7 @@ def _figure(width=6.4, height=4.4):
 
 
 def _style(label, index):
-    if label in (NETWORK, "CNN stereo") or index == 0:
+    if label in (NETWORK, "CNN stereo", "CNN axis fit") or index == 0:
         return dict(lw=2.2, marker="o", ms=4, zorder=3)
     return dict(lw=1.3, marker="s", ms=3, ls="--", alpha=0.85)
 
@@ -177,5 +179,40 @@ def plot_sky_bias(table, network=NETWORK):
     ax.set_ylabel("median (reconstructed - true) / deg")
     ax.set_title(f"{network} direction bias")
     ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_coverage(tables, level=0.68):
+    """``tables`` = {label: coverage_per_energy_bin table}: observed coverage of the stated 68 % radius per bin."""
+    fig, ax = _figure()
+    for i, (label, table) in enumerate(tables.items()):
+        center = u.Quantity(table["true_energy_center"], u.TeV).to_value(u.TeV)
+        enough = np.asarray(table["n_events"]) >= 20
+        ax.errorbar(center[enough], np.asarray(table["coverage"], dtype=float)[enough],
+                    yerr=np.asarray(table["coverage_error"], dtype=float)[enough], label=label, **_style(label, i))
+    ax.axhspan(level - 0.05, level + 0.05, color="gray", alpha=0.2, label=f"{level:.2f} +- 0.05")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("true energy / TeV")
+    ax.set_ylabel("fraction within the stated 68 % radius")
+    ax.set_title("Coverage of the per-event direction uncertainty")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_reliability(curves):
+    """``curves`` = {label: (expected, observed)} containment: the diagonal is a calibrated uncertainty."""
+    fig, ax = _figure(5.2, 4.8)
+    ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--", label="calibrated")
+    for i, (label, (expected, observed)) in enumerate(curves.items()):
+        ax.plot(expected, observed, label=label, **_style(label, i))
+    ax.set_xlabel("expected containment (stated radius scaled as a 2-d Gaussian)")
+    ax.set_ylabel("observed containment")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title("Reliability of the per-event direction uncertainty")
+    ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     return fig

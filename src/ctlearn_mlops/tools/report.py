@@ -236,6 +236,8 @@ def _level_metrics(evaluation):
         "margin_to_best_baseline": evaluation.margins,
         "baselines_fitted_on": evaluation.baselines_fitted_on,
         "binned": {m: _table_records(t) for m, t in evaluation.binned.items()},
+        **({"coverage": {m: _table_records(t) for m, t in evaluation.arrays["coverage"].items()}}
+           if "coverage" in evaluation.arrays else {}),
     }
 
 

@@ -1,0 +1,45 @@
+"""Coverage of per-event uncertainties: how often the truth lies within an event's stated 68 % radius."""
+
+import astropy.units as u
+import numpy as np
+from astropy.table import QTable
+
+__all__ = ["COVERAGE_LEVEL", "coverage", "coverage_per_energy_bin", "reliability"]
+
+#: the containment the uncertainty columns state
+COVERAGE_LEVEL = 0.68
+
+
+def coverage(error, uncertainty):
+    """Fraction of events whose ``error`` is within their ``uncertainty`` (both finite); NaN for none."""
+    error, uncertainty = np.asarray(error, dtype=float), np.asarray(uncertainty, dtype=float)
+    finite = np.isfinite(error) & np.isfinite(uncertainty)
+    return float(np.mean(error[finite] <= uncertainty[finite])) if finite.any() else np.nan
+
+
+def coverage_per_energy_bin(true_energy, error, uncertainty, energy_bins):
+    """Coverage, its binomial standard error and the event count per bin of true energy."""
+    energy = u.Quantity(true_energy, u.TeV).to_value(u.TeV)
+    edges = u.Quantity(energy_bins, u.TeV).to_value(u.TeV)
+    index = np.digitize(energy, edges) - 1
+    rows = []
+    for i in range(len(edges) - 1):
+        here = index == i
+        n = int(np.sum(here & np.isfinite(error) & np.isfinite(uncertainty)))
+        value = coverage(np.asarray(error)[here], np.asarray(uncertainty)[here]) if n else np.nan
+        rows.append((n, value, np.sqrt(value * (1 - value) / n) if n else np.nan))
+    n_events, values, errors = (np.array(column) for column in zip(*rows))
+    return QTable({"true_energy_low": edges[:-1] * u.TeV, "true_energy_high": edges[1:] * u.TeV,
+                   "true_energy_center": np.sqrt(edges[:-1] * edges[1:]) * u.TeV, "n_events": n_events,
+                   "coverage": values, "coverage_error": errors})
+
+
+def reliability(error, uncertainty, levels=np.linspace(0.1, 0.95, 18)):
+    """(expected, observed) containment: the stated 68 % radius scaled to each level as for a 2-d Gaussian.
+
+    A calibrated uncertainty gives observed = expected at 0.68; the rest of
+    the curve says how Gaussian the errors' distribution is.
+    """
+    error, uncertainty = np.asarray(error, dtype=float), np.asarray(uncertainty, dtype=float)
+    scale = np.sqrt(-2 * np.log(1 - levels)) / np.sqrt(-2 * np.log(1 - COVERAGE_LEVEL))
+    return levels, np.array([coverage(error, uncertainty * s) for s in scale])
