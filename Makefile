@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TASKS := energy type cameradirection skydirection
 
-.PHONY: setup data data-quality irf-quality demo test test-fast constraints clean-runs
+.PHONY: setup data data-quality irf-quality irf-reference reference-models demo test test-fast constraints clean-runs
 
 setup: $(STAMP)
 
@@ -42,6 +42,20 @@ quality-%: data-quality
 	$(BIN)/python scripts/train_model.py --config configs/$*_quality.yaml --overwrite --log-level WARN
 	$(BIN)/python scripts/test_model.py --config configs/$*_quality.yaml --run quality --overwrite --log-level WARN
 	$(BIN)/python scripts/generate_report.py --config configs/$*_quality.yaml --run quality --overwrite --log-level WARN
+
+# the reference models (models/reference/): the quality runs of type, energy and skydirection, as shipped
+reference-models:
+	$(BIN)/python -m ctlearn_mlops.reference
+
+# the IRFs of the shipped reference models on the seeded quality production, checked against docs/results/quality-irf/
+irf-reference: data-quality
+	$(BIN)/python scripts/predict_events.py --run type=models/reference/type --run energy=models/reference/energy \
+	  --run geometry=models/reference/skydirection --input data/quality/irf --output data/dl2/reference-irf.dl2.h5 \
+	  --overwrite --log-level WARN
+	$(BIN)/python scripts/compute_irf.py --input data/dl2/reference-irf.dl2.h5 --name reference --fov-offset-max 2.0 \
+	  --overwrite --log-level WARN
+	$(BIN)/python scripts/compare_models.py --irf reports/irf/reference --irf docs/results/quality-irf --gate \
+	  --gate-tolerance 0.01 --name reference-check --overwrite --log-level WARN
 
 # IRFs and sensitivity of the quality runs (docs/physics.md): after make quality-type quality-energy quality-skydirection
 irf-quality: data-quality

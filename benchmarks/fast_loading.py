@@ -6,7 +6,8 @@ on the embedded default data, `make data`):
 1. loader images/s: stock DLImageReader + DLDataLoader; ours from DL1 files
    in this process and with 1 and 2 worker processes; ours from the image
    cache (each over two passes; the second pass is the one compared, as in
-   training every epoch after the first);
+   training every epoch after the first); and a numpy gather of the same
+   batch size from the images held in memory (the machine's memory limit);
 2. one training epoch (the second, after graph tracing) of the config's model
    and batch size: stock `ctlearn-train-model`, our train tool on the fast
    path, and the same model fed from in-memory NumPy arrays (the compute
@@ -92,7 +93,29 @@ def loader_rates(config, files, workers, cache_dir, batch_size, passes=2):
     cache = cache_path(cache_dir, "train")
     results["ours, image cache, in-process"] = measure(ours(lambda r: CachedImageSource(cache), 0))
     results["ours, image cache, 1 worker"] = measure(ours(lambda r: CachedImageSource(cache), 1))
+    results[MEMORY_LIMIT] = memory_gather_rates(cache, batch_size, passes)
     return results
+
+
+#: the loader row that stands for the memory limit of the machine
+MEMORY_LIMIT = "numpy gather of the same batches from memory (memory limit)"
+
+
+def memory_gather_rates(cache, batch_size, passes):
+    """images/s of a numpy gather of shuffled batches of the cache's images held in memory."""
+    import h5py
+
+    with h5py.File(cache, "r") as f:
+        images = np.asarray(f["images"][:])
+    rng = np.random.default_rng(0)
+    rates = []
+    for _ in range(passes):
+        order = rng.permutation(len(images))
+        start = time.perf_counter()
+        for first in range(0, len(order) - batch_size + 1, batch_size):
+            images[order[first:first + batch_size]].astype(np.float32, copy=False)
+        rates.append((len(order) // batch_size) * batch_size / (time.perf_counter() - start))
+    return rates
 
 
 _EPOCH_LINE = re.compile(r"^\s*(\d+)/(\d+) - .*?(\d+(?:\.\d+)?)(m?s)/step\s*$")
@@ -275,6 +298,7 @@ def main():
     stock_rate = loaders["stock DLImageReader + DLDataLoader"][-1]
     cache_rate = loaders["ours, image cache, in-process"][-1]
     worker_rate = loaders["ours, image cache, 1 worker"][-1]
+    memory_rate = loaders[MEMORY_LIMIT][-1]
     consumption = batch_size / limit_step  # images per second the network takes at the compute limit
     loader_rows = "\n".join(
         f"| {name} | {rates[0]:,.0f} | {rates[-1]:,.0f} | {rates[-1] / stock_rate:.2f} |" for name, rates in loaders.items()
@@ -304,6 +328,10 @@ Image cache built in {cache_seconds:.1f} s.
 | path | s per 1000 images | vs compute limit |
 |---|---|---|
 {train_rows}
+
+Against the memory limit (a numpy gather of the same batch size from the
+images held in memory, the last row): the image cache in-process
+{cache_rate / memory_rate:.2f}x, through a worker {worker_rate / memory_rate:.2f}x.
 
 Stock / ours: {stock_step / ours_step:.2f}x.
 

@@ -74,7 +74,11 @@ def test_compute_irf_writes_gadf_sensitivity_metrics_and_report(event_file, tmp_
     sensitivity = Table.read(out / "sensitivity.csv", format="ascii.csv")
     assert {"CNN", "classical"} <= set(np.unique(np.asarray(sensitivity["reconstruction"]).astype(str)))
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["reconstructions"]) >= {"CNN", "classical"} and metrics["options"]["gamma_efficiency"] == 0.7
+    assert set(metrics["reconstructions"]) >= {"CNN", "CNN, mean direction", "classical"}
+    assert metrics["options"]["gamma_efficiency"] == 0.7
+    # the CNN pipeline's direction is the axis fit, the mean of the telescopes a diagnostic beside it
+    assert metrics["reconstructions"]["CNN"]["geometry"] == "CTLearnAxisFit"
+    assert metrics["reconstructions"]["CNN, mean direction"]["geometry"] == "CTLearn"
     assert not list(tmp_path.glob("irf/.*"))  # no temporary directory left
 
 
@@ -176,7 +180,10 @@ def test_event_files_without_what_irfs_need_are_refused(case, trained_runs, part
         path = _without(event_file, "/configuration/simulation/run", tmp_path)
         expected = "has no simulation configuration"
     else:
+        # neither the mean of the telescopes nor the axis fit
         path = _without(event_file, "/dl2/event/subarray/geometry/CTLearn", tmp_path)
+        with tables.open_file(path, "a") as h5:
+            h5.remove_node("/dl2/event/subarray/geometry/CTLearnAxisFit", recursive=True)
         expected = "lacks the CNN reconstruction (geometry/CTLearn"
     capfd.readouterr()
     reports = tmp_path / "reports"

@@ -2,10 +2,11 @@
 
 Reads the array events of event DL2 files (``scripts/predict_events.py``:
 point-like gammas and diffuse protons, e.g. ``data/default/irf/``) and, for
-each reconstruction (``CNN``: the mono networks combined over telescopes;
-``CNN, axis-fit direction``: the same with the direction of the networks'
-image positions fitted with the image axes of all telescopes, where the file
-has it; ``CNN stereo``: the stereo networks where the file has them; ``CNN, stereo
+each reconstruction (``CNN``: the mono networks combined over telescopes, the
+direction the networks' image positions fitted with the image axes of all
+telescopes where the file has it; ``CNN, mean direction``: the same with the
+mean of the telescopes' directions; ``CNN stereo``: the stereo networks where
+the file has them; ``CNN, stereo
 direction``: the mono gammaness and energy with a stereo network's direction;
 ``classical``: the Hillas BDTs combined over telescopes, with ctapipe's
 HillasReconstructor for the direction of events with two or more images;
@@ -41,11 +42,12 @@ __all__ = ["IRFTool", "RECONSTRUCTIONS", "main"]
 
 #: the reconstructions compared: {label: {role: prefixes to try, in order}}
 RECONSTRUCTIONS = {
-    "CNN": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX], "geometry": [dl2.CNN_PREFIX]},
+    # the CNN pipeline: the mono networks, the direction fitted with the image axes where the file has it
+    "CNN": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX], "geometry": [dl2.AXIS_FIT_PREFIX, dl2.CNN_PREFIX]},
+    # the same with the plain mean of the telescopes' directions (StereoMeanCombiner)
+    "CNN, mean direction": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX], "geometry": [dl2.CNN_PREFIX]},
     "CNN stereo": {"type": [dl2.STEREO_PREFIX], "energy": [dl2.STEREO_PREFIX],
                    "geometry": [dl2.STEREO_PREFIX, dl2.CNN_PREFIX]},
-    # the mono networks with the direction of every telescope's network position fitted with the image axes
-    "CNN, axis-fit direction": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX], "geometry": [dl2.AXIS_FIT_PREFIX]},
     # the mono networks' gammaness and energy with a stereo network's direction (a file with a stereo geometry run)
     "CNN, stereo direction": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX], "geometry": [dl2.STEREO_PREFIX]},
     "classical": {"type": [dl2.CLASSICAL_PREFIX], "energy": [dl2.CLASSICAL_PREFIX],
@@ -165,9 +167,9 @@ class IRFTool(MLOpsTool):
         for label in ("CNN", "classical"):
             if label not in self.reconstructions:
                 lacking = next(path for path in self.inputs if any(
-                    p[0] not in dl2.prefixes_in(path, r) for r, p in RECONSTRUCTIONS[label].items()))
-                missing = [f"{dl2.KIND_OF_ROLE[r]}/{p[0]}" for r, p in RECONSTRUCTIONS[label].items()
-                           if p[0] not in dl2.prefixes_in(lacking, r)]
+                    not set(p) & set(dl2.prefixes_in(path, r)) for r, p in RECONSTRUCTIONS[label].items()))
+                missing = [f"{dl2.KIND_OF_ROLE[r]}/{p[-1]}" for r, p in RECONSTRUCTIONS[label].items()
+                           if not set(p) & set(dl2.prefixes_in(lacking, r))]
                 raise ConfigError(f"{lacking} lacks the {label} reconstruction ({', '.join(missing)} under "
                                   "/dl2/event/subarray): write it with scripts/predict_events.py and a run per role",
                                   key="--input")

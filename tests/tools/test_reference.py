@@ -1,0 +1,48 @@
+"""Reference models: a finished run reduced to what prediction needs, found again from the repository's top."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ctlearn_mlops.io import dl2
+from ctlearn_mlops.reference import REFERENCE_FILES, main, make_reference
+from ctlearn_mlops.tools.event_dl2 import load_run
+from ctlearn_mlops.tools.events import EventDL2Tool
+
+from ..conftest import run
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_reference_model_predicts_from_the_repository_top_with_relative_paths(trained_runs, toy_data,
+                                                                                 tmp_path_factory):
+    top = tmp_path_factory.getbasetemp()  # holds both the toy data and the runs, as a repository holds data/ and models/
+    source = trained_runs["skydirection"][1]
+    target = make_reference(source, top / "reference" / "skydirection", top)
+    assert sorted(p.name for p in target.iterdir()) == sorted(REFERENCE_FILES)
+    project = yaml.safe_load((target / "config.yaml").read_text())["Project"]
+    assert not Path(project["signal_dir"]).is_absolute() and (top / project["signal_dir"]) == toy_data / "train"
+    info = json.loads((target / "run.json").read_text())
+    assert info["status"] == "finished" and info["reference_of"] == str(source)
+    assert load_run(target).task == "skydirection"
+    # from the top directory the relative paths resolve: the classical reconstruction is fitted on the run's
+    # training images and the axis fit measured on its validation images
+    output = top / "reference-events.dl2.h5"
+    argv = ["--run", f"geometry={target}", "--input", toy_data / "test", "--output", output]
+    assert run(EventDL2Tool(), argv, cwd=top) == 0
+    assert dl2.AXIS_FIT_PREFIX in dl2.prefixes_in(output, "geometry")
+    # made again: the new copy replaces the old one
+    assert make_reference(source, target, top) == target and not list(target.parent.glob(".*"))
+
+
+def test_unfinished_or_missing_runs_are_refused(tmp_path, capsys):
+    assert main(["--run", f"type={tmp_path / 'nothing'}", "--output-root", str(tmp_path / "out")]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "run.json").write_text(json.dumps({"task": "type", "status": "running"}))
+    assert main(["--run", f"type={unfinished}", "--output-root", str(tmp_path / "out")]) == 2
+    assert "not a finished run" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
