@@ -79,6 +79,11 @@ def test_compute_irf_writes_gadf_sensitivity_metrics_and_report(event_file, tmp_
     # the CNN pipeline's direction is the axis fit, the mean of the telescopes a diagnostic beside it
     assert metrics["reconstructions"]["CNN"]["geometry"] == "CTLearnAxisFit"
     assert metrics["reconstructions"]["CNN, mean direction"]["geometry"] == "CTLearn"
+    # the array-level resolutions against the classical pipeline, bin by bin
+    angular = metrics["resolution"]["CNN"]["angular_resolution_68_deg"]
+    for b in angular["bins"]:
+        assert b["ratio"] == pytest.approx(b["network"] / b["classical"]) and 0.1 <= b["true_energy_high_tev"]
+    assert angular["fraction_at_or_below"] is None or 0 <= angular["fraction_at_or_below"] <= 1
     assert not list(tmp_path.glob("irf/.*"))  # no temporary directory left
 
 

@@ -6,8 +6,8 @@ from astropy.table import Table, vstack
 from matplotlib.figure import Figure
 from pyirf.binning import bin_center
 
-__all__ = ["COMPARED_RANGE", "GATE_TOLERANCE", "irf_figures", "sensitivity_gate", "sensitivity_records",
-           "sensitivity_summary", "plot_sensitivity"]
+__all__ = ["COMPARED_RANGE", "GATE_TOLERANCE", "RESOLUTION_RANGE", "irf_figures", "resolution_summary",
+           "sensitivity_gate", "sensitivity_records", "sensitivity_summary", "plot_sensitivity"]
 
 #: the energy range the CNN and the classical sensitivities are compared in (bin centres)
 COMPARED_RANGE = (0.05 * u.TeV, 10 * u.TeV)
@@ -17,6 +17,10 @@ MIN_GAMMA_EVENTS = 10
 #: background region after the cuts (10 events: the background known to about 30 %)
 MIN_PROTON_EVENTS = 10
 
+
+#: the true-energy range the array-level resolutions are compared in (bin centres), and the gammas a bin needs
+RESOLUTION_RANGE = (0.1 * u.TeV, 10 * u.TeV)
+MIN_RESOLUTION_EVENTS = 20
 
 #: the physics gate's default: a bin fails when its sensitivity is more than this fraction worse than the reference's
 GATE_TOLERANCE = 0.10
@@ -157,6 +161,46 @@ def sensitivity_summary(results, classical="classical"):
         "verdict": ("; ".join(verdicts) + f" ({criteria})." if verdicts
                     else f"no classical reconstruction to compare with ({criteria})"),
     }
+
+
+def resolution_summary(results, classical="classical"):
+    """Array-level angular and energy resolution of each network reconstruction against the classical one.
+
+    Per bin of true energy with its centre in ``RESOLUTION_RANGE`` and at
+    least ``MIN_RESOLUTION_EVENTS`` gammas for both (each after its own
+    gammaness cut; energy: pyirf's resolution of the selected gammas), the
+    ratio network / classical; ``fraction_at_or_below``: the bins where the
+    network's resolution is at or below the classical one's.
+    """
+    if classical not in results:
+        return {}
+    measures = {
+        "angular_resolution_68_deg": lambda r: (r.angular_resolution,
+                                                u.Quantity(r.angular_resolution["angular_resolution_68"]).to_value(u.deg)),
+        "energy_resolution": lambda r: (r.energy_bias_resolution,
+                                        np.asarray(r.energy_bias_resolution["resolution"], dtype=float)),
+    }
+    summary = {}
+    for label, result in results.items():
+        if label == classical:
+            continue
+        summary[label] = {}
+        for name, measure in measures.items():
+            (table, mine), (other_table, theirs) = measure(result), measure(results[classical])
+            center = u.Quantity(table["true_energy_center"], u.TeV)
+            enough = ((center >= RESOLUTION_RANGE[0]) & (center <= RESOLUTION_RANGE[1])
+                      & (np.asarray(table["n_events"]) >= MIN_RESOLUTION_EVENTS)
+                      & (np.asarray(other_table["n_events"]) >= MIN_RESOLUTION_EVENTS)
+                      & np.isfinite(mine) & np.isfinite(theirs))
+            bins = [{"true_energy_low_tev": float(u.Quantity(table["true_energy_low"][i], u.TeV).value),
+                     "true_energy_high_tev": float(u.Quantity(table["true_energy_high"][i], u.TeV).value),
+                     "network": float(mine[i]), "classical": float(theirs[i]), "ratio": float(mine[i] / theirs[i])}
+                    for i in np.flatnonzero(enough)]
+            summary[label][name] = {
+                "bins": bins,
+                "fraction_at_or_below": (sum(b["ratio"] <= 1 for b in bins) / len(bins)) if bins else None,
+            }
+    return summary
 
 
 def _style(i):

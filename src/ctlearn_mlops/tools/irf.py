@@ -34,7 +34,7 @@ from ..output import show
 from ..physics.irf import GAMMA_ID, PROTON_ID, IRFOptions, compute_irfs, gadf_hdus, irf_events, simulation_info
 from ..progress import Progress
 from ..reporting.document import Report, atomic_directory
-from ..reporting.irf_figures import irf_figures, sensitivity_records, sensitivity_summary
+from ..reporting.irf_figures import irf_figures, resolution_summary, sensitivity_records, sensitivity_summary
 from .base import MLOpsTool
 from .io_checks import check_writable
 
@@ -212,8 +212,19 @@ class IRFTool(MLOpsTool):
             self.results[label] = compute_irfs(gammas, protons, self.gamma_info, self.proton_info, self.options)
             progress.update(note=f"{label}: {len(gammas)} gammas, {len(protons)} protons")
         self.summary = sensitivity_summary(self.results)
+        self.resolution = resolution_summary(self.results)
         report = Report(f"IRFs and sensitivity - {self.output_dir.name}")
         report.text("Verdict", self.summary["verdict"])
+        for label, measures in self.resolution.items():
+            rows = []
+            for name, compared in measures.items():
+                rows += [[name, f"{b['true_energy_low_tev']:.3g}-{b['true_energy_high_tev']:.3g}", b["network"],
+                          b["classical"], b["ratio"]] for b in compared["bins"]]
+            fractions = ", ".join(f"{name}: {'n/a' if c['fraction_at_or_below'] is None else format(c['fraction_at_or_below'], '.0%')}"
+                                  for name, c in measures.items())
+            report.table(f"Array-level resolution, {label} against classical (after each one's gammaness cut; at or "
+                         f"below the classical in {fractions} of the bins)",
+                         ["measure", "E_true / TeV", label, "classical", "ratio"], rows)
         report.table("Sensitivity per bin of reconstructed energy (relative to the Crab, lower is better)",
                      *self.summary["table"])
         for name, fig, caption in irf_figures(self.results):
@@ -239,6 +250,7 @@ class IRFTool(MLOpsTool):
                         "fov_offset_max_deg": self.fov_offset_max},
             "simulation": {"gamma": str(self.gamma_info), "proton": str(self.proton_info)},
             **{k: v for k, v in self.summary.items() if k != "table"},
+            "resolution": self.resolution,
         }
         with atomic_directory(self.output_dir, overwrite=self.overwrite) as tmp:
             self.report.write(tmp, metrics)
