@@ -1,5 +1,6 @@
 # Task runner. The two commands of the README:
-#   make demo   set up, make the default data, train + test all four tasks on it, IRFs of the event file
+#   make demo   set up, make the default data, train + test all four tasks on it, IRFs of the event file, and the
+#               same IRFs with the shipped reference models (models/reference/, trained on the quality production)
 #   make test   set up and run the test suite
 # a Python 3.12: PYTHON if given, else python3.12 / python3 on PATH, else pyenv's (scripts/setup/find_python.sh)
 PYTHON ?=
@@ -31,7 +32,12 @@ demo: data
 	$(BIN)/python scripts/predict_events.py --run type=latest --run energy=latest --run geometry=latest \
 	  --input data/default/irf --output data/dl2/demo-irf.dl2.h5 --overwrite --log-level WARN
 	$(BIN)/python scripts/compute_irf.py --input data/dl2/demo-irf.dl2.h5 --name demo --overwrite --log-level WARN
-	@echo "Runs are in models/<task>/, their reports in reports/<task>/, IRFs in reports/irf/demo/ (open report.html)"
+	$(BIN)/python scripts/predict_events.py --run type=models/reference/type --run energy=models/reference/energy \
+	  --run geometry=models/reference/skydirection --input data/default/irf --output data/dl2/demo-reference-irf.dl2.h5 \
+	  --overwrite --log-level WARN
+	$(BIN)/python scripts/compute_irf.py --input data/dl2/demo-reference-irf.dl2.h5 --name demo-reference --overwrite \
+	  --log-level WARN
+	@echo "Runs are in models/<task>/, their reports in reports/<task>/, IRFs in reports/irf/demo/ and, with the reference models, reports/irf/demo-reference/ (open report.html)"
 
 # the quality runs train on 4x the default showers (docs/physics.md); the IRF sample has 6x the gammas and 25x the protons of the default one
 data-quality: setup
@@ -45,7 +51,7 @@ quality-%: data-quality
 
 # the reference models (models/reference/): the quality runs of type, energy and skydirection, as shipped
 reference-models:
-	$(BIN)/python -m ctlearn_mlops.reference
+	$(BIN)/python -m ctlearn_mlops.tools.reference
 
 # the IRFs of the shipped reference models on the seeded quality production, checked against docs/results/quality-irf/
 irf-reference: data-quality

@@ -37,6 +37,8 @@ __all__ = [
     "MODEL_DIR",
     "PROVENANCE_FILE",
     "RUN_FILE",
+    "SHIPPED_ERROR_MODEL",
+    "SHIPPED_TRAINING_IMAGES",
     "atomic_write_text",
     "collect_provenance",
     "read_run_info",
@@ -53,6 +55,10 @@ MODEL_DIR = "ctlearn_model.keras"  # the name ctlearn 0.10.4 saves (Keras 3 form
 #: the Keras 2 SavedModel directory of runs made before the move to Keras 3 (ctlearn 0.10.2)
 LEGACY_MODEL_DIR = "ctlearn_model.cpk"
 TRAINING_LOG = "training_log.csv"
+#: what a shipped reference model carries instead of its training data (models/reference/, tools/reference.py):
+#: its training images' parameters and truth, and the errors of a direction network's images
+SHIPPED_TRAINING_IMAGES = "training_images.h5"
+SHIPPED_ERROR_MODEL = "direction_error_model.ecsv"
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _PACKAGES = (

@@ -211,6 +211,15 @@ class ImageErrorModel:
                                            if np.sum(group == g) >= MIN_EVENTS_PER_SCALE else overall
                                            for g in range(MAX_IMAGES_SCALED)])
 
+    @classmethod
+    def from_table(cls, table):
+        """The model ``to_table`` wrote."""
+        edges = np.r_[np.asarray(table["log10_intensity_min"]), np.asarray(table["log10_intensity_max"])[-1]]
+        scale = table.meta.get("uncertainty_scale_by_images")
+        return cls(edges, u.Quantity(table["network_along"], u.deg).value,
+                   u.Quantity(table["network_across"], u.deg).value, u.Quantity(table["axis"], u.deg).value,
+                   None if scale is None else np.asarray(scale, dtype=float))
+
     def to_table(self):
         """The model as a table, one row per intensity bin (written to the event DL2 file)."""
         table = Table({"log10_intensity_min": self.edges[:-1], "log10_intensity_max": self.edges[1:],

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tables
-from astropy.table import Table, join, vstack
+from astropy.table import Table, join, unique, vstack
 from ctapipe.core import Provenance
 from ctapipe.io import HDF5Merger, read_table, write_table
 from ctlearn.core.loader import DLDataLoader
@@ -32,21 +32,23 @@ from ..io.dl1 import check_dl1_files
 from ..loading.loader import FastPath
 from ..loading.reader import reader_type_for
 from ..physics import reconstruction
-from ..physics.axis_fit import MIN_IMAGES_PER_BIN, measure_error_model
+from ..physics.axis_fit import MIN_IMAGES_PER_BIN, ImageErrorModel, measure_error_model
 from ..progress import Progress
 from ..rundir import (
     CONFIG_FILE,
     LEGACY_MODEL_DIR,
     MODEL_DIR,
     PROVENANCE_FILE,
+    SHIPPED_ERROR_MODEL,
+    SHIPPED_TRAINING_IMAGES,
     WORST_EPOCH_MESSAGE,
     kept_worst_epoch,
     read_run_info,
 )
 from .taskconfig import glob_inputs
 
-__all__ = ["CompleteDLDataLoader", "PredictedRun", "check_compatible", "check_distinct_obs_ids", "load_run",
-           "write_event_dl2"]
+__all__ = ["CompleteDLDataLoader", "PredictedRun", "check_compatible", "check_distinct_obs_ids",
+           "direction_error_model", "load_run", "training_images", "write_event_dl2"]
 
 #: the reader settings two runs must share to be predicted on the same events
 _SHARED_READER_KEYS = ("allowed_tels", "allowed_tel_types", "focal_length_choice")
@@ -262,7 +264,17 @@ def _predict(run, files, fast, batch_size, log, only=None, split="test"):
 
 
 def training_images(runs, log):
-    """Truth and image parameters of the images of the runs' training files, after the runs' cuts."""
+    """Truth and image parameters of the images of the runs' training files, after the runs' cuts.
+
+    Reference models carry theirs (``SHIPPED_TRAINING_IMAGES``): where every
+    run does, those are taken and the training files are not needed.
+    """
+    shipped = [run.run_dir / SHIPPED_TRAINING_IMAGES for run in runs]
+    if all(path.exists() for path in shipped):
+        table = unique(vstack([Table(dl2.read_training_images(path)) for path in shipped]),
+                       keys=["obs_id", "event_id", "tel_id"])
+        log.info("classical reconstruction fitted on the %d training images the runs carry", len(table))
+        return table
     files = sorted({p for run in runs for side in run.files("train") for p in side})
     if not files:
         return None
@@ -319,7 +331,8 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
             predictions[(run.role, run.stereo)] = (run, *_predict(run, files, fast, batch_size, log))
             progress.update(note=f"{run.task} predicted")
         training = training_images(runs, log)
-        error_model = _direction_error_model(predictions.get(("geometry", False)), training, fast, batch_size, log)
+        geometry = predictions.get(("geometry", False))
+        error_model = direction_error_model(geometry[0] if geometry else None, training, fast, batch_size, log)
         with dl2.writing(partial):
             _merge_inputs(files, partial)
             subarray = _subarray(partial)
@@ -366,11 +379,13 @@ def _subarray(path):
     return SubarrayDescription.from_hdf(path, focal_length_choice=FocalLengthKind.EQUIVALENT)
 
 
-def _direction_error_model(prediction, training, fast, batch_size, log):
-    """The ImageErrorModel of the mono direction run, measured on its validation images; None (said why) otherwise."""
-    if prediction is None or training is None:
+def direction_error_model(run, training, fast, batch_size, log):
+    """The ImageErrorModel of a mono direction run, measured on its validation images (or the one it carries);
+    None (said why) otherwise."""
+    if run is None or training is None:
         return None
-    run = prediction[0]
+    if (run.run_dir / SHIPPED_ERROR_MODEL).exists():
+        return ImageErrorModel.from_table(Table.read(run.run_dir / SHIPPED_ERROR_MODEL, format="ascii.ecsv"))
     split_file = run.run_dir / "split.csv"
     if not split_file.exists():
         log.warning("%s has no split.csv: no axis-fit direction (%s)", run.run_dir, dl2.AXIS_FIT_PREFIX)

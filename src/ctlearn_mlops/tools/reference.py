@@ -3,10 +3,14 @@
 A reference model is a finished quality run reduced to what prediction needs:
 its Keras model, its config snapshot (paths made relative to the repository,
 so the seeded production ``make data-quality`` writes is found again), its
-run record, provenance, training log and split (the axis fit measures the
-direction network's errors on the validation images).  ``make irf-reference``
-predicts the quality IRF sample with them and checks the result against
-``docs/results/quality-irf/``.
+run record, provenance, training log and split, and what prediction would
+otherwise read from the training data: the training images' parameters and
+truth (the classical reconstruction is fitted on them) and, for a direction
+network, the errors of its images the axis fit weighs them with (measured on
+its validation images).  So a reference model predicts any DL1 file without
+the production it was trained on: ``make demo`` predicts the default IRF
+sample with them, ``make irf-reference`` the quality IRF sample, checked
+against ``docs/results/quality-irf/``.
 """
 
 import json
@@ -15,7 +19,16 @@ from pathlib import Path
 
 import yaml
 
-from .rundir import CONFIG_FILE, MODEL_DIR, PROVENANCE_FILE, RUN_FILE, TRAINING_LOG, read_run_info
+from ..rundir import (
+    CONFIG_FILE,
+    MODEL_DIR,
+    PROVENANCE_FILE,
+    RUN_FILE,
+    SHIPPED_ERROR_MODEL,
+    SHIPPED_TRAINING_IMAGES,
+    TRAINING_LOG,
+    read_run_info,
+)
 
 __all__ = ["QUALITY_RUNS", "REFERENCE_FILES", "main", "make_reference"]
 
@@ -59,6 +72,7 @@ def make_reference(run_dir, target, repo):
     (partial / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
     info.update(run_name=target.name, reference_of=str(run_dir), dl2_test=None)
     (partial / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    _carry_training_data(run_dir, partial)
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
@@ -68,13 +82,38 @@ def make_reference(run_dir, target, repo):
     return target
 
 
+def _carry_training_data(run_dir, target):
+    """Write what prediction reads from the training data into ``target``: the training images, the error model."""
+    import logging
+
+    from astropy.table import Table
+    from ctapipe.io import write_table
+
+    from ..io.dl2 import TRAINING_IMAGES_TABLE
+    from ..loading.loader import FastLoader
+    from .event_dl2 import direction_error_model, load_run, training_images
+
+    log = logging.getLogger(__name__)
+    run = load_run(run_dir)
+    training = training_images([run], log)
+    if training is None:
+        raise ValueError(f"{run_dir} has no training images to carry")
+    write_table(Table(training), target / SHIPPED_TRAINING_IMAGES, TRAINING_IMAGES_TABLE)
+    if run.role == "geometry" and not run.stereo:
+        fast = FastLoader()
+        fast.cache_dir = None
+        model = direction_error_model(run, training, fast, 128, log)
+        if model is not None:
+            model.to_table().write(target / SHIPPED_ERROR_MODEL, format="ascii.ecsv")
+
+
 #: the runs ``make reference-models`` ships: {task: run directory}
 QUALITY_RUNS = {"type": "models/type/quality", "energy": "models/energy/quality",
                 "skydirection": "models/skydirection/quality"}
 
 
 def main(argv=None):
-    """``python -m ctlearn_mlops.reference``: the quality runs to ``models/reference/<task>/``."""
+    """``python -m ctlearn_mlops.tools.reference``: the quality runs to ``models/reference/<task>/``."""
     import argparse
     import sys
 
