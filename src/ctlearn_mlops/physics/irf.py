@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import astropy.units as u
 import numpy as np
-from astropy.coordinates import position_angle
+from astropy.coordinates import angular_separation, position_angle
 from astropy.io import fits
-from astropy.table import QTable
+from astropy.table import QTable, join
 from pyirf.benchmarks import angular_resolution, energy_bias_resolution
 from pyirf.binning import bin_center, create_bins_per_decade, create_histogram_table
 from pyirf.cut_optimization import optimize_gh_cut
@@ -56,6 +56,7 @@ __all__ = [
     "gadf_hdus",
     "irf_events",
     "offset_position",
+    "same_event_angular_resolution",
     "simulation_info",
 ]
 
@@ -152,6 +153,24 @@ def irf_events(events, prefixes):
         **columns,
     })
     return table[valid]
+
+
+def same_event_angular_resolution(network, classical, true_energy_bins):
+    """68 % containment per bin of true energy of two reconstructions on the same gammas, before any cut.
+
+    ``network``/``classical``: ``irf_events`` tables of gammas; only the
+    events both reconstruct count.  Returns (network table, classical table)
+    of pyirf's ``angular_resolution``.
+    """
+    keys = ["obs_id", "event_id"]
+    both = join(QTable(network[[*keys, "true_energy", "true_alt", "true_az", "reco_alt", "reco_az"]]),
+                QTable(classical[[*keys, "reco_alt", "reco_az"]]), keys=keys, table_names=["network", "classical"])
+    tables = []
+    for side in ("network", "classical"):
+        theta = angular_separation(both[f"reco_az_{side}"], both[f"reco_alt_{side}"], both["true_az"], both["true_alt"])
+        tables.append(angular_resolution(QTable({"true_energy": both["true_energy"], "theta": theta.to(u.deg)}),
+                                         true_energy_bins, energy_type="true"))
+    return tuple(tables)
 
 
 def offset_position(lon, lat, separation, angle):

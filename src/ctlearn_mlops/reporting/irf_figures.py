@@ -163,7 +163,7 @@ def sensitivity_summary(results, classical="classical"):
     }
 
 
-def resolution_summary(results, classical="classical"):
+def resolution_summary(results, classical="classical", same_events=None):
     """Array-level angular and energy resolution of each network reconstruction against the classical one.
 
     Per bin of true energy with its centre in ``RESOLUTION_RANGE`` and at
@@ -171,7 +171,11 @@ def resolution_summary(results, classical="classical"):
     gammaness cut; energy: pyirf's resolution of the selected gammas), the
     ratio network / classical; ``fraction_at_or_below``: the bins where the
     network's resolution is at or below the classical one's.
+    ``same_events``: {label: (network, classical) angular_resolution tables}
+    of both on the same gammas before any cut
+    (``physics.irf.same_event_angular_resolution``), compared the same way.
     """
+    same_events = same_events or {}
     if classical not in results:
         return {}
     measures = {
@@ -185,8 +189,11 @@ def resolution_summary(results, classical="classical"):
         if label == classical:
             continue
         summary[label] = {}
-        for name, measure in measures.items():
-            (table, mine), (other_table, theirs) = measure(result), measure(results[classical])
+        pairs = {name: (measure(result), measure(results[classical])) for name, measure in measures.items()}
+        if label in same_events:
+            pairs["angular_resolution_68_deg_same_events"] = tuple(
+                (t, u.Quantity(t["angular_resolution_68"]).to_value(u.deg)) for t in same_events[label])
+        for name, ((table, mine), (other_table, theirs)) in pairs.items():
             center = u.Quantity(table["true_energy_center"], u.TeV)
             enough = ((center >= RESOLUTION_RANGE[0]) & (center <= RESOLUTION_RANGE[1])
                       & (np.asarray(table["n_events"]) >= MIN_RESOLUTION_EVENTS)

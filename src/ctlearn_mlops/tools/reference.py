@@ -47,7 +47,7 @@ def _relative(value, repo):
 
 def make_reference(run_dir, target, repo):
     """Copy the finished run ``run_dir`` to ``target`` as a reference model; return ``target``."""
-    run_dir, target, repo = Path(run_dir), Path(target), Path(repo).resolve()
+    run_dir, target, repo = Path(run_dir), Path(target).resolve(), Path(repo).resolve()
     if not (run_dir / RUN_FILE).is_file():
         raise ValueError(f"{run_dir} is not a run directory (no {RUN_FILE})")
     info = read_run_info(run_dir)
@@ -66,7 +66,7 @@ def make_reference(run_dir, target, repo):
     for key in ("signal_dir", "background_dir", "test_signal_dir", "test_background_dir", "custom_model_file"):
         if key in project:
             project[key] = _relative(project[key], repo)
-    project["output_root"] = str(target.parent.relative_to(repo)) if target.parent.resolve().is_relative_to(repo) \
+    project["output_root"] = str(target.parent.relative_to(repo)) if target.parent.is_relative_to(repo) \
         else str(target.parent)
     project["run_name"] = target.name
     (partial / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
