@@ -9,10 +9,10 @@ import yaml
 from ctapipe.io import read_table
 
 from ctlearn_mlops.io import dl2
-from ctlearn_mlops.tools.reference import REFERENCE_FILES, main, make_reference
 from ctlearn_mlops.rundir import SHIPPED_ERROR_MODEL, SHIPPED_TRAINING_IMAGES
 from ctlearn_mlops.tools.event_dl2 import load_run
 from ctlearn_mlops.tools.events import EventDL2Tool
+from ctlearn_mlops.tools.reference import REFERENCE_FILES, main, make_reference
 
 from ..conftest import run
 

@@ -6,8 +6,8 @@ pyirf's implementations are used wherever pyirf has one; what it lacks
 
 from .angular import angular_resolution, containment
 from .bootstrap import paired_bootstrap_difference
-from .coverage import coverage, coverage_per_energy_bin, reliability
 from .classification import auc, auc_per_energy_bin, background_rejection_at, roc_curve
+from .coverage import coverage, coverage_per_energy_bin, reliability
 from .energy import energy_bias_resolution, overall_energy_bias_resolution, resolution_after_bias
 
 __all__ = [

@@ -4,7 +4,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
-__all__ = ["COVERAGE_LEVEL", "coverage", "coverage_per_energy_bin", "reliability"]
+__all__ = ["COVERAGE_LEVEL", "RELIABILITY_LEVELS", "coverage", "coverage_per_energy_bin", "reliability"]
 
 #: the containment the uncertainty columns state
 COVERAGE_LEVEL = 0.68
@@ -34,7 +34,11 @@ def coverage_per_energy_bin(true_energy, error, uncertainty, energy_bins):
                    "coverage": values, "coverage_error": errors})
 
 
-def reliability(error, uncertainty, levels=np.linspace(0.1, 0.95, 18)):
+#: the containment levels of a reliability curve
+RELIABILITY_LEVELS = np.linspace(0.1, 0.95, 18)
+
+
+def reliability(error, uncertainty, levels=RELIABILITY_LEVELS):
     """(expected, observed) containment: the stated 68 % radius scaled to each level as for a 2-d Gaussian.
 
     A calibrated uncertainty gives observed = expected at 0.68; the rest of
