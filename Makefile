@@ -50,7 +50,7 @@ quality-%: data-quality
 	$(BIN)/python scripts/generate_report.py --config configs/$*_quality.yaml --run quality --overwrite --log-level WARN
 
 # the reference models (models/reference/): the quality runs of type, energy and skydirection, as shipped
-reference-models:
+reference-models: setup
 	$(BIN)/python -m ctlearn_mlops.tools.reference
 
 # the IRFs of the shipped reference models on the seeded quality production, checked against docs/results/quality-irf/

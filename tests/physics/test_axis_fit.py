@@ -2,6 +2,7 @@
 
 import astropy.units as u
 import numpy as np
+import pytest
 from astropy.table import QTable
 
 from ctlearn_mlops.physics.axis_fit import (
@@ -142,3 +143,26 @@ def test_the_uncertainty_is_calibrated_on_the_validation_events_and_covers_68_pe
     # and the fit beats the mean of the networks
     mean = np.stack([np.bincount(event, network[:, i]) / np.bincount(event) for i in (0, 1)], axis=1)
     assert np.percentile(error, 68) < 0.8 * np.percentile(np.hypot(*(mean - source).T), 68)
+
+
+def test_images_without_a_hillas_axis_do_not_spoil_the_error_model():
+    rng = np.random.default_rng(3)
+    images, alt, az, *_ = _events(rng, 600)
+    images["hillas_psi"][5] = np.nan * u.deg  # an image whose axis is undefined
+    images["hillas_intensity"][9] = np.nan
+    model = measure_error_model(images, alt, az, images, n_bins=3)
+    assert np.all(np.isfinite(model.network_along)) and np.all(np.isfinite(model.axis))
+    assert np.all(np.isfinite(model.uncertainty_scale))
+
+
+def test_a_stored_error_model_is_read_back_and_refused_with_other_distance_bins():
+    rng = np.random.default_rng(4)
+    images, alt, az, *_ = _events(rng, 600)
+    model = measure_error_model(images, alt, az, images, n_bins=3)
+    table = model.to_table()
+    back = ImageErrorModel.from_table(table)
+    for name in ("edges", "network_along", "network_across", "axis", "uncertainty_scale"):
+        np.testing.assert_allclose(getattr(back, name), getattr(model, name))
+    table.meta["axis_distance_edges_deg"] = [0.0, 1.0, 3.0]
+    with pytest.raises(ValueError, match="measure it again"):
+        ImageErrorModel.from_table(table)

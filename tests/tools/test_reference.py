@@ -53,6 +53,9 @@ def test_a_reference_model_predicts_from_the_repository_top_with_relative_paths(
 
 
 def test_unfinished_or_missing_runs_are_refused(tmp_path, capsys):
+    # a malformed --run is refused, never taken for "the default runs"
+    assert main(["--run", "models/type/quality", "--output-root", str(tmp_path / "out")]) == 2
+    assert "expected TASK=DIR" in capsys.readouterr().err
     assert main(["--run", f"type={tmp_path / 'nothing'}", "--output-root", str(tmp_path / "out")]) == 2
     assert "is not a run directory" in capsys.readouterr().err
     unfinished = tmp_path / "unfinished"

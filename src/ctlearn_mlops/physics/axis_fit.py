@@ -34,8 +34,8 @@ from astropy.coordinates import AltAz, SkyCoord
 from astropy.table import Table
 from ctapipe.coordinates import NominalFrame, TelescopeFrame
 
-__all__ = ["ImageAxes", "ImageErrorModel", "axis_fit_directions", "event_index_of", "from_nominal", "image_axes",
-           "measure_error_model", "to_nominal"]
+__all__ = ["ImageAxes", "ImageErrorModel", "axis_fit_directions", "event_index_of", "from_nominal", "has_axis",
+           "image_axes", "measure_error_model", "to_nominal"]
 
 #: radius of the 68 % containment of a circular 2-d Gaussian, in units of its sigma (sqrt(-2 ln 0.32))
 _R68_PER_SIGMA = np.sqrt(-2 * np.log(1 - 0.68))
@@ -126,7 +126,14 @@ def image_axes(images):
 
 
 def _binned_quantile(values, index, n_bins, q=68):
-    return np.array([np.percentile(values[index == k], q) for k in range(n_bins)])
+    return np.array([np.nanpercentile(values[index == k], q) for k in range(n_bins)])
+
+
+def has_axis(images):
+    """Which images have a finite Hillas centroid, axis and intensity (the fit and its errors need them)."""
+    columns = ("hillas_fov_lon", "hillas_fov_lat", "hillas_psi", "hillas_intensity")
+    return np.all([np.isfinite(np.asarray(u.Quantity(images[c]).value, dtype=float)) for c in columns], axis=0) \
+        & (np.asarray(images["hillas_intensity"], dtype=float) > 0)
 
 
 @dataclass
@@ -165,7 +172,11 @@ class ImageErrorModel:
         n_bins = min(n_bins, n // MIN_IMAGES_PER_BIN)
         if n_bins < 1:
             raise ValueError(f"{n} validation images, at least {MIN_IMAGES_PER_BIN} needed")
-        edges = np.quantile(network_axes.log_intensity, np.linspace(0, 1, n_bins + 1))
+        # equal intensities (a saturated sample) may tie quantiles: no empty bin
+        edges = np.unique(np.quantile(network_axes.log_intensity, np.linspace(0, 1, n_bins + 1)))
+        if len(edges) < 2:
+            raise ValueError("the validation images all have the same intensity")
+        n_bins = len(edges) - 1
         bins = cls._bin_of(edges, network_axes.log_intensity)
         along, across = network_axes.offsets(network_lon, network_lat)
         true_along, true_across = network_axes.offsets(*network_true)
@@ -181,7 +192,7 @@ class ImageErrorModel:
             for j in range(len(DISTANCE_EDGES) - 1):
                 here = (axis_bins == k) & (distance_bins == j)
                 if here.sum() >= 20:
-                    axis[k, j] = np.percentile(np.abs(offset[here]), 68)
+                    axis[k, j] = np.nanpercentile(np.abs(offset[here]), 68)
         # a bin with too few images takes the largest error of its intensity (else of all): never an overweight
         fallback = np.nanmax(axis) if np.isfinite(axis).any() else 1.0
         for k in range(n_bins):
@@ -206,14 +217,18 @@ class ImageErrorModel:
         first = np.unique(event_index, return_index=True)[1]
         ratio = np.hypot(lon - true_lon[first], lat - true_lat[first]) / r68
         group = np.minimum(np.bincount(event_index), MAX_IMAGES_SCALED) - 1
-        overall = np.percentile(ratio, 68)
-        self.uncertainty_scale = np.array([np.percentile(ratio[group == g], 68)
+        overall = np.nanpercentile(ratio, 68)
+        self.uncertainty_scale = np.array([np.nanpercentile(ratio[group == g], 68)
                                            if np.sum(group == g) >= MIN_EVENTS_PER_SCALE else overall
                                            for g in range(MAX_IMAGES_SCALED)])
 
     @classmethod
     def from_table(cls, table):
-        """The model ``to_table`` wrote."""
+        """The model ``to_table`` wrote (ValueError if it was written with other distance bins)."""
+        stored = table.meta.get("axis_distance_edges_deg")
+        if stored is not None and (len(stored) != len(DISTANCE_EDGES) or not np.allclose(stored, DISTANCE_EDGES)):
+            raise ValueError(f"the error model's axis distance bins {stored} are not this version's "
+                             f"{list(DISTANCE_EDGES)}: measure it again")
         edges = np.r_[np.asarray(table["log10_intensity_min"]), np.asarray(table["log10_intensity_max"])[-1]]
         scale = table.meta.get("uncertainty_scale_by_images")
         return cls(edges, u.Quantity(table["network_along"], u.deg).value,
@@ -280,8 +295,9 @@ def measure_error_model(validation_images, network_alt, network_az, training_ima
     (``network_alt``/``network_az``, deg); ``training_images``: gamma images
     with parameters, pointing and truth, for the axis terms.
     """
-    finite = np.isfinite(network_alt) & np.isfinite(network_az)
+    finite = np.isfinite(network_alt) & np.isfinite(network_az) & has_axis(validation_images)
     validation_images = validation_images[finite]
+    training_images = training_images[has_axis(training_images)]
     network_lon, network_lat = to_nominal(validation_images, network_alt[finite], network_az[finite])
     true = to_nominal(validation_images, _deg(validation_images["true_alt"]), _deg(validation_images["true_az"]))
     axis_true = to_nominal(training_images, _deg(training_images["true_alt"]), _deg(training_images["true_az"]))

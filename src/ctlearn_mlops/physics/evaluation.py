@@ -122,7 +122,8 @@ def _stored(table, role, prefix, level):
             if hasattr(quantity, "unit") and quantity.unit is not None else np.asarray(quantity, dtype=float)
         values[name] = np.where(valid, np.asarray(data, dtype=float), np.nan)
     uncertainty = f"{reco.stem}_ang_distance_uncert"
-    if role == "geometry" and uncertainty in table.colnames:
+    # only the axis fit states a 68 % radius there (StereoMeanCombiner writes the telescopes' spread)
+    if prefix == dl2.AXIS_FIT_PREFIX and uncertainty in table.colnames:
         data = u.Quantity(table[uncertainty], u.deg).to_value(u.deg)
         if np.isfinite(np.asarray(data, dtype=float)[valid]).any():  # ctapipe's default is NaN: nothing stated
             values["uncertainty"] = np.where(valid, np.asarray(data, dtype=float), np.nan)
@@ -134,7 +135,7 @@ def _estimates(task, table, level, training):
     role = dl2.ROLE_OF_TASK[task]
     prefix = table.meta["network_prefix"]
     found = {}
-    if level == "subarray" and prefix == dl2.CNN_PREFIX:
+    if level == "subarray" and prefix == dl2.CNN_PREFIX and role == "geometry":
         # where the file has it, the axis fit is the network's array direction; the plain mean follows it
         axis_fit = _stored(table, role, dl2.AXIS_FIT_PREFIX, level)
         if axis_fit is not None:

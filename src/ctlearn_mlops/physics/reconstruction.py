@@ -49,7 +49,7 @@ from ctapipe.reco.utils import add_defaults_and_meta
 
 from ..io.dl2 import Reconstruction
 from . import baselines
-from .axis_fit import axis_fit_directions, event_index_of, from_nominal, image_axes, to_nominal
+from .axis_fit import axis_fit_directions, event_index_of, from_nominal, has_axis, image_axes, to_nominal
 from .hillas_intersection import TableHillasReconstructor, image_groups
 
 __all__ = [
@@ -314,7 +314,8 @@ def axis_fit_table(images, keys, values, valid, model, events, subarray, prefix)
                        "tel_id": np.asarray(keys["tel_id"])[good], "__alt__": alt[good], "__az__": az[good]})
     needed = ["obs_id", "event_id", "tel_id", "hillas_fov_lon", "hillas_fov_lat", "hillas_psi", "hillas_intensity",
               "pointing_altitude", "pointing_azimuth", "telescope_pointing_altitude", "telescope_pointing_azimuth"]
-    rows = join(Table(images[[c for c in needed if c in images.colnames]]), predicted,
+    usable = images[has_axis(images)]  # an image without a Hillas axis cannot take part
+    rows = join(Table(usable[[c for c in needed if c in usable.colnames]]), predicted,
                 keys=["obs_id", "event_id", "tel_id"], join_type="inner") if len(predicted) else Table()
     table = Table({"obs_id": np.zeros(0, np.int64), "event_id": np.zeros(0, np.int64)})
     if len(rows):

@@ -38,9 +38,12 @@ def _counted_rows(records):
 def sensitivity_gate(new, reference, reconstruction="CNN", tolerance=GATE_TOLERANCE):
     """Compare one reconstruction's sensitivity in two sensitivity.csv tables, bin by bin.
 
-    Every bin counted in ``reference`` is checked: it fails where ``new`` is
-    more than ``tolerance`` (a fraction) worse, or no longer has a counted
-    sensitivity there.  Returns one dict per checked bin (``failed`` says which
+    Every bin counted in ``reference`` (the reconstruction's own counts:
+    ``COMPARED_RANGE``, ``MIN_GAMMA_EVENTS`` gammas, ``MIN_PROTON_EVENTS``
+    protons) is checked: it fails where ``new`` is more than ``tolerance`` (a
+    fraction) worse, or has no finite sensitivity on ``MIN_GAMMA_EVENTS``
+    gammas there (fewer protons left by a better background rejection do
+    not fail it).  Returns one dict per checked bin (``failed`` says which
     failed); ValueError if either table lacks the reconstruction.
     """
     rows = {}
@@ -50,8 +53,10 @@ def sensitivity_gate(new, reference, reconstruction="CNN", tolerance=GATE_TOLERA
             raise ValueError(f"the {name} IRF output has no reconstruction {reconstruction!r} (it has "
                              f"{', '.join(dict.fromkeys(np.asarray(records['reconstruction'])))})")
         rows[name] = mine
-    new_by_bin = {round(float(r["reco_energy_low_tev"]), 6): (r, bool(c))
-                  for r, c in zip(rows["new"], _counted_rows(rows["new"]))}
+    new_rows = rows["new"]
+    measured = np.isfinite(np.asarray(new_rows["relative_sensitivity"], dtype=float)) & (
+        np.asarray(new_rows["n_gamma_events"]) >= MIN_GAMMA_EVENTS)
+    new_by_bin = {round(float(r["reco_energy_low_tev"]), 6): (r, bool(c)) for r, c in zip(new_rows, measured)}
     checked = []
     for row, counted in zip(rows["reference"], _counted_rows(rows["reference"])):
         if not counted:

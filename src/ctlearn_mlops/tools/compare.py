@@ -105,7 +105,7 @@ class CompareTool(MLOpsTool):
     python scripts/compare_models.py --task type --run baseline --run lr3 --run wide --name lr-scan --ensemble
     python scripts/compare_models.py --run models/energy/a --run models/energy/b
     python scripts/compare_models.py --irf reports/irf/default --irf reports/irf/quality --name sensitivities
-    python scripts/compare_models.py --irf reports/irf/mine --irf docs/results/reference-irf --gate
+    python scripts/compare_models.py --irf reports/irf/mine --irf docs/results/quality-irf --gate
     """
 
     runs = List(Unicode(), default_value=[], help="Runs: directories, or names under <models_root>/<task>/.").tag(config=True)
@@ -123,7 +123,7 @@ class CompareTool(MLOpsTool):
     )).tag(config=True)
     gate = Bool(False, help=(
         "With two --irf outputs, NEW then REFERENCE: exit 3 naming every bin of reconstructed energy counted in "
-        "REFERENCE where NEW's sensitivity is more than --gate-tolerance worse (or missing)."
+        "REFERENCE where NEW's sensitivity is more than --gate-tolerance worse (or not measured)."
     )).tag(config=True)
     gate_tolerance = Float(GATE_TOLERANCE, min=0.0, help="The gate's tolerance: a fraction (0.1: 10 % worse).").tag(
         config=True)
@@ -362,7 +362,7 @@ class SensitivityOverlay:
         failed = [b for b in bins if b["failed"]]
         where = ", ".join(f"{b['reco_energy_low_tev']:.3g}-{b['reco_energy_high_tev']:.3g} TeV "
                           f"({b['new'] / b['reference']:.2f}x)" if np.isfinite(b["ratio"]) else
-                          f"{b['reco_energy_low_tev']:.3g}-{b['reco_energy_high_tev']:.3g} TeV (not counted)"
+                          f"{b['reco_energy_low_tev']:.3g}-{b['reco_energy_high_tev']:.3g} TeV (not measured)"
                           for b in failed)
         verdict = (f"gate failed: {reconstruction} of {self.irf_dirs[0]} is more than {tolerance:.0%} worse than "
                    f"{self.irf_dirs[1]} in {len(failed)} of {len(bins)} bins: {where}" if failed else

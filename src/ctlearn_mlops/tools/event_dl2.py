@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tables
-from astropy.table import Table, join, unique, vstack
+from astropy.table import Table, join, vstack
 from ctapipe.core import Provenance
 from ctapipe.io import HDF5Merger, read_table, write_table
 from ctlearn.core.loader import DLDataLoader
@@ -271,8 +271,14 @@ def training_images(runs, log):
     """
     shipped = [run.run_dir / SHIPPED_TRAINING_IMAGES for run in runs]
     if all(path.exists() for path in shipped):
-        table = unique(vstack([Table(dl2.read_training_images(path)) for path in shipped]),
-                       keys=["obs_id", "event_id", "tel_id"])
+        # the largest first: a run's images in the order of its files, the others' images it lacks after them
+        # (the type run's gammas and protons hold the energy and direction runs' gammas: the same table, in the
+        # same order, as read from the files); productions may share obs_ids between particles
+        tables = sorted((Table(dl2.read_training_images(path)) for path in shipped), key=len, reverse=True)
+        table = vstack(tables)
+        keys = np.stack([np.asarray(table[c], np.int64) for c in
+                         ("obs_id", "event_id", "tel_id", "true_shower_primary_id")], axis=1)
+        table = table[np.sort(np.unique(keys, axis=0, return_index=True)[1])]
         log.info("classical reconstruction fitted on the %d training images the runs carry", len(table))
         return table
     files = sorted({p for run in runs for side in run.files("train") for p in side})
@@ -396,7 +402,12 @@ def direction_error_model(run, training, fast, batch_size, log):
     predicted = None
     if len(validation) >= MIN_IMAGES_PER_BIN:
         log.info("%s: measuring the errors of its images on its %d validation images", run.task, len(validation))
-        predicted = _predict(run, run.files("train")[0], fast, batch_size, log, only=validation, split="train")
+        try:
+            predicted = _predict(run, run.files("train")[0], fast, batch_size, log, only=validation, split="train")
+        except ConfigError as err:  # e.g. the run's image cache of its training files is stale
+            log.warning("%s: no axis-fit direction (%s): its validation images cannot be read: %s", run.run_dir,
+                        dl2.AXIS_FIT_PREFIX, err)
+            return None
     if predicted is None:
         log.warning("%s: fewer than %d validation images: no axis-fit direction (%s)", run.run_dir,
                     MIN_IMAGES_PER_BIN, dl2.AXIS_FIT_PREFIX)
@@ -404,8 +415,9 @@ def direction_error_model(run, training, fast, batch_size, log):
     keys, values, valid = predicted
     found = Table({"obs_id": keys["obs_id"], "event_id": keys["event_id"], "tel_id": keys["tel_id"],
                    "__alt__": values["alt"], "__az__": values["az"]})[np.asarray(valid, dtype=bool)]
-    rows = join(Table(training), found, keys=["obs_id", "event_id", "tel_id"], join_type="inner")
     gammas = training[np.asarray(training["true_shower_primary_id"]) == 0]
+    # a direction run trains on gammas: its validation images are gamma images (obs_ids may repeat across particles)
+    rows = join(Table(gammas), found, keys=["obs_id", "event_id", "tel_id"], join_type="inner")
     try:
         model = measure_error_model(rows, np.asarray(rows["__alt__"]), np.asarray(rows["__az__"]), gammas)
     except ValueError as err:

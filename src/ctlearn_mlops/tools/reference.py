@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from ..exceptions import ConfigError
 from ..rundir import (
     CONFIG_FILE,
     MODEL_DIR,
@@ -59,6 +60,15 @@ def make_reference(run_dir, target, repo):
     partial = target.with_name(f".{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    try:
+        _write_reference(run_dir, target, repo, info, partial)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def _write_reference(run_dir, target, repo, info, partial):
+    """Fill ``partial`` and put it in place of ``target`` (the old one goes only once the new one is there)."""
     for name in REFERENCE_FILES:
         shutil.copy2(run_dir / name, partial / name)
     config = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
@@ -79,7 +89,6 @@ def make_reference(run_dir, target, repo):
         target.rename(old)
     partial.rename(target)
     shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 def _carry_training_data(run_dir, target):
@@ -103,8 +112,10 @@ def _carry_training_data(run_dir, target):
         fast = FastLoader()
         fast.cache_dir = None
         model = direction_error_model(run, training, fast, 128, log)
-        if model is not None:
-            model.to_table().write(target / SHIPPED_ERROR_MODEL, format="ascii.ecsv")
+        if model is None:
+            raise ValueError(f"the errors of {run_dir}'s images cannot be measured (see the warning above): a "
+                             "reference direction model needs them")
+        model.to_table().write(target / SHIPPED_ERROR_MODEL, format="ascii.ecsv")
 
 
 #: the runs ``make reference-models`` ships: {task: run directory}
@@ -123,12 +134,16 @@ def main(argv=None):
                         help="a run to ship (default: " + ", ".join(f"{t}={d}" for t, d in QUALITY_RUNS.items()) + ")")
     parser.add_argument("--output-root", type=Path, default=Path("models/reference"))
     args = parser.parse_args(argv)
-    runs = dict(item.split("=", 1) for item in args.run if "=" in item) or QUALITY_RUNS
+    malformed = [item for item in args.run if "=" not in item or not all(item.split("=", 1))]
+    if malformed:
+        print(f"ERROR --run {malformed[0]}: expected TASK=DIR", file=sys.stderr)
+        return 2
+    runs = dict(item.split("=", 1) for item in args.run) or QUALITY_RUNS
     repo = Path.cwd()
     for task, run_dir in runs.items():
         try:
             target = make_reference(run_dir, args.output_root / task, repo)
-        except (ValueError, OSError) as err:
+        except (ValueError, OSError, ConfigError) as err:
             print(f"ERROR --run {task}={run_dir}: {err}", file=sys.stderr)
             return 2
         print(f"{run_dir} -> {target}")
