@@ -27,12 +27,19 @@ GATE_TOLERANCE = 0.10
 
 
 def _counted_rows(records):
-    """Rows of a sensitivity.csv table whose bin counts (COMPARED_RANGE, MIN_GAMMA_EVENTS, MIN_PROTON_EVENTS)."""
-    center = np.sqrt(np.asarray(records["reco_energy_low_tev"]) * np.asarray(records["reco_energy_high_tev"]))
-    return ((center >= COMPARED_RANGE[0].to_value(u.TeV)) & (center <= COMPARED_RANGE[1].to_value(u.TeV))
-            & np.isfinite(np.asarray(records["relative_sensitivity"], dtype=float))
-            & (np.asarray(records["n_gamma_events"]) >= MIN_GAMMA_EVENTS)
-            & (np.asarray(records["n_proton_events_in_ring"]) >= MIN_PROTON_EVENTS))
+    """Rows of a sensitivity.csv table whose bin counts (``_counted_bins``, the verdict's rule)."""
+    return _counted_bins(u.Quantity(records["reco_energy_low_tev"], u.TeV),
+                         u.Quantity(records["reco_energy_high_tev"], u.TeV), records)
+
+
+def _counted_bins(low, high, counts):
+    """Bins centred in COMPARED_RANGE with a finite sensitivity on MIN_GAMMA_EVENTS gammas and MIN_PROTON_EVENTS
+    protons (``counts``: the relative_sensitivity, n_gamma_events and n_proton_events_in_ring columns)."""
+    center = np.sqrt(low * high)
+    return ((center >= COMPARED_RANGE[0]) & (center <= COMPARED_RANGE[1])
+            & np.isfinite(np.asarray(counts["relative_sensitivity"], dtype=float))
+            & (np.asarray(counts["n_gamma_events"]) >= MIN_GAMMA_EVENTS)
+            & (np.asarray(counts["n_proton_events_in_ring"]) >= MIN_PROTON_EVENTS))
 
 
 def sensitivity_gate(new, reference, reconstruction="CNN", tolerance=GATE_TOLERANCE):
@@ -103,11 +110,7 @@ def sensitivity_records(results):
 
 def _comparable(result):
     s = result.sensitivity
-    center = np.sqrt(s["reco_energy_low"] * s["reco_energy_high"])
-    return ((center >= COMPARED_RANGE[0]) & (center <= COMPARED_RANGE[1])
-            & np.isfinite(np.asarray(s["relative_sensitivity"], dtype=float))
-            & (np.asarray(s["n_gamma_events"]) >= MIN_GAMMA_EVENTS)
-            & (np.asarray(s["n_proton_events_in_ring"]) >= MIN_PROTON_EVENTS))
+    return _counted_bins(s["reco_energy_low"], s["reco_energy_high"], s)
 
 
 def _comparison(network, classical, low, high):
