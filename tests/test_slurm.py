@@ -57,14 +57,25 @@ def _job_states(job_id):
     return [word.split("=", 1)[1] for line in result.stdout.splitlines() for word in line.split() if word.startswith("JobState=")]
 
 
+# a job has ended for good only in one of these; any other state, including flags SLURM shows as states for
+# a moment (SIGNALING, STAGE_OUT, REQUEUED, ...), means it may still run or be requeued
+TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
+                   "OUT_OF_MEMORY"}
+
+
 def wait_for(job_ids, timeout=900):
-    """Until every job has ended for good (a requeued job passes through several states)."""
-    active = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING", "SUSPENDED", "RESIZING"}
+    """Until every job has ended for good: seen in a terminal state twice, 3 s apart (a requeued job passes
+    through several states)."""
     deadline = time.monotonic() + timeout
+    ended_since = None
     while time.monotonic() < deadline:
         states = [s for job in job_ids for s in _job_states(job)]
-        if states and not active.intersection(states):
-            return states
+        if states and set(states) <= TERMINAL_STATES:
+            ended_since = ended_since or time.monotonic()
+            if time.monotonic() - ended_since >= 3:
+                return states
+        else:
+            ended_since = None
         time.sleep(1)
     subprocess.run(["scancel", *job_ids])
     pytest.fail(f"jobs {job_ids} did not finish in {timeout} s")

@@ -103,3 +103,28 @@ def test_existing_file_is_not_overwritten(toy_data):
     with pytest.raises(FileExistsError):
         write_toy_file(DatasetFile(path=existing, particle="gamma", n_showers=5, obs_id=1, seed=1))
     assert existing.stat().st_mtime_ns == before
+
+
+def test_image_shapes_are_ctapipes_toymodel_bit_for_bit():
+    """The production's densities are toymodel's, to the last bit (a Poisson draw can hang on it)."""
+    from ctapipe.image.toymodel import Gaussian, RingGaussian, SkewedGaussian
+
+    from ctlearn_mlops.toysim.dataset import lst_subarray
+    from ctlearn_mlops.toysim.images import GaussianShape, RingShape, SkewedGaussianShape
+
+    camera = lst_subarray().tel[1].camera.geometry
+    x, y, area = camera.pix_x.to_value(u.m), camera.pix_y.to_value(u.m), camera.pix_area.to_value(u.m**2)
+    m = u.m
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        cx, cy = rng.uniform(-1, 1, 2)
+        length = rng.uniform(0.05, 0.5)
+        width, psi = rng.uniform(0.02, length), rng.uniform(-np.pi, np.pi)
+        pairs = [
+            (Gaussian(cx * m, cy * m, length * m, width * m, psi * u.rad), GaussianShape(cx, cy, length, width, psi)),
+            (SkewedGaussian(cx * m, cy * m, length * m, width * m, psi * u.rad, 0.3),
+             SkewedGaussianShape(cx, cy, length, width, psi)),
+            (RingGaussian(cx * m, cy * m, 3 * length * m, width / 3 * m), RingShape(cx, cy, 3 * length, width / 3)),
+        ]
+        for theirs, ours in pairs:
+            np.testing.assert_array_equal(ours.pdf(x, y) * 120.0 * area, theirs.expected_signal(camera, 120.0))
