@@ -1,13 +1,15 @@
-"""What an epoch of the train tool costs above the in-memory compute limit, one ingredient at a time.
+"""What an epoch costs above the in-memory compute limit, one ingredient at a time.
 
-The train tool fits ctlearn 0.10.2's network with three things a bare
-``model.fit`` on arrays does not have: deterministic kernels
-(``tf.config.experimental.enable_op_determinism``, for resumes that end with
-the uninterrupted run's weights), ctlearn's ``MirroredStrategy`` (upstream
-builds the model in its scope), and batches from a Python loader (a Keras
-``Sequence``).  Each variant runs in a new process on the default data
-(``configs/energy.yaml``, the training images in memory), 5 epochs, and
-reports the median wall time between epoch ends after the first.
+Three things a bare ``model.fit`` on arrays does not have: deterministic
+kernels (``tf.config.experimental.enable_op_determinism``, which the train
+tool sets so that resumes end with the uninterrupted run's weights),
+ctlearn's ``MirroredStrategy`` (upstream builds the model in its scope) and
+batches from a Python loader (a Keras ``Sequence``, as ctlearn's
+``model.fit`` takes them).  Each variant runs in a new process on the default
+data (``configs/energy.yaml``, the training images in memory), 5 epochs, and
+reports the median wall time between epoch ends after the first.  The train
+tool itself (its own train step, ``distributed.fit_on_shares``) is measured
+against the same limit by ``fast_loading.py``.
 
 Writes the table, with machine and date, to docs/benchmarks.md.
 
@@ -30,7 +32,7 @@ VARIANTS = {
     "det": "+ deterministic kernels",
     "mirrored": "+ MirroredStrategy scope",
     "sequence": "+ batches from a Keras Sequence",
-    "det+mirrored+sequence": "all three (what the train tool has, without its callbacks)",
+    "det+mirrored+sequence": "all three (stock ctlearn's fit, with deterministic kernels)",
 }
 BATCH = 64
 
@@ -84,12 +86,12 @@ def one_variant(variant):
                 return len(self.x) // BATCH
 
             def __getitem__(self, i):
-                return {"input": self.x[i * BATCH:(i + 1) * BATCH]}, {"energy": self.y[i * BATCH:(i + 1) * BATCH]}
+                return self.x[i * BATCH:(i + 1) * BATCH], {"energy": self.y[i * BATCH:(i + 1) * BATCH]}
 
         model.fit(Batches(*train), validation_data=Batches(*validation), epochs=5, verbose=0, callbacks=[timer])
     else:
-        model.fit({"input": train[0]}, {"energy": train[1]}, batch_size=BATCH, epochs=5, verbose=0,
-                  validation_data=({"input": validation[0]}, {"energy": validation[1]}), callbacks=[timer])
+        model.fit(train[0], {"energy": train[1]}, batch_size=BATCH, epochs=5, verbose=0,
+                  validation_data=(validation[0], {"energy": validation[1]}), callbacks=[timer])
     return float(np.median(np.diff(ends)))
 
 

@@ -118,16 +118,29 @@ def memory_gather_rates(cache, batch_size, passes):
     return rates
 
 
-_EPOCH_LINE = re.compile(r"^\s*(\d+)/(\d+) - .*?(\d+(?:\.\d+)?)(m?s)/step\s*$")
+# Keras 3: '23/23 - 4s - 194ms/step - loss: ...' (Keras 2 put the time per step last)
+_EPOCH_LINE = re.compile(r"^\s*(\d+)/(\d+) - .*?\b(\d+(?:\.\d+)?)(m?s)/step\b")
 
 
 def second_epoch_seconds_per_step(text):
-    """Keras verbose=2 lines '23/23 - 15s - ... - 657ms/step': seconds per step of the second epoch."""
+    """Keras verbose=2 lines '23/23 - 4s - 194ms/step - ...': seconds per step of the second epoch."""
     steps = [m for m in (_EPOCH_LINE.match(line) for line in text.splitlines()) if m]
     if len(steps) < 2:
         raise RuntimeError("no second epoch found in the training output:\n" + text[-3000:])
     value, unit = float(steps[1].group(3)), steps[1].group(4)
     return value / 1000 if unit == "ms" else value
+
+
+def second_epoch_seconds_per_step_of_run(run_dir):
+    """The train tool logs no Keras progress lines: its second epoch's seconds (events.jsonl, training and
+    validation, as Keras' time per step includes) over the run's training steps."""
+    from ctlearn_mlops.tracking import read_events
+
+    seconds = [e["seconds"] for e in read_events(run_dir) if e["event"] == "epoch_end"]
+    split = np.genfromtxt(run_dir / "split.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")
+    batch_size = yaml.safe_load((run_dir / "config.yaml").read_text())["TrainCTLearnModel"]["batch_size"]
+    steps = int(np.count_nonzero(split["split"] == "training")) // batch_size
+    return seconds[1] / steps
 
 
 def run_captured(tool, argv):
@@ -161,14 +174,14 @@ def train_epochs(config, config_path, files, tmp, cache_dir, workers, batch_size
     stock_path.write_text(yaml.safe_dump(stock_config))
     stock = second_epoch_seconds_per_step(run_captured(TrainCTLearnModel(), ["--config", stock_path]))
 
-    ours_out = run_captured(TrainTool(), [
+    run_captured(TrainTool(), [
         "--config", config_path, "--run-name", "bench", "--epochs", 2, "--overwrite",
         "--set", f"Project.output_root={tmp / 'models'}", "--set", "FastLoader.enabled=true",
         # workers let reading overlap the network even from the cache (in-process measured 1.5x the limit, 2 workers 1.2x)
         "--set", f"FastLoader.cache_dir={cache_dir}", "--set", f"FastLoader.workers={workers}",
     ])
-    ours = second_epoch_seconds_per_step(ours_out)
     run_dir = tmp / "models" / config["Project"]["task"] / "bench"
+    ours = second_epoch_seconds_per_step_of_run(run_dir)
     limit, sequence = compute_limit(config, files, cache_dir, run_dir, batch_size)
     return stock, ours, limit, sequence, run_dir
 
@@ -209,8 +222,9 @@ def compute_limit(config, files, cache_dir, run_dir, batch_size):
             model.fit(*args, epochs=2, verbose=2, **kwargs)
         return second_epoch_seconds_per_step(out.getvalue())
 
-    limit = seconds_per_step({"input": x_train}, {"energy": y_train}, batch_size=batch_size, shuffle=True,
-                             validation_data=({"input": images[val]}, {"energy": labels[val]}))
+    # (the network's one input by position: Keras 3 names it after the layer, e.g. input_layer_3)
+    limit = seconds_per_step(x_train, {"energy": y_train}, batch_size=batch_size, shuffle=True,
+                             validation_data=(images[val], {"energy": labels[val]}))
 
     # the same fit through a keras.utils.Sequence (our loader on the cache, in this process), without the
     # train tool's callbacks: separates what Keras' Sequence path costs from what the run's checkpoints cost
@@ -242,7 +256,7 @@ def predict_rates(config, config_path, files, tmp, run_dir, cache_dir, workers, 
     for i, f in enumerate(files):
         run_captured(MonoPredictCTLearnModel(), [
             "--config", stock_path, "--input_url", f, f"--{task}_model", run_dir / MODEL_DIR,
-            "--output", tmp / f"stock_{i}.dl2.h5", "--PredictCTLearnModel.overwrite_tables=True",
+            "--output", tmp / f"stock_{i}.dl2.h5", "--overwrite",
         ])
     stock_seconds = time.perf_counter() - start
 
@@ -323,7 +337,7 @@ Image cache built in {cache_seconds:.1f} s.
 |---|---|---|---|
 {loader_rows}
 
-**Training** (second epoch, Keras' time per step incl. validation, per 1000 training images):
+**Training** (second epoch, time per step incl. validation, per 1000 training images):
 
 | path | s per 1000 images | vs compute limit |
 |---|---|---|
@@ -351,10 +365,13 @@ in {batch_size / cache_rate * 1000:.1f} ms in-process and {batch_size / worker_r
 into shared memory by the worker and copied out by the trainer, after a
 queue round trip: that copy and the round trip are what keep it below the
 in-process rate, at {worker_rate / consumption:.0f}x the images per second the network consumes here.
-What the train tool adds above the limit in Keras' time per step is the
-per-step work of its run callbacks; the per-epoch costs (saving, the
-loader's iterator at each epoch) are not in Keras' step time: the wall time
-per epoch is in `benchmarks/startup.py` and `benchmarks/epoch_bounds.py` below.
+The train tool's time per step is its whole second epoch (its own train
+step, `distributed.fit_on_shares`, with saving and validation) over its
+training steps; the others' are Keras' progress lines, which also include
+validation. Keras 3's `fit` on NumPy arrays (the "compute limit" row) goes
+through its array adapter, which is not faster than a `Sequence` here: the
+ratios to it are ratios to Keras' array path; what each ingredient of stock
+ctlearn's `fit` costs is in `benchmarks/epoch_bounds.py` below.
 """
     write_section(args.output, "fast-loading", body)
     print(body)
