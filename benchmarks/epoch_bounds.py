@@ -32,7 +32,7 @@ VARIANTS = {
     "det": "+ deterministic kernels",
     "mirrored": "+ MirroredStrategy scope",
     "sequence": "+ batches from a Keras Sequence",
-    "det+mirrored+sequence": "all three (stock ctlearn's fit, with deterministic kernels)",
+    "det+mirrored+sequence": "all three (Keras' fit as ctlearn calls it, with deterministic kernels)",
 }
 BATCH = 64
 

@@ -10,8 +10,8 @@ on the embedded default data, `make data`):
    batch size from the images held in memory (the machine's memory limit);
 2. one training epoch (the second, after graph tracing) of the config's model
    and batch size: stock `ctlearn-train-model`, our train tool on the fast
-   path, and the same model fed from in-memory NumPy arrays (the compute
-   limit);
+   path, and the same model fitted by Keras on in-memory NumPy arrays (what
+   the tables call the compute limit);
 3. prediction events/s on the same files: the stock `ctlearn-predict-mono-model`
    tool vs our predict tool on the fast path, both run in this (warm)
    interpreter.
@@ -119,7 +119,7 @@ def memory_gather_rates(cache, batch_size, passes):
 
 
 # Keras 3: '23/23 - 4s - 194ms/step - loss: ...' (Keras 2 put the time per step last)
-_EPOCH_LINE = re.compile(r"^\s*(\d+)/(\d+) - .*?\b(\d+(?:\.\d+)?)(m?s)/step\b")
+_EPOCH_LINE = re.compile(r"^\s*(\d+)/(\d+) - .*?\b(\d+(?:\.\d+)?)(us|ms|s)/step\b")
 
 
 def second_epoch_seconds_per_step(text):
@@ -128,19 +128,19 @@ def second_epoch_seconds_per_step(text):
     if len(steps) < 2:
         raise RuntimeError("no second epoch found in the training output:\n" + text[-3000:])
     value, unit = float(steps[1].group(3)), steps[1].group(4)
-    return value / 1000 if unit == "ms" else value
+    return value / {"us": 1e6, "ms": 1e3, "s": 1.0}[unit]
 
 
-def second_epoch_seconds_per_step_of_run(run_dir):
-    """The train tool logs no Keras progress lines: its second epoch's seconds (events.jsonl, training and
-    validation, as Keras' time per step includes) over the run's training steps."""
+def second_epoch_seconds_per_step_of_run(run_dir, batch_size):
+    """The train tool logs no Keras progress lines: the time between its first and second epoch ends (events.jsonl:
+    the whole second epoch with validation, saving and backup) over the run's training steps."""
+    import pandas as pd
+
     from ctlearn_mlops.tracking import read_events
 
-    seconds = [e["seconds"] for e in read_events(run_dir) if e["event"] == "epoch_end"]
-    split = np.genfromtxt(run_dir / "split.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")
-    batch_size = yaml.safe_load((run_dir / "config.yaml").read_text())["TrainCTLearnModel"]["batch_size"]
-    steps = int(np.count_nonzero(split["split"] == "training")) // batch_size
-    return seconds[1] / steps
+    ends = [e["ended_at"] for e in read_events(run_dir) if e["event"] == "epoch_end"]
+    steps = int((pd.read_csv(run_dir / "split.csv")["split"] == "training").sum()) // batch_size
+    return (ends[1] - ends[0]) / steps
 
 
 def run_captured(tool, argv):
@@ -177,11 +177,11 @@ def train_epochs(config, config_path, files, tmp, cache_dir, workers, batch_size
     run_captured(TrainTool(), [
         "--config", config_path, "--run-name", "bench", "--epochs", 2, "--overwrite",
         "--set", f"Project.output_root={tmp / 'models'}", "--set", "FastLoader.enabled=true",
-        # workers let reading overlap the network even from the cache (in-process measured 1.5x the limit, 2 workers 1.2x)
+        # workers let reading overlap the network even from the cache
         "--set", f"FastLoader.cache_dir={cache_dir}", "--set", f"FastLoader.workers={workers}",
     ])
     run_dir = tmp / "models" / config["Project"]["task"] / "bench"
-    ours = second_epoch_seconds_per_step_of_run(run_dir)
+    ours = second_epoch_seconds_per_step_of_run(run_dir, batch_size)
     limit, sequence = compute_limit(config, files, cache_dir, run_dir, batch_size)
     return stock, ours, limit, sequence, run_dir
 
@@ -368,10 +368,13 @@ in-process rate, at {worker_rate / consumption:.0f}x the images per second the n
 The train tool's time per step is its whole second epoch (its own train
 step, `distributed.fit_on_shares`, with saving and validation) over its
 training steps; the others' are Keras' progress lines, which also include
-validation. Keras 3's `fit` on NumPy arrays (the "compute limit" row) goes
-through its array adapter, which is not faster than a `Sequence` here: the
-ratios to it are ratios to Keras' array path; what each ingredient of stock
-ctlearn's `fit` costs is in `benchmarks/epoch_bounds.py` below.
+validation. The "compute limit" row is Keras 3's `fit` on NumPy arrays
+(shuffled every epoch, as the loaders shuffle), through its array adapter.
+One second epoch of these paths varies by up to ~40 % between runs of this
+script here (stock tool 1.83 and 2.72 s, arrays 1.61 and 1.34 s per 1000
+images, 2026-12-07): ratios within ~1.2 of each other are not told apart by
+one run. What each ingredient of a Keras `fit` costs is in
+`benchmarks/epoch_bounds.py` below.
 """
     write_section(args.output, "fast-loading", body)
     print(body)

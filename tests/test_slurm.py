@@ -64,21 +64,23 @@ TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "
 
 
 def wait_for(job_ids, timeout=900):
-    """Until every job has ended for good: seen in a terminal state twice, 3 s apart (a requeued job passes
+    """Until every job has ended for good: each in a terminal state, at every poll for 3 s (a requeued job passes
     through several states)."""
     deadline = time.monotonic() + timeout
     ended_since = None
+    states = {}
     while time.monotonic() < deadline:
-        states = [s for job in job_ids for s in _job_states(job)]
-        if states and set(states) <= TERMINAL_STATES:
+        states = {job: _job_states(job) for job in job_ids}
+        # a job scontrol does not answer for (a failed query) has not been seen to end
+        if all(states.values()) and all(set(s) <= TERMINAL_STATES for s in states.values()):
             ended_since = ended_since or time.monotonic()
             if time.monotonic() - ended_since >= 3:
-                return states
+                return [s for job in job_ids for s in states[job]]
         else:
             ended_since = None
         time.sleep(1)
     subprocess.run(["scancel", *job_ids])
-    pytest.fail(f"jobs {job_ids} did not finish in {timeout} s")
+    pytest.fail(f"jobs {job_ids} did not finish in {timeout} s (last states: {states})")
 
 
 def _config(toy_data, tmp_path, task, **sections):

@@ -110,7 +110,7 @@ def test_image_shapes_are_ctapipes_toymodel_bit_for_bit():
     from ctapipe.image.toymodel import Gaussian, RingGaussian, SkewedGaussian
 
     from ctlearn_mlops.toysim.dataset import lst_subarray
-    from ctlearn_mlops.toysim.images import GaussianShape, RingShape, SkewedGaussianShape
+    from ctlearn_mlops.toysim.images import GaussianShape, RingShape, SkewedGaussianShape, _expected_signal
 
     camera = lst_subarray().tel[1].camera.geometry
     x, y, area = camera.pix_x.to_value(u.m), camera.pix_y.to_value(u.m), camera.pix_area.to_value(u.m**2)
@@ -127,4 +127,4 @@ def test_image_shapes_are_ctapipes_toymodel_bit_for_bit():
             (RingGaussian(cx * m, cy * m, 3 * length * m, width / 3 * m), RingShape(cx, cy, 3 * length, width / 3)),
         ]
         for theirs, ours in pairs:
-            np.testing.assert_array_equal(ours.pdf(x, y) * 120.0 * area, theirs.expected_signal(camera, 120.0))
+            np.testing.assert_array_equal(_expected_signal(ours, x, y, area, 120.0), theirs.expected_signal(camera, 120.0))

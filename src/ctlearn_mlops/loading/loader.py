@@ -140,7 +140,9 @@ class FastDataLoader(DLDataLoader):
             # the stock batch (blank images for missing telescopes, event order, labels) around our images
             return stereo_item(self, stereo_batch_with_images(self.DLDataReader, rows, images))
         batch = Table({name: column[rows] for name, column in self._labels.items()}, copy=False)
-        batch["features"] = images
+        # the images are this batch's own array (read, or copied out of shared memory): a column copy would
+        # double the batch's memory traffic
+        batch.add_column(images, name="features", copy=False)
         return mono_item(self, batch)
 
     def close(self):

@@ -21,8 +21,8 @@ __all__ = ["IRF_PHYSICS", "DatasetFile", "default_dataset_plan", "irf_dataset_pl
 log = logging.getLogger(__name__)
 
 GEOMETRY_SIMTEL = "gamma_test.simtel.gz"
-#: HDF5 compression level of the toy files: ctapipe's default (5) spends ~3x the time of level 1 compressing the
-#: images when the file is closed, for files ~5 % smaller (benchmarks/toy_production.py)
+#: HDF5 compression level of the toy files: with ctapipe's default (5) the DataWriter takes ~2.2x its time at
+#: level 1, for files ~5 % smaller (benchmarks/toy_production.py)
 COMPRESSION_LEVEL = 1
 LST_TYPE = "LST_LST_LSTCam"
 

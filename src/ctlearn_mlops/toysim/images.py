@@ -2,16 +2,17 @@
 
 Gamma: one skewed Gaussian ellipse along the projected shower axis.
 Proton: a wider, jittered main ellipse plus sub-showers and, sometimes, a muon
-ring (``RingGaussian``).  Peak times carry a gradient along the major axis
+ring.  Peak times carry a gradient along the major axis
 that grows with the impact distance, as in real IACT images.
 
 The densities are toymodel's ``Gaussian``, ``SkewedGaussian`` and
 ``RingGaussian`` (a ring of uniform brightness), evaluated by the same scipy
 functions on the same numbers, bit for bit (tests/toysim), but without
 toymodel's objects: each of them freezes scipy distributions and wraps
-astropy quantities (~1 ms a shape, most of the production's time before).
-Bit for bit matters: a Poisson draw whose mean moved by one last bit can
-change the random stream of a whole file, and with it every image after it.
+astropy quantities, 13-25 % of the production's time a shower
+(benchmarks/toy_production.py).  Bit for bit matters: a Poisson draw whose
+mean moved by one last bit can change the random stream of a whole file, and
+with it every image after it.
 """
 
 from dataclasses import dataclass
@@ -48,12 +49,14 @@ class GaussianShape:
 
 @dataclass(frozen=True)
 class SkewedGaussianShape(GaussianShape):
-    """toymodel.SkewedGaussian (ctapipe 0.32) with the gammas' skewness: skew-normal along the major axis."""
+    """toymodel.SkewedGaussian (ctapipe 0.32): skew-normal along the major axis, normal across it."""
+
+    skewness: float = _GAMMA_SKEWNESS
 
     def pdf(self, x, y):
         # toymodel's SkewedGaussian._moments_to_parameters
-        skew23 = np.abs(_GAMMA_SKEWNESS) ** (2 / 3)
-        delta = np.sign(_GAMMA_SKEWNESS) * np.sqrt((np.pi / 2 * skew23) / (skew23 + (0.5 * (4 - np.pi)) ** (2 / 3)))
+        skew23 = np.abs(self.skewness) ** (2 / 3)
+        delta = np.sign(self.skewness) * np.sqrt((np.pi / 2 * skew23) / (skew23 + (0.5 * (4 - np.pi)) ** (2 / 3)))
         scale = self.length / np.sqrt(1 - 2 * delta**2 / np.pi)
         along, across = rotation_matrix_2d(-self.psi * u.rad) @ (np.column_stack([x, y]) - np.array([self.x, self.y])).T
         return norm.pdf(across, loc=0, scale=self.width) * skewnorm.pdf(
@@ -112,7 +115,7 @@ def _time_gradient(geometry: ImageGeometry):
 
 
 def _components(particle, geometry: ImageGeometry, intensity, rng):
-    """Return a list of (toymodel shape, expected p.e., t0, gradient, psi, centre)."""
+    """Return a list of (shape, expected p.e., t0, gradient, psi, centre)."""
     d2m = geometry.deg_to_m
     psi = _axis_angle(geometry)
     length = max(_axis_length(geometry), 0.03 * d2m)
@@ -171,15 +174,15 @@ def _expected_signal(shape, pix_x, pix_y, pix_area, intensity):
     return shape.pdf(pix_x, pix_y) * intensity * pix_area
 
 
-_PIXELS = {}
+_LAST_PIXELS = [None, None]
 
 
 def _pixels(camera):
-    """Pixel positions and areas in metres (once per camera geometry)."""
-    key = id(camera)
-    if key not in _PIXELS:
-        _PIXELS[key] = (camera, camera.pix_x.to_value(u.m), camera.pix_y.to_value(u.m), camera.pix_area.to_value(u.m**2))
-    return _PIXELS[key][1:]
+    """Pixel positions and areas in metres, of the last camera geometry asked for (a file renders with one)."""
+    if _LAST_PIXELS[0] is not camera:
+        _LAST_PIXELS[:] = [camera, (camera.pix_x.to_value(u.m), camera.pix_y.to_value(u.m),
+                                    camera.pix_area.to_value(u.m**2))]
+    return _LAST_PIXELS[1]
 
 
 def render_image(camera, particle, geometry: ImageGeometry, intensity, nsb_level_pe, rng) -> ToyImage:
