@@ -32,13 +32,18 @@ def _counted_rows(records):
                          u.Quantity(records["reco_energy_high_tev"], u.TeV), records)
 
 
+def _measured_bins(counts):
+    """Bins with a finite sensitivity on MIN_GAMMA_EVENTS gammas (``counts``: the relative_sensitivity and
+    n_gamma_events columns)."""
+    return (np.isfinite(np.asarray(counts["relative_sensitivity"], dtype=float))
+            & (np.asarray(counts["n_gamma_events"]) >= MIN_GAMMA_EVENTS))
+
+
 def _counted_bins(low, high, counts):
-    """Bins centred in COMPARED_RANGE with a finite sensitivity on MIN_GAMMA_EVENTS gammas and MIN_PROTON_EVENTS
-    protons (``counts``: the relative_sensitivity, n_gamma_events and n_proton_events_in_ring columns)."""
+    """Measured bins (``_measured_bins``) centred in COMPARED_RANGE with MIN_PROTON_EVENTS protons (``counts``
+    also has the n_proton_events_in_ring column)."""
     center = np.sqrt(low * high)
-    return ((center >= COMPARED_RANGE[0]) & (center <= COMPARED_RANGE[1])
-            & np.isfinite(np.asarray(counts["relative_sensitivity"], dtype=float))
-            & (np.asarray(counts["n_gamma_events"]) >= MIN_GAMMA_EVENTS)
+    return ((center >= COMPARED_RANGE[0]) & (center <= COMPARED_RANGE[1]) & _measured_bins(counts)
             & (np.asarray(counts["n_proton_events_in_ring"]) >= MIN_PROTON_EVENTS))
 
 
@@ -60,10 +65,8 @@ def sensitivity_gate(new, reference, reconstruction="CNN", tolerance=GATE_TOLERA
             raise ValueError(f"the {name} IRF output has no reconstruction {reconstruction!r} (it has "
                              f"{', '.join(dict.fromkeys(np.asarray(records['reconstruction'])))})")
         rows[name] = mine
-    new_rows = rows["new"]
-    measured = np.isfinite(np.asarray(new_rows["relative_sensitivity"], dtype=float)) & (
-        np.asarray(new_rows["n_gamma_events"]) >= MIN_GAMMA_EVENTS)
-    new_by_bin = {round(float(r["reco_energy_low_tev"]), 6): (r, bool(c)) for r, c in zip(new_rows, measured)}
+    new_by_bin = {round(float(r["reco_energy_low_tev"]), 6): (r, bool(c))
+                  for r, c in zip(rows["new"], _measured_bins(rows["new"]))}
     checked = []
     for row, counted in zip(rows["reference"], _counted_rows(rows["reference"])):
         if not counted:
