@@ -349,6 +349,20 @@ def set_example_table(reader, examples, simulation_info=None):
             reader.n_bkg_events = np.count_nonzero(counted["true_shower_primary_class"] == 0)
 
 
+#: what dl1-data-handler 0.14.9 takes from the trigger table into the examples of observed runs
+_TRIGGER_COLUMNS = ("time", "event_type")
+
+
+def _rows_of(table, examples):
+    """Row of ``table`` holding each example's (obs_id, event_id)."""
+    def key(t):
+        return np.asarray(t["obs_id"], dtype=np.int64) * 2**32 + np.asarray(t["event_id"], dtype=np.int64)
+
+    keys = key(table)
+    order = np.argsort(keys, kind="stable")
+    return order[np.searchsorted(keys, key(examples), sorter=order)]
+
+
 class ReaderHooks:
     """Mixin for a dl1-data-handler 0.14.9 ``DLImageReader``: hooks around how it builds its example table.
 
@@ -381,6 +395,8 @@ class ReaderHooks:
     def _build_examples(self, upstream, stereo):
         if self.restore_examples():
             return
+        if str(getattr(self.process_type, "value", self.process_type)) == "Observation":
+            upstream = self._observed_examples(upstream)
         available = self.telescopes_available = {name: self.telescopes_in(name) for name in self.files}
         selected = self.selected_telescopes
         if all(tels is None or all(np.isin(ids, list(tels)).all() for ids in selected.values())
@@ -389,6 +405,30 @@ class ReaderHooks:
         else:
             self._build_examples_per_file(upstream, stereo, available)
         self.examples_built()
+
+    def _observed_examples(self, upstream):
+        """``upstream`` building the examples of an observed run, with the trigger table's columns joined."""
+        from ctapipe.io import read_table
+
+        def build():
+            keep = list(self.example_ids_keep_columns)
+            self.example_ids_keep_columns = [c for c in keep if c not in _TRIGGER_COLUMNS]
+            try:
+                upstream()
+            finally:
+                self.example_ids_keep_columns = keep
+            (handle,) = self.files.values()  # dl1-data-handler takes one observed file per reader
+            trigger = read_table(handle, "/dl1/event/subarray/trigger")
+            for name in ("example_identifiers", "unique_example_identifiers"):
+                examples = getattr(self, name, None)
+                if examples is None:
+                    continue
+                rows = _rows_of(trigger, examples)
+                examples["time"] = trigger["time"][rows]
+                # the plain number: the column's enum type does not go into the example index's metadata
+                examples["event_type"] = np.asarray(trigger["event_type"], dtype=np.int64)[rows]
+
+        return build
 
     def _build_examples_per_file(self, upstream, stereo, available):
         from collections import OrderedDict

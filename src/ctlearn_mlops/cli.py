@@ -31,7 +31,7 @@ import warnings
 from .output import startup_chatter_dropped
 
 __all__ = [
-    "compare", "convert", "ctlearn_option_classes", "describe_options", "events", "extract_images", "irf", "make_default_data", "merge", "predict", "report",
+    "compare", "convert", "ctlearn_option_classes", "describe_options", "events", "extract_images", "irf", "make_default_data", "merge", "mock_observation", "predict", "report",
     "resume", "runs", "sweep", "train",
 ]
 
@@ -139,6 +139,11 @@ def merge():
 def make_default_data():
     """scripts/data_processing/make_default_dataset.py, ctlearn-mlops-make-default-data"""
     _start("make_default_data")
+
+
+def mock_observation():
+    """scripts/data_processing/make_mock_observation.py, ctlearn-mlops-mock-observation"""
+    _start("mock_observation")
 
 
 def ctlearn_option_classes():

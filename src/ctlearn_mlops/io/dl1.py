@@ -12,7 +12,11 @@ import tables
 
 from ..exceptions import InputDataError
 
-__all__ = ["DL1_IMAGE_NODES", "available_telescopes", "check_dl1_files", "hdf5_problem"]
+__all__ = ["DL1_IMAGE_NODES", "OBSERVED_POINTING_GROUP", "available_telescopes", "check_dl1_files",
+           "check_observed_files", "hdf5_problem", "is_observed", "telescope_pointing"]
+
+#: where observed runs carry their telescopes' pointing over time (ctapipe's ``PointingInterpolator`` reads it)
+OBSERVED_POINTING_GROUP = "/dl0/monitoring/telescope/pointing"
 
 #: what a DL1 file must hold for the image readers (dl1-data-handler 0.14) and our DL2 writer
 DL1_IMAGE_NODES = (
@@ -83,6 +87,57 @@ def check_dl1_files(files, source=None, key="Project.signal_dir", nodes=DL1_IMAG
                 problem = f"is not a ctapipe DL1 file with images and parameters (no {missing[0]})"
         if problem is not None:
             raise InputDataError(f"{path} {problem}", source=source, key=key)
+
+
+def is_observed(path):
+    """True for a file of observed data (``CTA PROCESS TYPE`` Observation: no simulation truth)."""
+    with tables.open_file(str(path), mode="r") as h5:
+        attrs = h5.root._v_attrs
+        return "CTA PROCESS TYPE" in attrs._f_list() and str(attrs["CTA PROCESS TYPE"]) == "Observation"
+
+
+def check_observed_files(files, source=None, key="--input"):
+    """Whether ``files`` are observed runs (True) or simulations (False); InputDataError for a mix, or observed
+    runs without what placing their events on the sky needs (event times, the telescopes' pointing)."""
+    kinds = {Path(path): is_observed(path) for path in files}
+    if len(set(kinds.values())) > 1:
+        observed = next(p for p, o in kinds.items() if o)
+        simulated = next(p for p, o in kinds.items() if not o)
+        raise InputDataError(f"{observed} is an observed run and {simulated} a simulation: give them separately "
+                             "(one event DL2 file holds one kind)", source=source, key=key)
+    if not any(kinds.values()):
+        return False
+    for path in files:
+        with tables.open_file(str(path), mode="r") as h5:
+            trigger = h5.get_node("/dl1/event/subarray/trigger")
+            if "time" not in trigger.colnames:
+                raise InputDataError(f"{path} is an observed run without event times (time in "
+                                     "/dl1/event/subarray/trigger)", source=source, key=key)
+            missing = sorted(available_telescopes(h5) - _telescopes_with_rows(h5, OBSERVED_POINTING_GROUP))
+        if missing:
+            raise InputDataError(f"{path} is an observed run without the pointing of telescope {missing[0]} "
+                                 f"({OBSERVED_POINTING_GROUP}/tel_{missing[0]:03d}: time, azimuth, altitude): its "
+                                 "events cannot be placed on the sky", source=source, key=key)
+    return True
+
+
+def telescope_pointing(path, tel_ids, times):
+    """(altitude, azimuth) Quantities of telescope ``tel_ids[i]`` at ``times[i]``, interpolated in the pointing
+    tables of an observed run with ctapipe's ``PointingInterpolator``."""
+    import astropy.units as u
+    import numpy as np
+    from ctapipe.io import read_table
+    from ctapipe.monitoring.interpolation import PointingInterpolator
+
+    tel_ids = np.asarray(tel_ids)
+    interpolator = PointingInterpolator()
+    alt, az = np.full(len(tel_ids), np.nan), np.full(len(tel_ids), np.nan)
+    for tel_id in np.unique(tel_ids):
+        interpolator.add_table(int(tel_id), read_table(str(path), f"{OBSERVED_POINTING_GROUP}/tel_{int(tel_id):03d}"))
+        rows = tel_ids == tel_id
+        tel_alt, tel_az = interpolator(int(tel_id), times[rows])
+        alt[rows], az[rows] = tel_alt.to_value(u.deg), tel_az.to_value(u.deg) % 360
+    return alt * u.deg, az * u.deg
 
 
 def available_telescopes(path, group="/dl1/event/telescope/parameters"):

@@ -51,6 +51,8 @@ import tables
 from astropy.table import QTable, Table, join
 from ctapipe.io import read_table
 
+from .dl1 import OBSERVED_POINTING_GROUP, telescope_pointing
+
 __all__ = [
     "AXIS_FIT_PREFIX",
     "CLASSICAL_PREFIX",
@@ -228,6 +230,10 @@ def read_training_images(path):
 
 
 def _shower_truth(path):
+    """The simulated showers (obs_id, event_id, true_*), or None for observed runs."""
+    with tables.open_file(str(path), mode="r") as h5:
+        if SHOWER_TABLE not in h5:
+            return None
     showers = read_table(path, SHOWER_TABLE)
     truth = Table({"obs_id": showers["obs_id"], "event_id": showers["event_id"]})
     for name in ("true_energy", "true_alt", "true_az", "true_core_x", "true_core_y", "true_x_max",
@@ -238,7 +244,20 @@ def _shower_truth(path):
 
 
 def _array_pointing(path):
-    """Array pointing per obs_id from the simulation configuration (as dl1-data-handler takes it)."""
+    """(table, keys): the array pointing per obs_id from the simulation configuration (as dl1-data-handler takes
+    it), or for observed runs per array event at its time (the first telescope's, interpolated), with the time."""
+    with tables.open_file(str(path), mode="r") as h5:
+        simulated = SIMULATION_RUN_TABLE in h5
+        tel_ids = sorted(int(n.removeprefix("tel_")) for n in h5.get_node(OBSERVED_POINTING_GROUP)._v_children) \
+            if not simulated and OBSERVED_POINTING_GROUP in h5 else []
+    if not simulated:
+        events = read_table(path, TRIGGER_TABLE)[["obs_id", "event_id", "time"]]
+        if not tel_ids:
+            raise ValueError(f"{path} has neither a simulation configuration nor the pointing of an observed run "
+                             f"({OBSERVED_POINTING_GROUP})")
+        alt, az = telescope_pointing(path, np.full(len(events), tel_ids[0]), events["time"])
+        events["pointing_altitude"], events["pointing_azimuth"] = alt, az
+        return events, ["obs_id", "event_id"]
     runs = read_table(path, SIMULATION_RUN_TABLE)
     return Table({
         "obs_id": runs["obs_id"],
@@ -246,7 +265,7 @@ def _array_pointing(path):
         "pointing_azimuth": u.Quantity(runs["min_az"]).to(u.deg),
         "shower_reuse": np.asarray(runs["shower_reuse"], dtype=np.int64) if "shower_reuse" in runs.colnames
         else np.ones(len(runs), dtype=np.int64),
-    })
+    }), ["obs_id"]
 
 
 def _left_join(table, other, keys):
@@ -258,6 +277,14 @@ def _left_join(table, other, keys):
     joined.sort("__row__")
     joined.remove_column("__row__")
     return joined
+
+
+def _with_truth_and_pointing(path, events):
+    truth = _shower_truth(path)
+    if truth is not None:
+        events = _left_join(events, truth, ["obs_id", "event_id"])
+    pointing, keys = _array_pointing(path)
+    return _left_join(events, pointing, keys)
 
 
 def read_telescope_events(path, tel_ids=None):
@@ -291,8 +318,7 @@ def read_telescope_events(path, tel_ids=None):
     events = vstack(parts) if parts else Table()
     if len(events) == 0:
         return QTable(events)
-    events = _left_join(events, _shower_truth(path), ["obs_id", "event_id"])
-    events = _left_join(events, _array_pointing(path), ["obs_id"])
+    events = _with_truth_and_pointing(path, events)
     events.sort(["obs_id", "event_id", "tel_id"])
     return QTable(events)
 
@@ -313,9 +339,7 @@ def read_subarray_events(path):
         for name in dl2.colnames:
             if name not in ("obs_id", "event_id"):
                 events[name] = dl2[name]
-    events = _left_join(events, _shower_truth(path), ["obs_id", "event_id"])
-    events = _left_join(events, _array_pointing(path), ["obs_id"])
-    return QTable(events)
+    return QTable(_with_truth_and_pointing(path, events))
 
 
 #: free space under which an event file that cannot be read back whole is taken for a full disk

@@ -64,6 +64,7 @@ __all__ = [
     "network_event_values",
     "network_telescope_values",
     "telescope_table",
+    "with_sky_coordinates",
 ]
 
 #: the reference time dl1-data-handler 0.14.6 makes its direction labels with (``LST_EPOCH``)
@@ -283,6 +284,21 @@ def combine(role, prefix, telescope_tables, parameters, events, subarray, weight
             stereo[stem] = np.zeros(0)
         stereo[reco.valid] = np.zeros(0, bool)
     return _event_rows(events, subarray, stereo, reco)
+
+
+def with_sky_coordinates(table, prefix, times, location):
+    """``table`` (an array-event geometry table of an observed run) with ``<prefix>_ra`` / ``<prefix>_dec``: its
+    AltAz direction at each event's time, seen from ``location``, in ICRS (NaN where the direction is invalid)."""
+    alt = u.Quantity(table[f"{prefix}_alt"], u.deg).value
+    az = u.Quantity(table[f"{prefix}_az"], u.deg).value
+    usable = np.isfinite(alt) & np.isfinite(az)
+    ra, dec = np.full(len(table), np.nan), np.full(len(table), np.nan)
+    if usable.any():
+        sky = SkyCoord(alt=alt[usable] * u.deg, az=az[usable] * u.deg,
+                       frame=AltAz(obstime=times[usable], location=location)).icrs
+        ra[usable], dec[usable] = sky.ra.deg, sky.dec.deg
+    table[f"{prefix}_ra"], table[f"{prefix}_dec"] = ra * u.deg, dec * u.deg
+    return table
 
 
 def event_table(role, prefix, keys, values, valid, events, subarray):

@@ -28,7 +28,7 @@ from ..callbacks import PredictionProgress
 from ..config import import_custom_model_file, read_yaml
 from ..exceptions import ConfigError, InputDataError
 from ..io import dl2
-from ..io.dl1 import check_dl1_files
+from ..io.dl1 import check_dl1_files, is_observed, telescope_pointing
 from ..loading.loader import FastPath
 from ..loading.reader import reader_type_for
 from ..physics import reconstruction
@@ -206,7 +206,35 @@ def _predict(run, files, fast, batch_size, log, only=None, split="test"):
 
     ``only``: a set of (obs_id, event_id, tel_id) of mono examples, the only ones predicted (None if the files
     hold none of them); ``split``: which of the run's image caches may serve the files (``test`` or ``train``).
+    Observed runs are read one by one (dl1-data-handler reads one observed file at a time), with the pointing of
+    each example at its time.
     """
+    if len(files) > 1 and is_observed(files[0]):
+        parts = [_predict_reader(run, [path], fast, batch_size, log, only, split, allow_empty=True) for path in files]
+        parts = [part for part in parts if part is not None]
+        if not parts:
+            if only is not None:
+                return None
+            raise InputDataError(f"no image of the DL1 files passes the cuts of run {run.run_dir}", key="--input")
+        return (vstack([keys for keys, _, _ in parts]),
+                {name: np.concatenate([values[name] for _, values, _ in parts]) for name in parts[0][1]},
+                np.concatenate([valid for _, _, valid in parts]))
+    return _predict_reader(run, files, fast, batch_size, log, only, split)
+
+
+def _with_observed_pointing(examples, path, subarray):
+    """``examples`` of an observed run with the pointing of the telescope (of the first telescope, for an array
+    event) at each one's time, in the columns the simulation examples carry."""
+    tel_ids = np.asarray(examples["tel_id"]) if "tel_id" in examples.colnames \
+        else np.full(len(examples), min(subarray.tel_ids))
+    alt, az = telescope_pointing(path, tel_ids, examples["time"])
+    examples = examples.copy(copy_data=False)
+    for prefix in ("telescope_pointing", "pointing"):
+        examples[f"{prefix}_altitude"], examples[f"{prefix}_azimuth"] = alt, az
+    return examples
+
+
+def _predict_reader(run, files, fast, batch_size, log, only, split, allow_empty=False):
     from ..loading.reader import ImageReader  # noqa: F401  (registers the reader type)
 
     if run.custom_model_file:
@@ -219,8 +247,12 @@ def _predict(run, files, fast, batch_size, log, only=None, split="test"):
                              f"{type(err).__name__}: {err}", key="--input") from None
     n = n_examples(reader)
     if n == 0:
+        if allow_empty:
+            return None  # one observed run of several whose images all fail the cuts
         raise InputDataError(f"no image of the DL1 files passes the cuts of run {run.run_dir}", key="--input")
     examples = reader.unique_example_identifiers if run.stereo else reader.example_identifiers
+    if "time" in examples.colnames:  # an observed run
+        examples = _with_observed_pointing(examples, files[0], reader.subarray)
     if only is not None:
         indices = [i for i, key in enumerate(zip(examples["obs_id"], examples["event_id"], examples["tel_id"]))
                    if (int(key[0]), int(key[1]), int(key[2])) in only]
@@ -342,7 +374,9 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
         with dl2.writing(partial):
             _merge_inputs(files, partial)
             subarray = _subarray(partial)
-            events = read_table(partial, dl2.TRIGGER_TABLE)[["obs_id", "event_id", "tels_with_trigger"]]
+            observed = is_observed(partial)
+            events = read_table(partial, dl2.TRIGGER_TABLE)[["obs_id", "event_id", "tels_with_trigger"]
+                                                            + (["time"] if observed else [])]
             if len(np.unique(np.stack([events["obs_id"], events["event_id"]], axis=1), axis=0)) != len(events):
                 raise InputDataError("two input files hold the same array events (obs_id, event_id)", key="--input")
             images = dl2.read_telescope_events(partial)
@@ -353,7 +387,8 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
             progress.update(note="classical reconstruction")
             if training is not None:
                 write_table(Table(training), partial, dl2.TRAINING_IMAGES_TABLE, overwrite=True)
-            write_table(_run_particles(files), partial, dl2.RUN_PARTICLE_TABLE, overwrite=True)
+            if not observed:
+                write_table(_run_particles(files), partial, dl2.RUN_PARTICLE_TABLE, overwrite=True)
             with tables.open_file(partial, mode="r+") as h5:
                 made_by = {f"{run.role}/{run.prefix}": run.describe() for run in runs}
                 if f"geometry/{dl2.AXIS_FIT_PREFIX}" in written:
@@ -430,8 +465,18 @@ def direction_error_model(run, training, fast, batch_size, log):
 
 def _write_reconstructions(path, predictions, roles, images, selected, training, events, subarray, weights,
                            error_model):
-    """Write every DL2 table; return a description of each reconstruction written."""
+    """Write every DL2 table; return a description of each reconstruction written.
+
+    The array-event directions of observed runs (``events`` with a ``time``) get their ICRS coordinates.
+    """
     written = []
+
+    def write_dl2(table, path, table_path, overwrite):
+        if "time" in events.colnames and table_path.startswith(dl2.subarray_table_path("geometry", "")):
+            prefix = table_path.rsplit("/", 1)[-1]
+            table = reconstruction.with_sky_coordinates(table, prefix, events["time"], subarray.reference_location)
+        write_table(table, path, table_path, overwrite=overwrite)
+
     tel_ids = sorted(np.unique(np.asarray(images["tel_id"])))
     parameters = Table(images[["obs_id", "event_id", "tel_id", "hillas_intensity", "hillas_length", "hillas_width"]])
     for role in roles:
@@ -452,30 +497,30 @@ def _write_reconstructions(path, predictions, roles, images, selected, training,
                 table = reconstruction.telescope_table(role, prefix, rows, keys[here],
                                                        {k: np.asarray(v)[here] for k, v in values.items()},
                                                        np.asarray(valid)[here])
-                write_table(table, path, dl2.telescope_table_path(role, prefix, tel_id), overwrite=True)
+                write_dl2(table, path, dl2.telescope_table_path(role, prefix, tel_id), overwrite=True)
                 telescope_tables.append(table)
             stereo = reconstruction.combine(role, prefix, telescope_tables, parameters, events, subarray, weights)
             if role == "geometry" and prefix == dl2.CLASSICAL_PREFIX:
                 hillas = reconstruction.hillas_reconstructor_table(images, selected, events, subarray,
                                                                    prefix=dl2.HILLAS_RECONSTRUCTOR_PREFIX)
-                write_table(hillas, path, dl2.subarray_table_path(role, dl2.HILLAS_RECONSTRUCTOR_PREFIX),
+                write_dl2(hillas, path, dl2.subarray_table_path(role, dl2.HILLAS_RECONSTRUCTOR_PREFIX),
                             overwrite=True)
                 written.append(f"{role}/{dl2.HILLAS_RECONSTRUCTOR_PREFIX}")
                 stereo = _prefer_stereo_geometry(stereo, hillas)
-            write_table(stereo, path, dl2.subarray_table_path(role, prefix), overwrite=True)
+            write_dl2(stereo, path, dl2.subarray_table_path(role, prefix), overwrite=True)
             written.append(f"{role}/{prefix}")
         if role == "geometry" and mono is not None and error_model is not None:
             _run, keys, values, valid = mono
             table = reconstruction.axis_fit_table(images[selected], keys, values, valid, error_model, events, subarray,
                                                   dl2.AXIS_FIT_PREFIX)
-            write_table(table, path, dl2.subarray_table_path(role, dl2.AXIS_FIT_PREFIX), overwrite=True)
-            write_table(error_model.to_table(), path, dl2.DIRECTION_ERROR_MODEL_TABLE, overwrite=True)
+            write_dl2(table, path, dl2.subarray_table_path(role, dl2.AXIS_FIT_PREFIX), overwrite=True)
+            write_dl2(error_model.to_table(), path, dl2.DIRECTION_ERROR_MODEL_TABLE, overwrite=True)
             written.append(f"{role}/{dl2.AXIS_FIT_PREFIX}")
         stereo_run = predictions.get((role, True))
         if stereo_run is not None:
             _run, keys, values, valid = stereo_run
             table = reconstruction.event_table(role, dl2.STEREO_PREFIX, keys, values, valid, events, subarray)
-            write_table(table, path, dl2.subarray_table_path(role, dl2.STEREO_PREFIX), overwrite=True)
+            write_dl2(table, path, dl2.subarray_table_path(role, dl2.STEREO_PREFIX), overwrite=True)
             written.append(f"{role}/{dl2.STEREO_PREFIX}")
     return written
 

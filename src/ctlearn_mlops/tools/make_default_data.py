@@ -19,11 +19,28 @@ from ..output import show
 from ..toysim.dataset import default_dataset_plan, irf_dataset_plan, lst_subarray, write_toy_file
 from .base import MLOpsTool
 
-__all__ = ["DefaultDataTool", "main"]
+__all__ = ["DefaultDataTool", "main", "write_in_pool"]
 
 
 def _write(spec):
     return spec, write_toy_file(spec, overwrite=True)
+
+
+def write_in_pool(todo, write, jobs, log):
+    """Run ``write(spec) -> (spec, n events)`` for every spec in ``jobs`` processes, logging each file with the
+    elapsed time and an ETA; return the number of events written."""
+    t0 = time.monotonic()
+    n_events = 0
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(write, spec) for spec in todo]
+        for done, future in enumerate(as_completed(futures), 1):
+            spec, n = future.result()
+            n_events += n
+            elapsed = time.monotonic() - t0
+            eta = elapsed / done * (len(todo) - done)
+            log.info("[%d/%d] %s: %d events (elapsed %.0f s, ETA %.0f s)", done, len(todo), spec.path.name, n,
+                     elapsed, eta)
+    return n_events
 
 
 class DefaultDataTool(MLOpsTool):
@@ -71,19 +88,7 @@ class DefaultDataTool(MLOpsTool):
         skipped = len(self.plan) - len(todo)
         if skipped:
             self.log.info("%d of %d files already complete, skipped", skipped, len(self.plan))
-        t0 = time.monotonic()
-        n_events = 0
-        with ProcessPoolExecutor(max_workers=self.jobs) as pool:
-            futures = [pool.submit(_write, spec) for spec in todo]
-            for done, future in enumerate(as_completed(futures), 1):
-                spec, n = future.result()
-                n_events += n
-                elapsed = time.monotonic() - t0
-                eta = elapsed / done * (len(todo) - done)
-                self.log.info(
-                    "[%d/%d] %s: %d events (elapsed %.0f s, ETA %.0f s)",
-                    done, len(todo), spec.path.name, n, elapsed, eta,
-                )
+        n_events = write_in_pool(todo, _write, self.jobs, self.log)
         self.summary = f"{len(todo)} files written ({n_events} events), {skipped} skipped, in {self.output_dir}"
 
     def finish(self):

@@ -97,8 +97,12 @@ def _depth_to_height_above(x_slant, alt, site_height):
     return np.clip(height_asl - site_height, 0.3 * u.km, None)
 
 
-def sample_showers(rng, n, particle, physics: ToyPhysics) -> ShowerSample:
-    """Draw ``n`` showers of ``particle`` ('gamma' or 'proton')."""
+def sample_showers(rng, n, particle, physics: ToyPhysics, pointing=None) -> ShowerSample:
+    """Draw ``n`` showers of ``particle`` ('gamma' or 'proton').
+
+    ``pointing``: (alt, az) of the telescopes for each shower (a tracking
+    observation); None: the physics' fixed pointing.
+    """
     if particle not in PRIMARY_ID:
         raise ValueError(f"unknown particle {particle!r}, expected one of {sorted(PRIMARY_ID)}")
     energy = _power_law(
@@ -106,7 +110,8 @@ def sample_showers(rng, n, particle, physics: ToyPhysics) -> ShowerSample:
         physics.spectral_index,
     ) * u.TeV
 
-    pointing = SkyCoord(alt=physics.pointing_alt, az=physics.pointing_az, frame=AltAz())
+    alt, az = (physics.pointing_alt, physics.pointing_az) if pointing is None else pointing
+    pointing = SkyCoord(alt=alt, az=az, frame=AltAz())
     if physics.viewcone > 0:
         # isotropic inside the view cone
         cos_max = np.cos(physics.viewcone.to_value(u.rad))
@@ -158,8 +163,11 @@ def impact_distance(showers: ShowerSample, tel_positions):
     return np.linalg.norm(perp, axis=-1)
 
 
-def camera_positions(showers: ShowerSample, tel_positions, slant_depths, site_height, focal_length, physics):
+def camera_positions(showers: ShowerSample, tel_positions, slant_depths, site_height, focal_length, physics,
+                     pointing=None):
     """Camera coordinates (m) of points on each shower axis, seen from each telescope.
+
+    ``pointing``: (alt, az) of the telescopes for each shower; None: the physics' fixed pointing.
 
     Parameters
     ----------
@@ -190,12 +198,17 @@ def camera_positions(showers: ShowerSample, tel_positions, slant_depths, site_he
     view_alt = np.arcsin(view[..., 2] / norm)
     view_az = np.arctan2(-view[..., 1], view[..., 0])
 
-    pointing = SkyCoord(alt=physics.pointing_alt, az=physics.pointing_az, frame=AltAz(obstime=OBSTIME))
+    shape = view_alt.shape
+    if pointing is None:
+        pointing = SkyCoord(alt=physics.pointing_alt, az=physics.pointing_az, frame=AltAz(obstime=OBSTIME))
+    else:  # one pointing per shower, repeated for each of its points
+        alt, az = (np.broadcast_to(u.Quantity(angle, u.deg).value[:, None, None], shape).ravel() * u.deg
+                   for angle in pointing)
+        pointing = SkyCoord(alt=alt, az=az, frame=AltAz(obstime=OBSTIME))
     frame = CameraFrame(focal_length=focal_length, telescope_pointing=pointing, obstime=OBSTIME)
     coords = SkyCoord(
         alt=view_alt.ravel() * u.rad, az=view_az.ravel() * u.rad, frame=AltAz(obstime=OBSTIME)
     ).transform_to(frame)
-    shape = view_alt.shape
     return coords.x.to_value(u.m).reshape(shape), coords.y.to_value(u.m).reshape(shape)
 
 

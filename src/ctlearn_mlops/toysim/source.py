@@ -34,6 +34,9 @@ from .showers import (
 
 __all__ = ["ToyEventSource"]
 
+#: the clock of simulation runs: an event every 10 ms from here
+_SIMULATION_START = Time("2024-01-01T00:00:00", scale="tai")
+
 # slant depths relative to the shower maximum that define an image's extent
 _HEAD_OFFSET = -150.0
 _TAIL_OFFSET = 200.0
@@ -54,13 +57,27 @@ class ToyEventSource(EventSource):
         self.physics = physics or ToyPhysics()
         self.rng = np.random.default_rng(seed)
         self.n_showers = int(n_showers)
-        self.showers = sample_showers(self.rng, self.n_showers, particle, self.physics)
+        self.showers = self._sample_showers()
+        self._prepare_geometry()
+
+    def _sample_showers(self):
+        return sample_showers(self.rng, self.n_showers, self.particle, self.physics)
+
+    def _pointing(self, shower):
+        """(alt, az) the telescopes point to while ``shower`` is seen."""
+        return self.physics.pointing_alt, self.physics.pointing_az
+
+    def _particle_of(self, shower):
+        return self.particle
+
+    def _prepare_geometry(self):
+        subarray = self._subarray
 
         self._tel_ids = np.array(subarray.tel_ids)
         positions = np.stack([subarray.positions[t].to_value(u.m) for t in self._tel_ids])
         self._impact = impact_distance(self.showers, positions)
-        self._light_yield = (
-            self.physics.gamma_light_yield if particle == "gamma" else self.physics.proton_light_yield
+        self._light_yield = np.where(
+            self._particles() == "gamma", self.physics.gamma_light_yield, self.physics.proton_light_yield,
         )
         x_max = self.showers.x_max.to_value(u.g / u.cm**2)[:, None]
         depths = np.hstack([
@@ -71,8 +88,44 @@ class ToyEventSource(EventSource):
         self._deg_to_m = (self._focal_length * np.deg2rad(1.0)).to_value(u.m)
         self._cam_x, self._cam_y = camera_positions(
             self.showers, positions, depths, subarray.reference_location.height,
-            self._focal_length, self.physics,
+            self._focal_length, self.physics, pointing=self._shower_pointing(),
         )
+
+    def _particles(self):
+        """The particle of every shower (one for a simulation run)."""
+        return np.full(self.n_showers, self.particle)
+
+    def _shower_pointing(self):
+        """Per-shower (alt, az) pointing for ``camera_positions``; None: the physics' fixed pointing."""
+        return None
+
+    def _event_time(self, shower):
+        return _SIMULATION_START + shower * 0.01 * u.s
+
+    def _fill_truth(self, event, shower, images):
+        """The simulation truth of ``event`` (what an observed run does not have)."""
+        s = self.showers
+        event.simulation = SimulatedEventContainer(
+            shower=SimulatedShowerContainer(
+                energy=s.energy[shower],
+                alt=s.alt[shower],
+                az=s.az[shower],
+                core_x=s.core_x[shower],
+                core_y=s.core_y[shower],
+                h_first_int=s.h_first_int[shower].to(u.m),
+                x_max=s.x_max[shower],
+                shower_primary_id=PRIMARY_ID[self.particle],
+            )
+        )
+        for tel_id, (tel_index, toy) in images.items():
+            event.simulation.tel[tel_id] = SimulatedCameraContainer(
+                true_image_sum=int(toy.true_image.sum()),
+                true_image=toy.true_image,
+                impact=TelescopeImpactParameterContainer(
+                    distance=self._impact[shower, tel_index] * u.m,
+                    distance_uncert=0 * u.m,
+                ),
+            )
 
     @staticmethod
     def is_compatible(file_path):
@@ -134,14 +187,14 @@ class ToyEventSource(EventSource):
         p = self.physics
         s = self.showers
         counter = 0
-        time0 = Time("2024-01-01T00:00:00", scale="tai")
         for shower in range(self.n_showers):
             if self.max_events is not None and counter >= self.max_events:
                 return
             expected = (
-                self._light_yield * s.energy[shower].to_value(u.TeV) * s.light_scale[shower]
+                self._light_yield[shower] * s.energy[shower].to_value(u.TeV) * s.light_scale[shower]
                 * light_pool(self._impact[shower], p)
             )
+            particle = self._particle_of(shower)
             images = {}
             for tel_index, tel_id in enumerate(self._tel_ids):
                 # a telescope far outside the light pool cannot trigger: skip the rendering
@@ -149,7 +202,7 @@ class ToyEventSource(EventSource):
                     continue
                 camera = self._subarray.tel[tel_id].camera.geometry
                 toy = render_image(
-                    camera, self.particle, self._geometry(shower, tel_index),
+                    camera, particle, self._geometry(shower, tel_index),
                     expected[tel_index], p.nsb_level_pe, self.rng,
                 )
                 if toy.true_image.sum() >= p.trigger_threshold_pe:
@@ -160,40 +213,22 @@ class ToyEventSource(EventSource):
             event = ArrayEventContainer()
             event.count = counter
             event.index = EventIndexContainer(obs_id=self.obs_id, event_id=shower + 1)
-            time = time0 + shower * 0.01 * u.s
+            time = self._event_time(shower)
             event.trigger = TriggerContainer(
                 time=time, tels_with_trigger=sorted(images), event_type=EventType.SUBARRAY,
             )
+            pointing_alt, pointing_az = self._pointing(shower)
             event.monitoring.pointing = ArrayPointingContainer(
-                array_altitude=p.pointing_alt.to(u.rad), array_azimuth=p.pointing_az.to(u.rad),
-            )
-            event.simulation = SimulatedEventContainer(
-                shower=SimulatedShowerContainer(
-                    energy=s.energy[shower],
-                    alt=s.alt[shower],
-                    az=s.az[shower],
-                    core_x=s.core_x[shower],
-                    core_y=s.core_y[shower],
-                    h_first_int=s.h_first_int[shower].to(u.m),
-                    x_max=s.x_max[shower],
-                    shower_primary_id=PRIMARY_ID[self.particle],
-                )
+                array_altitude=pointing_alt.to(u.rad), array_azimuth=pointing_az.to(u.rad),
             )
             for tel_id, (tel_index, toy) in images.items():
                 event.trigger.tel[tel_id] = TelescopeTriggerContainer(time=time)
                 event.monitoring.tel[tel_id].pointing = TelescopePointingContainer(
-                    altitude=p.pointing_alt.to(u.rad), azimuth=p.pointing_az.to(u.rad),
+                    altitude=pointing_alt.to(u.rad), azimuth=pointing_az.to(u.rad),
                 )
                 event.dl1.tel[tel_id] = DL1CameraContainer(
                     image=toy.image, peak_time=toy.peak_time, is_valid=True,
                 )
-                event.simulation.tel[tel_id] = SimulatedCameraContainer(
-                    true_image_sum=int(toy.true_image.sum()),
-                    true_image=toy.true_image,
-                    impact=TelescopeImpactParameterContainer(
-                        distance=self._impact[shower, tel_index] * u.m,
-                        distance_uncert=0 * u.m,
-                    ),
-                )
+            self._fill_truth(event, shower, images)
             counter += 1
             yield event
