@@ -31,7 +31,7 @@ import warnings
 from .output import startup_chatter_dropped
 
 __all__ = [
-    "compare", "convert", "ctlearn_option_classes", "describe_options", "events", "extract_images", "irf", "make_default_data", "merge", "mock_observation", "predict", "report",
+    "analyse_dl3", "compare", "convert", "dl3", "ctlearn_option_classes", "describe_options", "events", "extract_images", "irf", "make_default_data", "merge", "mock_observation", "predict", "report",
     "resume", "runs", "sweep", "train",
 ]
 
@@ -109,6 +109,16 @@ def compare():
 def irf():
     """scripts/compute_irf.py, ctlearn-mlops-irf"""
     _start("irf")
+
+
+def dl3():
+    """scripts/create_dl3.py, ctlearn-mlops-dl3"""
+    _start("dl3")
+
+
+def analyse_dl3():
+    """scripts/analyse_dl3.py, ctlearn-mlops-analyse-dl3"""
+    _start("analyse_dl3")
 
 
 def runs():

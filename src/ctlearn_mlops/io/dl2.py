@@ -74,6 +74,7 @@ __all__ = [
     "read_runs",
     "read_simulation_runs",
     "simulation_run_particles",
+    "read_subarray",
     "read_subarray_events",
     "read_telescope_events",
     "read_training_images",
@@ -219,6 +220,14 @@ def simulation_run_particles(path, runs=None):
             if len(of_run) == 1:
                 particles[obs_id] = int(of_run[0])
     return {i: particles[i] for i in obs_ids if i in particles}, [i for i in obs_ids if i not in particles]
+
+
+def read_subarray(path):
+    """The subarray of an event file (with the equivalent focal length: the toy files and LST files lack the
+    effective one)."""
+    from ctapipe.instrument import FocalLengthKind, SubarrayDescription
+
+    return SubarrayDescription.from_hdf(path, focal_length_choice=FocalLengthKind.EQUIVALENT)
 
 
 def read_training_images(path):

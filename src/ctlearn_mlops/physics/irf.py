@@ -53,6 +53,7 @@ __all__ = [
     "background_offset_bins",
     "compute_irfs",
     "default_bins",
+    "GH_CUTS_EXTENSION",
     "gadf_hdus",
     "irf_events",
     "offset_position",
@@ -326,9 +327,17 @@ def _sensitivity(signal, background, gh_cuts, theta_cuts, e_reco, options):
     return sensitivity, signal_hist, background_hist
 
 
+#: the extension holding the gammaness cut per bin of reconstructed energy (as lstchain's and pyirf's examples)
+GH_CUTS_EXTENSION = "GH_CUTS"
+
+
 def gadf_hdus(result, **header_cards):
-    """The GADF HDUs of ``result`` (pyirf's writers): effective area, energy dispersion, PSF, background, RAD_MAX."""
+    """The GADF HDUs of ``result`` (pyirf's writers): effective area, energy dispersion, PSF, background, RAD_MAX;
+    and ``GH_CUTS``, the gammaness cut per bin of reconstructed energy the IRFs were made with (DL3 applies it)."""
     bins = result.bins
+    gh_cuts = fits.BinTableHDU(QTable({name: result.gh_cuts[name] for name in ("low", "high", "center", "cut")}),
+                               name=GH_CUTS_EXTENSION)
+    gh_cuts.header.update(header_cards)
     n_fov = len(bins["fov_offset"]) - 1
     return fits.HDUList([
         fits.PrimaryHDU(),
@@ -343,4 +352,5 @@ def gadf_hdus(result, **header_cards):
                                  extname="BACKGROUND", **header_cards),
         create_rad_max_hdu(result.theta_cuts["cut"][:, np.newaxis] * np.ones(n_fov), bins["reco_energy"],
                            bins["fov_offset"], point_like=True, extname="RAD_MAX", **header_cards),
+        gh_cuts,
     ])

@@ -17,10 +17,12 @@ __all__ = [
     "plot_energy_migration",
     "plot_energy_scatter",
     "plot_gammaness",
+    "plot_on_off_theta2",
     "plot_reliability",
     "plot_residuals",
     "plot_roc",
     "plot_sky_bias",
+    "plot_spectra",
     "plot_theta2",
     "plot_training_curves",
 ]
@@ -215,4 +217,59 @@ def plot_reliability(curves):
     ax.set_title("Reliability of the per-event direction uncertainty")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_spectra(spectra, injected, title="Spectral energy distribution"):
+    """E^2 dN/dE of fitted spectra against the injected one.
+
+    ``spectra`` = {label: (sed, (energy, e2dnde, error))}: the flux points
+    (QTable: e_ref, e2dnde, e2dnde_err, is_ul, e2dnde_ul) and the fitted model
+    with its 1-sigma band; ``injected`` = (label, energy, e2dnde).
+    """
+    fig, ax = _figure(7.2, 4.8)
+    unit = u.Unit("erg cm-2 s-1")
+    label, energy, e2dnde = injected
+    ax.plot(u.Quantity(energy, u.TeV).value, u.Quantity(e2dnde, unit).value, color="k", lw=1.5, ls=":", label=label)
+    for i, (name, (sed, (model_energy, value, error))) in enumerate(spectra.items()):
+        color = f"C{i}"
+        x, y, err = (u.Quantity(model_energy, u.TeV).value, u.Quantity(value, unit).value,
+                     u.Quantity(error, unit).value)
+        ax.plot(x, y, color=color, lw=1.6, label=f"{name}: fitted power law")
+        # (on a log axis: a lower edge below zero is drawn at a hundredth of the fit)
+        ax.fill_between(x, np.clip(y - err, 0.01 * y, None), y + err, color=color, alpha=0.2)
+        points = ~np.asarray(sed["is_ul"]) & np.isfinite(u.Quantity(sed["e2dnde"], unit).value)
+        e_ref = u.Quantity(sed["e_ref"], u.TeV).value
+        ax.errorbar(e_ref[points] * (1 + 0.03 * i), u.Quantity(sed["e2dnde"], unit).value[points],
+                    yerr=u.Quantity(sed["e2dnde_err"], unit).value[points], color=color, fmt="o", ms=4,
+                    label=f"{name}: flux points")
+        limits = np.asarray(sed["is_ul"]) & np.isfinite(u.Quantity(sed["e2dnde_ul"], unit).value)
+        ax.errorbar(e_ref[limits] * (1 + 0.03 * i), u.Quantity(sed["e2dnde_ul"], unit).value[limits],
+                    yerr=0.3 * u.Quantity(sed["e2dnde_ul"], unit).value[limits], uplims=True, color=color, fmt="none")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("E / TeV")
+    ax.set_ylabel("E^2 dN/dE / (erg cm^-2 s^-1)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_on_off_theta2(counts, cut=None, title="theta^2 to the source (ON) and the reflected position (OFF)"):
+    """``counts`` = {label: (theta_on, theta_off)} in deg, events after the gammaness cuts; ``cut``: the
+    largest theta cut (deg), marked."""
+    fig, ax = _figure()
+    limit = 0.3 if cut is None else max(0.3, 2 * float(cut) ** 2)
+    bins = np.linspace(0, limit, 31)
+    for i, (label, (on, off)) in enumerate(counts.items()):
+        color = f"C{i}"
+        ax.hist(np.asarray(on) ** 2, bins=bins, histtype="step", lw=2, color=color, label=f"{label}: ON")
+        ax.hist(np.asarray(off) ** 2, bins=bins, histtype="stepfilled", alpha=0.25, color=color,
+                label=f"{label}: OFF")
+    if cut is not None:
+        ax.axvline(float(cut) ** 2, color="k", ls=":", lw=1, label="largest theta cut")
+    ax.set_xlabel("theta^2 / deg^2")
+    ax.set_ylabel("events")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
     return fig

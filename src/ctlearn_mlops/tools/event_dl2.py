@@ -128,8 +128,10 @@ class PredictedRun:
         return tuple(found)
 
     def describe(self):
+        """What the event DL2 file records of the run (and IRFs and DL3 compare): which model saw which images."""
         return {"run": str(self.run_dir), "task": self.task, "mode": "stereo" if self.stereo else "mono",
-                "model_type": self.model_type}
+                "model_type": self.model_type, "cuts": self.cuts,
+                "telescopes": self.reader_section.get("allowed_tels")}
 
 
 def load_run(run_dir, source=None, key="--run"):
@@ -373,7 +375,7 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
         error_model = direction_error_model(geometry[0] if geometry else None, training, fast, batch_size, log)
         with dl2.writing(partial):
             _merge_inputs(files, partial)
-            subarray = _subarray(partial)
+            subarray = dl2.read_subarray(partial)
             observed = is_observed(partial)
             events = read_table(partial, dl2.TRIGGER_TABLE)[["obs_id", "event_id", "tels_with_trigger"]
                                                             + (["time"] if observed else [])]
@@ -412,12 +414,6 @@ def _run_particles(files):
         particles.update(dl2.simulation_run_particles(path)[0])
     return Table({"obs_id": np.array(sorted(particles), dtype=np.int32),
                   "particle_id": np.array([particles[i] for i in sorted(particles)], dtype=np.int32)})
-
-
-def _subarray(path):
-    from ctapipe.instrument import FocalLengthKind, SubarrayDescription
-
-    return SubarrayDescription.from_hdf(path, focal_length_choice=FocalLengthKind.EQUIVALENT)
 
 
 def direction_error_model(run, training, fast, batch_size, log):

@@ -47,7 +47,7 @@ from ..reporting.irf_figures import irf_figures, resolution_summary, sensitivity
 from .base import MLOpsTool
 from .io_checks import check_writable
 
-__all__ = ["IRFTool", "RECONSTRUCTIONS", "main"]
+__all__ = ["IRFTool", "RECONSTRUCTIONS", "irf_file_name", "main", "reconstruction_slug"]
 
 #: the reconstructions compared: {label: {role: prefixes to try, in order}}
 RECONSTRUCTIONS = {
@@ -72,8 +72,14 @@ _RUN_COLUMNS = ("obs_id", "particle_id", "n_showers", "shower_reuse", "energy_ra
                 "spectral_index", "min_viewcone_radius", "max_viewcone_radius", "max_scatter_range")
 
 
-def _slug(label):
+def reconstruction_slug(label):
+    """A reconstruction's label as a file name part: "CNN, mean direction" -> "cnn_mean_direction"."""
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+
+
+def irf_file_name(label):
+    """The GADF file of a reconstruction's IRFs in an output directory, e.g. ``irf_cnn.fits.gz``."""
+    return f"irf_{reconstruction_slug(label)}.fits.gz"
 
 
 class IRFTool(MLOpsTool):
@@ -257,9 +263,12 @@ class IRFTool(MLOpsTool):
         progress.close()
 
     def finish(self):
+        made_with = [dl2.read_runs(path) for path in self.inputs]
         metrics = {
             "inputs": [str(p) for p in self.inputs],
             "reconstructions": self.reconstructions,
+            # the runs behind each reconstruction (the inputs' CTLEARN_MLOPS_RUNS): DL3 takes events of the same
+            "made_with": made_with[0] if all(m == made_with[0] for m in made_with) else None,
             "options": {"gamma_efficiency": self.gamma_efficiency, "theta_containment": self.theta_containment,
                         "optimise_cuts": self.optimise, "obs_time_h": self.obs_time, "alpha": self.alpha,
                         "fov_offset_max_deg": self.fov_offset_max},
@@ -273,7 +282,7 @@ class IRFTool(MLOpsTool):
             for label, result in self.results.items():
                 hdus = gadf_hdus(result, TELESCOP="CTA-N LST", INSTRUME="ctlearn-mlops toy",
                                  HDUDOC=f"reconstruction {label}")
-                hdus.writeto(tmp / f"irf_{_slug(label)}.fits.gz")
+                hdus.writeto(tmp / irf_file_name(label))
                 if label == "CNN":
                     hdus.writeto(tmp / "irf.fits.gz")
         self.log.info("IRFs written to %s", self.output_dir)

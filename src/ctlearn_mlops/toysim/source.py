@@ -221,7 +221,7 @@ class ToyEventSource(EventSource):
             event.monitoring.pointing = ArrayPointingContainer(
                 array_altitude=pointing_alt.to(u.rad), array_azimuth=pointing_az.to(u.rad),
             )
-            for tel_id, (tel_index, toy) in images.items():
+            for tel_id, (_tel_index, toy) in images.items():
                 event.trigger.tel[tel_id] = TelescopeTriggerContainer(time=time)
                 event.monitoring.tel[tel_id].pointing = TelescopePointingContainer(
                     altitude=pointing_alt.to(u.rad), azimuth=pointing_az.to(u.rad),

@@ -1,0 +1,212 @@
+"""gammapy's 1D analysis of DL3 sets: detection, spectrum and flux points, the CNN next to the classical.
+
+Reads the DL3 sets of ``create_dl3.py`` (``<input>/<reconstruction>/`` with
+``hdu-index.fits.gz`` and ``obs-index.fits.gz``) and runs, for each, gammapy's
+reflected-regions analysis of point-like IRFs: the ON region is the source
+with each run's ``RAD_MAX``, the OFF regions its reflections around the
+pointing; excess and Li & Ma significance (WStat), a power-law fit with
+its errors, flux points, and the fit against the Crab Nebula's spectrum
+(the one the mock observation injects).  Writes
+``<reports_root>/dl3/<name>/``: ``report.html``, ``metrics.json``, the flux
+points per reconstruction (``sed_<reconstruction>.ecsv``) and the figures.
+
+``--background-fraction``: the fraction of the cosmic-ray rate the
+observation holds (the mock observation's ``--proton-fraction``); the
+significance is then also given for the full rate.
+"""
+
+from pathlib import Path as PathlibPath
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import SkyCoord
+from ctapipe.core.traits import Bool, Float, Int, Path, Unicode
+
+from ..exceptions import ConfigError, InputDataError, RunExistsError
+from ..output import show
+from ..progress import Progress
+from ..reporting.document import Report, atomic_directory
+from ..reporting.plots import plot_on_off_theta2, plot_spectra
+from ..sky import CRAB_NEBULA, CRAB_SPECTRUM
+from .base import MLOpsTool
+from .io_checks import check_writable
+from .irf import RECONSTRUCTIONS, reconstruction_slug
+
+__all__ = ["AnalyseDL3Tool", "main"]
+
+#: how far from the injected spectrum a fit may be, in its own errors, and still recover it
+RECOVERY_SIGMA = 2.0
+_INDEX_FILES = ("hdu-index.fits.gz", "obs-index.fits.gz")
+
+
+class AnalyseDL3Tool(MLOpsTool):
+    """Detect the source and fit its spectrum in every DL3 set of a create_dl3.py output."""
+
+    name = "ctlearn-mlops-analyse-dl3"
+    description = __doc__
+    examples = """
+    python scripts/analyse_dl3.py --input data/dl3/mock-crab --background-fraction 0.01
+    """
+
+    input_dir = Path(None, allow_none=True, exists=True, directory_ok=True, file_ok=False,
+                     help="Output directory of create_dl3.py (one DL3 set per reconstruction).").tag(config=True)
+    analysis_name = Unicode("", help="Name of the output: <reports_root>/dl3/<name>/ (default: the input's name).").tag(
+        config=True)
+    reports_root = Path("reports", directory_ok=True, file_ok=False, help="Reports go to <reports_root>/dl3/<name>/.").tag(
+        config=True)
+    target_ra = Float(CRAB_NEBULA.ra.deg, help="RA (deg, ICRS) of the source.").tag(config=True)
+    target_dec = Float(CRAB_NEBULA.dec.deg, help="Dec (deg, ICRS) of the source.").tag(config=True)
+    off_regions = Int(1, min=1, max=5, help="Reflected OFF regions per run (1: opposite the source; more may "
+                      "overlap the ON region at the widest theta cuts of a 0.4-deg wobble).").tag(config=True)
+    background_fraction = Float(1.0, min=1e-4, max=1.0, help="Fraction of the cosmic-ray rate the observation "
+                                "holds (a mock observation's --proton-fraction).").tag(config=True)
+    overwrite = Bool(False, help="Replace an existing output directory.").tag(config=True)
+
+    aliases = {
+        ("i", "input"): "AnalyseDL3Tool.input_dir",
+        "name": "AnalyseDL3Tool.analysis_name",
+        "reports-root": "AnalyseDL3Tool.reports_root",
+        "target-ra": "AnalyseDL3Tool.target_ra",
+        "target-dec": "AnalyseDL3Tool.target_dec",
+        "off-regions": "AnalyseDL3Tool.off_regions",
+        "background-fraction": "AnalyseDL3Tool.background_fraction",
+    }
+    flags = {"overwrite": ({"AnalyseDL3Tool": {"overwrite": True}}, "Replace an existing output directory.")}
+
+    def output_location(self):
+        return getattr(self, "output_dir", None)
+
+    def setup(self):
+        if self.input_dir is None:
+            raise ConfigError("give the DL3 sets: --input data/dl3/<name> (an output directory of create_dl3.py)",
+                              key="--input")
+        root = PathlibPath(self.input_dir)
+        # create_dl3.py names each set's directory after its reconstruction: the labels of compute_irf.py first
+        labels = {reconstruction_slug(label): label for label in RECONSTRUCTIONS}
+        found = [d for d in sorted(root.iterdir(), key=lambda d: (d.name not in labels, list(labels).index(d.name)
+                                                                  if d.name in labels else 0, d.name))
+                 if d.is_dir() and not d.name.startswith(".") and all((d / n).exists() for n in _INDEX_FILES)]
+        self.sets = {labels.get(d.name, d.name): d for d in found}
+        if not self.sets:
+            raise InputDataError(f"{root} holds no DL3 set (a directory with {' and '.join(_INDEX_FILES)}): give "
+                                 "an output directory of create_dl3.py", key="--input")
+        name = self.analysis_name or root.name
+        self.output_dir = self.reports_root / "dl3" / name
+        if self.output_dir.exists() and not self.overwrite:
+            raise RunExistsError(f"{self.output_dir} exists; pass --overwrite or choose --name", key="--name")
+        check_writable(self.output_dir.parent, "--reports-root")
+        self.provenance_log = self.output_dir.with_name(f"{name}.provenance.log")
+        from ..physics.spectral_analysis import open_observations
+
+        self.observations = {}
+        for label, directory in self.sets.items():
+            try:
+                observations = open_observations(directory)
+            except (OSError, ValueError, KeyError) as err:
+                raise InputDataError(f"{directory}: gammapy cannot open the DL3 set ({type(err).__name__}: {err})",
+                                     key="--input") from None
+            if len(observations) == 0:
+                raise InputDataError(f"{directory}: no point-like observation (events, GTI, effective area, "
+                                     "energy dispersion and RAD_MAX) in the DL3 set", key="--input")
+            self.observations[label] = observations
+        self.target = SkyCoord(ra=self.target_ra * u.deg, dec=self.target_dec * u.deg, frame="icrs")
+
+    def start(self):
+        from ..physics.spectral_analysis import analyse, model_band, on_off_thetas, sed_table
+
+        progress = Progress(len(self.sets), "spectral analysis", self.log, unit="set")
+        self.results, self.metrics, spectra, thetas = {}, {}, {}, {}
+        energy = np.geomspace(0.05, 20, 60) * u.TeV
+        largest_cut = 0.0
+        for label, observations in self.observations.items():
+            result = analyse(observations, self.target, n_off_regions=self.off_regions)
+            self.results[label] = result
+            index_pull, amplitude_pull = result.pulls(CRAB_SPECTRUM)
+            recovered = bool(result.fit_success and abs(index_pull) <= RECOVERY_SIGMA
+                             and abs(amplitude_pull) <= RECOVERY_SIGMA)
+            self.metrics[label] = {
+                "runs": len(observations), "livetime_h": result.livetime.to_value(u.h),
+                "n_on": result.n_on, "n_off": result.n_off, "alpha": result.alpha, "excess": result.excess,
+                "significance": result.significance,
+                "significance_per_sqrt_hour": result.significance_per_sqrt_hour,
+                "significance_per_sqrt_hour_full_background": (
+                    result.significance_with_background(1 / self.background_fraction)
+                    / np.sqrt(result.livetime.to_value(u.h))),
+                "fit_success": result.fit_success, "index": result.index, "index_error": result.index_error,
+                "amplitude_1tev": result.amplitude.to_value("cm-2 s-1 TeV-1"),
+                "amplitude_1tev_error": result.amplitude_error.to_value("cm-2 s-1 TeV-1"),
+                "index_pull": index_pull, "amplitude_pull": amplitude_pull, "recovers_injected": recovered,
+            }
+            spectra[label] = (sed_table(result), (energy, *model_band(result, energy)))
+            thetas[label] = on_off_thetas(observations, self.target)
+            largest_cut = max(largest_cut, max(float(np.max(o.rad_max.quantity.to_value(u.deg)))
+                                               for o in observations))
+            progress.update(note=f"{label}: {result.excess:.0f} excess events, {result.significance:.1f} sigma")
+        progress.close()
+        self.spectra = spectra
+        injected = ("Crab Nebula (HEGRA; injected in the mock)", energy,
+                    (CRAB_SPECTRUM(energy) * energy ** 2).to("erg cm-2 s-1"))
+        self.report = self._report(spectra, injected, thetas, largest_cut)
+
+    def _report(self, spectra, injected, thetas, largest_cut):
+        report = Report(f"DL3 analysis - {self.output_dir.name}")
+        verdicts = []
+        for label, m in self.metrics.items():
+            verdicts.append(
+                f"{label}: {m['excess']:.0f} excess events, {m['significance']:.1f} sigma in {m['livetime_h']:.2f} h "
+                f"({m['significance_per_sqrt_hour']:.1f} sigma/sqrt(h)); index {m['index']:.2f} +- "
+                f"{m['index_error']:.2f}, flux at 1 TeV {m['amplitude_1tev']:.3g} +- {m['amplitude_1tev_error']:.2g}"
+                f" cm-2 s-1 TeV-1: {'recovers' if m['recovers_injected'] else 'does not recover'} the injected Crab "
+                f"(pulls {m['index_pull']:+.1f}, {m['amplitude_pull']:+.1f} sigma)")
+        report.text("Verdict", "\n".join(verdicts))
+        header = ["", *self.metrics]
+        rows = [
+            ["runs", *(m["runs"] for m in self.metrics.values())],
+            ["livetime / h", *(m["livetime_h"] for m in self.metrics.values())],
+            ["N_on", *(m["n_on"] for m in self.metrics.values())],
+            ["N_off", *(m["n_off"] for m in self.metrics.values())],
+            ["alpha", *(m["alpha"] for m in self.metrics.values())],
+            ["excess", *(m["excess"] for m in self.metrics.values())],
+            ["significance (Li & Ma) / sigma", *(m["significance"] for m in self.metrics.values())],
+            ["sigma / sqrt(h)", *(m["significance_per_sqrt_hour"] for m in self.metrics.values())],
+        ]
+        if self.background_fraction < 1:
+            rows.append([f"sigma / sqrt(h), background / {self.background_fraction:g}",
+                         *(m["significance_per_sqrt_hour_full_background"] for m in self.metrics.values())])
+        rows += [
+            ["index (injected 2.62)", *(f"{m['index']:.3f} +- {m['index_error']:.3f}" for m in self.metrics.values())],
+            ["flux at 1 TeV / 1e-11 cm-2 s-1 TeV-1 (injected 2.83)",
+             *(f"{m['amplitude_1tev'] / 1e-11:.3f} +- {m['amplitude_1tev_error'] / 1e-11:.3f}"
+               for m in self.metrics.values())],
+            ["pulls (index, flux) / sigma",
+             *(f"{m['index_pull']:+.2f}, {m['amplitude_pull']:+.2f}" for m in self.metrics.values())],
+        ]
+        report.table("Detection and spectrum, per reconstruction", header, rows)
+        report.figure("spectrum", plot_spectra(spectra, injected),
+                      "Fitted power laws (1-sigma band) and flux points of each reconstruction against the injected "
+                      "Crab spectrum.")
+        report.figure("theta2", plot_on_off_theta2(thetas, largest_cut),
+                      "Squared angular distance of the events after the gammaness cuts to the source (ON) and to its "
+                      "reflection through the pointing (OFF).")
+        report.preformatted("Inputs and options", "\n".join([
+            *(f"DL3 set {label}: {directory}" for label, directory in self.sets.items()),
+            f"source: RA {self.target_ra:.4f} deg, Dec {self.target_dec:.4f} deg; {self.off_regions} OFF region(s) "
+            f"per run; background fraction {self.background_fraction:g}",
+        ]))
+        return report
+
+    def finish(self):
+        metrics = {"inputs": {label: str(d) for label, d in self.sets.items()},
+                   "background_fraction": self.background_fraction, "off_regions": self.off_regions,
+                   "reconstructions": self.metrics}
+        with atomic_directory(self.output_dir, overwrite=self.overwrite) as tmp:
+            self.report.write(tmp, metrics)
+            for label, (sed, _) in self.spectra.items():
+                sed.write(tmp / f"sed_{reconstruction_slug(label)}.ecsv", format="ascii.ecsv")
+        lines = [f"{label}: {m['significance']:.1f} sigma, index {m['index']:.2f} +- {m['index_error']:.2f}"
+                 for label, m in self.metrics.items()]
+        show(*lines, f"DL3 analysis: {self.output_dir / 'report.html'}")
+
+
+def main():
+    AnalyseDL3Tool().run()
