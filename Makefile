@@ -9,7 +9,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TASKS := energy type cameradirection skydirection
 
-.PHONY: setup data data-quality irf-quality irf-reference reference-models demo test test-fast constraints clean-runs
+.PHONY: setup data data-quality irf-quality irf-reference reference-models data-mock observation-reference demo test \
+	test-fast constraints clean-runs
 
 setup: $(STAMP)
 
@@ -72,6 +73,20 @@ irf-quality: data-quality
 	  --input data/quality/irf --output data/dl2/quality-irf.dl2.h5 --overwrite --log-level WARN
 	$(BIN)/python scripts/compute_irf.py --input data/dl2/quality-irf.dl2.h5 --name quality --fov-offset-max 2.0 \
 	  --overwrite --log-level WARN
+
+# a mock Crab observation (docs/observation.md): four 7.5-minute wobble runs, protons at 1 % of their rate
+data-mock: setup
+	$(BIN)/python scripts/data_processing/make_mock_observation.py --output-dir data/mock_crab --log-level WARN
+
+# the observation path with the reference models and their IRFs: event DL2, DL3 and gammapy's analysis
+observation-reference: data-mock irf-reference
+	$(BIN)/python scripts/predict_events.py --run type=models/reference/type --run energy=models/reference/energy \
+	  --run geometry=models/reference/skydirection --input data/mock_crab/dl1 --output data/dl2/mock-crab-reference.dl2.h5 \
+	  --overwrite --log-level WARN
+	$(BIN)/python scripts/create_dl3.py --input data/dl2/mock-crab-reference.dl2.h5 --irf reports/irf/reference \
+	  --output-dir data/dl3/mock-crab-reference --overwrite --log-level WARN
+	$(BIN)/python scripts/analyse_dl3.py --input data/dl3/mock-crab-reference --background-fraction 0.01 --overwrite \
+	  --log-level WARN
 
 # a run that collects no test fails (pytest's exit 5), as any other failure
 test: setup

@@ -4,6 +4,8 @@
   written by the same code as ``make data``.
 * ``task_config``: the real ``configs/<task>.yaml``, shrunk (1 epoch, tiny
   network) and pointed at ``toy_data`` and a temporary output root.
+* ``irf_sample`` / ``event_file``: a small IRF sample (point-like gammas,
+  diffuse protons) and its event DL2 file with the ``trained_runs``.
 """
 
 import os
@@ -123,3 +125,30 @@ def sst1m_dl1(tmp_path_factory):
             REPO / "configs" / "processing" / "dl1_images.yaml", "--max-events", "12"]
     assert run_tool(ConvertTool(), [str(a) for a in argv], cwd=out, raises=False) == 0
     return out / "dl1" / "sst1m.dl1.h5"
+
+
+@pytest.fixture(scope="session")
+def irf_sample(tmp_path_factory):
+    """Point-like gammas and diffuse protons, as make_default_dataset.py writes to irf/ (smaller)."""
+    from ctlearn_mlops.toysim.dataset import irf_dataset_plan, write_toy_file
+
+    out = tmp_path_factory.mktemp("irfsample")
+    for spec in irf_dataset_plan(out, n_gamma=600, n_proton=2400, seed=5, showers_per_file=1200):
+        write_toy_file(spec)
+    return out / "irf"
+
+
+def write_event_file(trained_runs, inputs, output, roles=("type", "energy", "skydirection")):
+    """The event DL2 file of ``inputs`` with the tiny trained runs of ``roles``."""
+    from ctlearn_mlops.tools.events import EventDL2Tool
+
+    role_of = {"type": "type", "energy": "energy", "skydirection": "geometry"}
+    argv = [arg for task in roles for arg in ("--run", f"{role_of[task]}={trained_runs[task][1]}")]
+    argv += [arg for path in inputs for arg in ("--input", path)] + ["--output", output]
+    assert run(EventDL2Tool(), argv, cwd=output.parent) == 0
+    return output
+
+
+@pytest.fixture(scope="session")
+def event_file(trained_runs, irf_sample, tmp_path_factory):
+    return write_event_file(trained_runs, [irf_sample], tmp_path_factory.mktemp("irfevents") / "irf.dl2.h5")

@@ -237,3 +237,40 @@ def test_hillas_camera_radii_are_the_lstcam_radius_in_deg():
     assert set(radii) == set(subarray.tel_ids)
     # LSTCam: ~1.1 m from the centre at 28 m focal length, i.e. ~2.3 deg
     assert all(2.0 < r < 2.6 for r in radii.values()), radii
+
+
+def test_observed_runs_get_their_mono_examples_with_the_trigger_columns(tmp_path):
+    from astropy.table import join
+    from ctapipe.io import read_table
+    from dl1_data_handler.reader import DLImageReader
+
+    from ctlearn_mlops.toysim.observation import mock_observation_plan, write_mock_run
+
+    run = mock_observation_plan(tmp_path, n_runs=1, run_minutes=0.1, seed=2)[0]
+    write_mock_run(run)
+    # the stock reader fails on observed runs in mono mode: it keeps trigger columns it did not join
+    with pytest.raises(KeyError, match="time"):
+        DLImageReader(input_url_signal=[str(run.path)], **READER)
+
+    class Hooked(_compat.ReaderHooks, DLImageReader):
+        pass
+
+    examples = Hooked(input_url_signal=[str(run.path)], **READER).example_identifiers
+    assert len(examples) > 0
+    trigger = read_table(run.path, "/dl1/event/subarray/trigger")
+    joined = join(examples[["obs_id", "event_id"]], trigger[["obs_id", "event_id", "time", "event_type"]],
+                  keys=["obs_id", "event_id"])
+    joined.sort(["obs_id", "event_id"])
+    ordered = examples.copy()
+    ordered.sort(["obs_id", "event_id"])
+    assert np.array_equal(ordered["time"].mjd, joined["time"].mjd)
+    assert np.array_equal(np.asarray(ordered["event_type"]), np.asarray(joined["event_type"], dtype=np.int64))
+    # the stock order: by obs_id, event_id and tel_id
+    keys = np.asarray(examples["obs_id"]) * 10**12 + np.asarray(examples["event_id"]) * 10**3 + \
+        np.asarray(examples["tel_id"])
+    assert np.all(np.diff(keys) > 0)
+    # the stereo examples of the stock reader join the trigger table: they stay the stock ones
+    stereo = {**READER, "mode": "stereo"}
+    stock = DLImageReader(input_url_signal=[str(run.path)], **stereo)
+    hooked = Hooked(input_url_signal=[str(run.path)], **stereo)
+    assert np.array_equal(np.asarray(hooked.unique_example_identifiers), np.asarray(stock.unique_example_identifiers))

@@ -395,7 +395,7 @@ class ReaderHooks:
     def _build_examples(self, upstream, stereo):
         if self.restore_examples():
             return
-        if str(getattr(self.process_type, "value", self.process_type)) == "Observation":
+        if not stereo and str(getattr(self.process_type, "value", self.process_type)) == "Observation":
             upstream = self._observed_examples(upstream)
         available = self.telescopes_available = {name: self.telescopes_in(name) for name in self.files}
         selected = self.selected_telescopes
@@ -419,14 +419,11 @@ class ReaderHooks:
                 self.example_ids_keep_columns = keep
             (handle,) = self.files.values()  # dl1-data-handler takes one observed file per reader
             trigger = read_table(handle, "/dl1/event/subarray/trigger")
-            for name in ("example_identifiers", "unique_example_identifiers"):
-                examples = getattr(self, name, None)
-                if examples is None:
-                    continue
-                rows = _rows_of(trigger, examples)
-                examples["time"] = trigger["time"][rows]
-                # the plain number: the column's enum type does not go into the example index's metadata
-                examples["event_type"] = np.asarray(trigger["event_type"], dtype=np.int64)[rows]
+            examples = self.example_identifiers
+            rows = _rows_of(trigger, examples)
+            examples["time"] = trigger["time"][rows]
+            # the plain number: the column's enum type does not go into the example index's metadata
+            examples["event_type"] = np.asarray(trigger["event_type"], dtype=np.int64)[rows]
 
         return build
 

@@ -16,7 +16,7 @@ from ctlearn_mlops.tools.compare import CompareTool
 from ctlearn_mlops.tools.events import EventDL2Tool
 from ctlearn_mlops.tools.irf import IRFTool
 
-from ..conftest import V6_FIXTURE, run
+from ..conftest import V6_FIXTURE, run, write_event_file
 
 pytestmark = pytest.mark.slow
 
@@ -27,30 +27,6 @@ GADF = {
     "PSF": {"RPSF": u.sr**-1, "RAD_LO": u.deg},
     "BACKGROUND": {"BKG": u.Unit("1 / (MeV s sr)"), "ENERG_LO": u.TeV},
 }
-
-
-@pytest.fixture(scope="module")
-def irf_sample(tmp_path_factory):
-    """Point-like gammas and diffuse protons, as make_default_dataset.py writes to irf/ (smaller)."""
-    from ctlearn_mlops.toysim.dataset import irf_dataset_plan, write_toy_file
-
-    out = tmp_path_factory.mktemp("irfsample")
-    for spec in irf_dataset_plan(out, n_gamma=600, n_proton=2400, seed=5, showers_per_file=1200):
-        write_toy_file(spec)
-    return out / "irf"
-
-
-def _events(trained_runs, inputs, output, roles=("type", "energy", "skydirection")):
-    role_of = {"type": "type", "energy": "energy", "skydirection": "geometry"}
-    argv = [arg for task in roles for arg in ("--run", f"{role_of[task]}={trained_runs[task][1]}")]
-    argv += [arg for path in inputs for arg in ("--input", path)] + ["--output", output]
-    assert run(EventDL2Tool(), argv, cwd=output.parent) == 0
-    return output
-
-
-@pytest.fixture(scope="module")
-def event_file(trained_runs, irf_sample, tmp_path_factory):
-    return _events(trained_runs, [irf_sample], tmp_path_factory.mktemp("irfevents") / "irf.dl2.h5")
 
 
 def test_compute_irf_writes_gadf_sensitivity_metrics_and_report(event_file, tmp_path):
@@ -119,8 +95,8 @@ def particle_files(trained_runs, irf_sample, tmp_path_factory):
     thrown = {name: sum(int(row["n_showers"]) * int(row["shower_reuse"]) for path in files
                         for row in read_table(path, "/configuration/simulation/run"))
               for name, files in (("gamma", gamma_dl1), ("proton", proton_dl1))}
-    return (_events(trained_runs, gamma_dl1, out / "gammas.dl2.h5"),
-            _events(trained_runs, proton_dl1, out / "protons.dl2.h5"), proton_dl1, thrown)
+    return (write_event_file(trained_runs, gamma_dl1, out / "gammas.dl2.h5"),
+            write_event_file(trained_runs, proton_dl1, out / "protons.dl2.h5"), proton_dl1, thrown)
 
 
 def _thrown(irf_dir, particle):
@@ -202,7 +178,7 @@ def test_event_files_without_what_irfs_need_are_refused(case, trained_runs, part
 def test_gammas_of_data_model_v6_go_through_event_dl2_and_irfs(trained_runs, particle_files, tmp_path):
     """Real LST gammas written by ctapipe 0.23 (data model v6) with the toy protons: the runs predict them, the
     classical reconstruction runs on them, and their simulation gives the gammas' thrown showers."""
-    v6 = _events(trained_runs, [V6_FIXTURE], tmp_path / "v6_gammas.dl2.h5")
+    v6 = write_event_file(trained_runs, [V6_FIXTURE], tmp_path / "v6_gammas.dl2.h5")
     runs = read_table(V6_FIXTURE, "/configuration/simulation/run")
     reports = tmp_path / "reports"
     argv = ["--input", v6, "--input", particle_files[1], "--name", "v6", "--reports-root", reports]

@@ -133,7 +133,7 @@ class DL3Tool(MLOpsTool):
                     if item in ours and item in theirs and ours[item] != theirs[item]:
                         raise InputDataError(
                             f"{path} was made with other {role} events than the '{label}' IRFs of {self.irf_dir}: "
-                            f"{item} {ours.get(item)} vs {theirs.get(item)} (write the event DL2 file with the runs "
+                            f"{item} {ours[item]} here, {theirs[item]} for the IRFs (write the event DL2 file with the runs "
                             "the IRFs were made with)", key="--input")
 
     def setup(self):

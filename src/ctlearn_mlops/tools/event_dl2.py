@@ -212,7 +212,9 @@ def _predict(run, files, fast, batch_size, log, only=None, split="test"):
     each example at its time.
     """
     if len(files) > 1 and is_observed(files[0]):
-        parts = [_predict_reader(run, [path], fast, batch_size, log, only, split, allow_empty=True) for path in files]
+        model = _load_model(run)  # once for all the runs' files
+        parts = [_predict_reader(run, [path], fast, batch_size, log, only, split, allow_empty=True, model=model)
+                 for path in files]
         parts = [part for part in parts if part is not None]
         if not parts:
             if only is not None:
@@ -236,7 +238,13 @@ def _with_observed_pointing(examples, path, subarray):
     return examples
 
 
-def _predict_reader(run, files, fast, batch_size, log, only, split, allow_empty=False):
+def _load_model(run):
+    if run.custom_model_file:
+        import_custom_model_file(run.custom_model_file)
+    return keras.saving.load_model(run.run_dir / MODEL_DIR)
+
+
+def _predict_reader(run, files, fast, batch_size, log, only, split, allow_empty=False, model=None):
     from ..loading.reader import ImageReader  # noqa: F401  (registers the reader type)
 
     if run.custom_model_file:
@@ -274,7 +282,7 @@ def _predict_reader(run, files, fast, batch_size, log, only, split, allow_empty=
         loader = CompleteDLDataLoader(reader, indices, tasks=[], batch_size=batch_size,
                                       stack_telescope_images=stacking)
     log.info("%s: predicting %d %s with %s", run.task, n, "events" if run.stereo else "images", run.run_dir)
-    model = keras.saving.load_model(run.run_dir / MODEL_DIR)
+    model = model if model is not None else _load_model(run)
     try:
         # a bar on a terminal; in batch logs a line every 30 s (Keras' bar there is one line at the end)
         terminal = sys.stderr.isatty()

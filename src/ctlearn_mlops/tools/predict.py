@@ -29,7 +29,7 @@ from traitlets import default
 
 from ..config import Project, overridden_keys
 from ..exceptions import ConfigError, RunExistsError
-from ..io.dl1 import check_dl1_files
+from ..io.dl1 import check_dl1_files, check_observed_files
 from ..loading.index import ExampleIndex
 from ..loading.loader import FastLoader
 from ..output import show
@@ -124,6 +124,8 @@ class PredictTool(DataConfigTool, PredictCTLearnModel):
             signal, background = self.split_inputs(project, "test")
             self.files = sorted([*signal, *background])
         check_dl1_files(self.files, source, key="Project.test_signal_dir")
+        # observed runs (--input) give an event DL2 file without truth: no report is made of it
+        check_observed_files(self.files, source, key="--input" if self.inputs else "Project.test_signal_dir")
         check_distinct_obs_ids(self.files, source, key="--input" if self.inputs else "Project.test_signal_dir")
         self.fast = FastLoader(parent=self)
         if self.inputs:  # the image cache is made of the config's test files
