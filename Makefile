@@ -74,7 +74,7 @@ irf-quality: data-quality
 	$(BIN)/python scripts/compute_irf.py --input data/dl2/quality-irf.dl2.h5 --name quality --fov-offset-max 2.0 \
 	  --overwrite --log-level WARN
 
-# a mock Crab observation (docs/observation.md): four 7.5-minute wobble runs, protons at 1 % of their rate
+# a mock Crab observation (docs/observation.md): four 7.5-minute wobble runs, protons at 1 % of their rate, ~6 min
 data-mock: setup
 	$(BIN)/python scripts/data_processing/make_mock_observation.py --output-dir data/mock_crab --log-level WARN
 
@@ -85,8 +85,8 @@ observation-reference: data-mock irf-reference
 	  --overwrite --log-level WARN
 	$(BIN)/python scripts/create_dl3.py --input data/dl2/mock-crab-reference.dl2.h5 --irf reports/irf/reference \
 	  --output-dir data/dl3/mock-crab-reference --overwrite --log-level WARN
-	$(BIN)/python scripts/analyse_dl3.py --input data/dl3/mock-crab-reference --background-fraction 0.01 --overwrite \
-	  --log-level WARN
+	$(BIN)/python scripts/analyse_dl3.py --input data/dl3/mock-crab-reference --background-fraction 0.01 \
+	  --mock data/mock_crab --overwrite --log-level WARN
 
 # a run that collects no test fails (pytest's exit 5), as any other failure
 test: setup

@@ -12,7 +12,10 @@ points per reconstruction (``sed_<reconstruction>.ecsv``) and the figures.
 
 ``--background-fraction``: the fraction of the cosmic-ray rate the
 observation holds (the mock observation's ``--proton-fraction``); the
-significance is then also given for the full rate.
+significance is then also given for the full rate.  ``--mock``: the mock
+observation's directory; the report then also counts the gammas it threw
+(all, triggered or not) against the injected spectrum's mean, which tells
+a pull of the realization from one of the pipelines.
 """
 
 from pathlib import Path as PathlibPath
@@ -37,6 +40,8 @@ __all__ = ["AnalyseDL3Tool", "main"]
 #: how far from the injected spectrum a fit may be, in its own errors, and still recover it
 RECOVERY_SIGMA = 2.0
 _INDEX_FILES = ("hdu-index.fits.gz", "obs-index.fits.gz")
+#: bins of true energy of the energy bias per run (``--mock``)
+_BIAS_BINS_TEV = (0.05, 0.108, 0.232, 0.5, 1.077, 2.321, 5.0)
 
 
 class AnalyseDL3Tool(MLOpsTool):
@@ -45,7 +50,7 @@ class AnalyseDL3Tool(MLOpsTool):
     name = "ctlearn-mlops-analyse-dl3"
     description = __doc__
     examples = """
-    python scripts/analyse_dl3.py --input data/dl3/mock-crab --background-fraction 0.01
+    python scripts/analyse_dl3.py --input data/dl3/mock-crab --background-fraction 0.01 --mock data/mock_crab
     """
 
     input_dir = Path(None, allow_none=True, exists=True, directory_ok=True, file_ok=False,
@@ -58,6 +63,9 @@ class AnalyseDL3Tool(MLOpsTool):
     target_dec = Float(CRAB_NEBULA.dec.deg, help="Dec (deg, ICRS) of the source.").tag(config=True)
     off_regions = Int(1, min=1, max=5, help="Reflected OFF regions per run (1: opposite the source; more may "
                       "overlap the ON region at the widest theta cuts of a 0.4-deg wobble).").tag(config=True)
+    mock_dir = Path(None, allow_none=True, exists=True, directory_ok=True, file_ok=False,
+                    help="The mock observation behind the DL3 (make_mock_observation.py's --output-dir): the "
+                    "report then also counts the gammas it threw against the injected spectrum.").tag(config=True)
     background_fraction = Float(1.0, min=1e-4, max=1.0, help="Fraction of the cosmic-ray rate the observation "
                                 "holds (a mock observation's --proton-fraction).").tag(config=True)
     overwrite = Bool(False, help="Replace an existing output directory.").tag(config=True)
@@ -70,6 +78,7 @@ class AnalyseDL3Tool(MLOpsTool):
         "target-dec": "AnalyseDL3Tool.target_dec",
         "off-regions": "AnalyseDL3Tool.off_regions",
         "background-fraction": "AnalyseDL3Tool.background_fraction",
+        "mock": "AnalyseDL3Tool.mock_dir",
     }
     flags = {"overwrite": ({"AnalyseDL3Tool": {"overwrite": True}}, "Replace an existing output directory.")}
 
@@ -110,6 +119,56 @@ class AnalyseDL3Tool(MLOpsTool):
                                      "energy dispersion and RAD_MAX) in the DL3 set", key="--input")
             self.observations[label] = observations
         self.target = SkyCoord(ra=self.target_ra * u.deg, dec=self.target_dec * u.deg, frame="icrs")
+        self.mock_runs = None
+        if self.mock_dir is not None:
+            from ..toysim.observation import read_plan
+
+            try:
+                self.mock_runs = read_plan(self.mock_dir)
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise InputDataError(f"{self.mock_dir}/mock_observation.json cannot be read ({type(err).__name__}: "
+                                     f"{err}): give a make_mock_observation.py output directory", key="--mock") \
+                    from None
+
+    def _thrown(self):
+        """The gammas the mock observation threw above some energies, against the injected spectrum's mean."""
+        from ..toysim.observation import thrown_gamma_energies, thrown_rate
+
+        energies = thrown_gamma_energies(self.mock_runs)
+        seconds = sum(run.duration.to_value(u.s) for run in self.mock_runs)
+        expected_total = thrown_rate("gamma").value * seconds
+        e_min, e_max = 0.03, 30.0  # the IRF sample's thrown range (dataset.IRF_PHYSICS)
+        slope = CRAB_SPECTRUM.index + 1
+        rows = []
+        for threshold in (e_min, 0.3, 1.0, 3.0):
+            fraction = (threshold ** slope - e_max ** slope) / (e_min ** slope - e_max ** slope)
+            expected = expected_total * fraction
+            found = int(np.count_nonzero(energies.to_value(u.TeV) > threshold))
+            rows.append({"above_tev": threshold, "thrown": found, "expected": expected,
+                         "deviation_sigma": (found - expected) / np.sqrt(expected)})
+        return rows
+
+    def _energy_bias_by_run(self, label):
+        """Mean log10(E_reco / E_true) of the DL3 gammas of each run, per bin of true energy (the mock's truth)."""
+        from ctapipe.io import read_table
+
+        truth_files = {run.obs_id: run.truth_path for run in self.mock_runs}
+        rows = {}
+        for observation in self.observations[label]:
+            path = truth_files.get(int(observation.obs_id))
+            if path is None or not path.exists():
+                continue
+            truth = read_table(path, "/truth")
+            gammas = truth[np.asarray(truth["true_shower_primary_id"]) == 0]
+            events = observation.events.table
+            true_energy = dict(zip(np.asarray(gammas["event_id"]).tolist(),
+                                   u.Quantity(gammas["true_energy"], u.TeV).value.tolist()))
+            found = np.array([true_energy.get(int(i), np.nan) for i in events["EVENT_ID"]])
+            ratio = np.log10(u.Quantity(events["ENERGY"], u.TeV).value / found)
+            rows[int(observation.obs_id)] = [
+                float(np.mean(ratio[(found >= lo) & (found < hi)])) if np.any((found >= lo) & (found < hi))
+                else None for lo, hi in zip(_BIAS_BINS_TEV[:-1], _BIAS_BINS_TEV[1:])]
+        return rows
 
     def start(self):
         from ..physics.spectral_analysis import analyse, model_band, on_off_thetas, sed_table
@@ -144,6 +203,9 @@ class AnalyseDL3Tool(MLOpsTool):
             progress.update(note=f"{label}: {result.excess:.0f} excess events, {result.significance:.1f} sigma")
         progress.close()
         self.spectra = spectra
+        self.thrown = self._thrown() if self.mock_runs is not None else None
+        self.energy_bias = {label: self._energy_bias_by_run(label) for label in self.observations} \
+            if self.mock_runs is not None else None
         injected = ("Crab Nebula (HEGRA; injected in the mock)", energy,
                     (CRAB_SPECTRUM(energy) * energy ** 2).to("erg cm-2 s-1"))
         self.report = self._report(spectra, injected, thetas, largest_cut)
@@ -182,6 +244,18 @@ class AnalyseDL3Tool(MLOpsTool):
              *(f"{m['index_pull']:+.2f}, {m['amplitude_pull']:+.2f}" for m in self.metrics.values())],
         ]
         report.table("Detection and spectrum, per reconstruction", header, rows)
+        if self.thrown is not None:
+            report.table(f"The gammas the mock observation threw ({self.mock_dir}): a fit follows the realization, "
+                         "which deviates from the injected spectrum's mean by Poisson chance",
+                         ["energy", "thrown", "injected spectrum's mean", "deviation / sigma"],
+                         [[f"> {r['above_tev']:g} TeV", r["thrown"], f"{r['expected']:.1f}",
+                           f"{r['deviation_sigma']:+.1f}"] for r in self.thrown])
+            bins = [f"{lo:g}-{hi:g}" for lo, hi in zip(_BIAS_BINS_TEV[:-1], _BIAS_BINS_TEV[1:])]
+            report.table("Energy bias of each run's gammas in the DL3 set: mean log10(E_reco / E_true) per bin of "
+                         "true energy (TeV), from the mock's truth; runs differ in where the source sits in the camera",
+                         ["reconstruction, run", *bins],
+                         [[f"{label}, {obs_id}", *("" if v is None else f"{v:+.3f}" for v in values)]
+                          for label, runs in self.energy_bias.items() for obs_id, values in runs.items()])
         report.figure("spectrum", plot_spectra(spectra, injected),
                       "Fitted power laws (1-sigma band) and flux points of each reconstruction against the injected "
                       "Crab spectrum.")
@@ -189,15 +263,19 @@ class AnalyseDL3Tool(MLOpsTool):
                       "Squared angular distance of the events after the gammaness cuts to the source (ON) and to its "
                       "reflection through the pointing (OFF).")
         report.preformatted("Inputs and options", "\n".join([
-            *(f"DL3 set {label}: {directory}" for label, directory in self.sets.items()),
+            *(f"DL3 set {label}: {_shown(directory)}" for label, directory in self.sets.items()),
             f"source: RA {self.target_ra:.4f} deg, Dec {self.target_dec:.4f} deg; {self.off_regions} OFF region(s) "
             f"per run; background fraction {self.background_fraction:g}",
         ]))
         return report
 
     def finish(self):
-        metrics = {"inputs": {label: str(d) for label, d in self.sets.items()},
+        # paths as given, relative to the working directory where they are inside it (metrics are committed)
+        metrics = {"inputs": {label: _shown(d) for label, d in self.sets.items()},
                    "background_fraction": self.background_fraction, "off_regions": self.off_regions,
+                   "mock_thrown_gammas": self.thrown,
+                   "mock_energy_bias_bins_tev": list(_BIAS_BINS_TEV) if self.energy_bias is not None else None,
+                   "mock_energy_bias_by_run": self.energy_bias,
                    "reconstructions": self.metrics}
         with atomic_directory(self.output_dir, overwrite=self.overwrite) as tmp:
             self.report.write(tmp, metrics)
@@ -206,6 +284,11 @@ class AnalyseDL3Tool(MLOpsTool):
         lines = [f"{label}: {m['significance']:.1f} sigma, index {m['index']:.2f} +- {m['index_error']:.2f}"
                  for label, m in self.metrics.items()]
         show(*lines, f"DL3 analysis: {self.output_dir / 'report.html'}")
+
+
+def _shown(path):
+    path = PathlibPath(path)
+    return str(path.relative_to(PathlibPath.cwd())) if path.is_relative_to(PathlibPath.cwd()) else str(path)
 
 
 def main():

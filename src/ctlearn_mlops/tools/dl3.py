@@ -64,7 +64,7 @@ class DL3Tool(MLOpsTool):
     aliases = {
         ("i", "input"): "DL3Tool.inputs",
         "irf": "DL3Tool.irf_dir",
-        ("o", "output-dir"): "DL3Tool.output_dir",
+        "output-dir": "DL3Tool.output_dir",
         "reconstruction": "DL3Tool.reconstructions",
         "target-ra": "DL3Tool.target_ra",
         "target-dec": "DL3Tool.target_dec",

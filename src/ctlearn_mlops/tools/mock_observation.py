@@ -49,7 +49,7 @@ class MockObservationTool(MLOpsTool):
     overwrite = Bool(False, help="Regenerate runs that exist.").tag(config=True)
 
     aliases = {
-        ("o", "output-dir"): "MockObservationTool.output_dir",
+        "output-dir": "MockObservationTool.output_dir",
         "n-runs": "MockObservationTool.n_runs",
         "run-minutes": "MockObservationTool.run_minutes",
         "proton-fraction": "MockObservationTool.proton_fraction",

@@ -48,8 +48,8 @@ from .dataset import COMPRESSION_LEVEL, IRF_PHYSICS, lst_subarray
 from .showers import PRIMARY_ID, ShowerSample, sample_showers
 from .source import ToyEventSource
 
-__all__ = ["MockRun", "mock_observation_plan", "observation_subarray", "thrown_rate", "write_mock_run",
-           "POINTING_TABLE", "TRUTH_DIR"]
+__all__ = ["MockRun", "mock_observation_plan", "observation_subarray", "read_plan", "sample_run",
+           "thrown_gamma_energies", "thrown_rate", "write_mock_run", "POINTING_TABLE", "TRUTH_DIR"]
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,51 @@ def _concatenate(samples, order):
     return ShowerSample(particle="mixed", **joined)
 
 
+def sample_run(run, rng):
+    """The showers of ``run`` in time order: (ShowerSample, seconds from the run's start, particle of each).
+
+    Poisson counts of gammas and protons at their rates, uniform times; gammas come from the source wherever it
+    is at their time, protons from within the view cone around the pointing at theirs.
+    """
+    seconds = run.duration.to_value(u.s)
+    counts = {"gamma": rng.poisson(thrown_rate("gamma").value * seconds),
+              "proton": rng.poisson(thrown_rate("proton").value * run.proton_fraction * seconds)}
+    offsets = {particle: np.sort(rng.uniform(0, seconds, size=n)) for particle, n in counts.items()}
+    samples, times, particles = [], [], []
+    for particle, seconds_in in offsets.items():
+        frame = AltAz(obstime=run.start + seconds_in * u.s, location=CTA_NORTH)
+        pointing = run.pointing.transform_to(frame)
+        sample = sample_showers(rng, len(seconds_in), particle, _physics(particle),
+                                pointing=(pointing.alt.to(u.deg), pointing.az.to(u.deg)))
+        if particle == "gamma":  # from the source itself, wherever it is in the sky at that time
+            source = CRAB_NEBULA.transform_to(frame)
+            sample = dataclasses.replace(sample, alt=source.alt.to(u.deg),
+                                         az=source.az.wrap_at(180 * u.deg).to(u.deg))
+        samples.append(sample)
+        times.append(seconds_in)
+        particles.append(np.full(len(seconds_in), particle))
+    seconds_in = np.concatenate(times)
+    order = np.argsort(seconds_in, kind="stable")
+    return _concatenate(samples, order), seconds_in[order], np.concatenate(particles)[order]
+
+
+def thrown_gamma_energies(runs):
+    """The true energies of every gamma thrown in ``runs`` (triggered or not), drawn again from their seeds."""
+    energies = []
+    for run in runs:
+        showers, _, particles = sample_run(run, np.random.default_rng(run.seed))
+        energies.append(showers.energy.to_value(u.TeV)[particles == "gamma"])
+    return np.concatenate(energies) * u.TeV
+
+
+def read_plan(directory):
+    """The runs of the mock observation in ``directory``, from its ``mock_observation.json``."""
+    directory = Path(directory)
+    plan = json.loads((directory / "mock_observation.json").read_text())
+    return mock_observation_plan(directory, n_runs=len(plan["runs"]), run_minutes=plan["run_minutes"],
+                                 proton_fraction=plan["proton_fraction"], seed=plan["seed"])
+
+
 class MockRunSource(ToyEventSource):
     """The showers of one run of the mock observation, as an observed run: no simulation truth in its events."""
 
@@ -148,34 +193,12 @@ class MockRunSource(ToyEventSource):
                          seed=run.seed, physics=IRF_PHYSICS["proton"], **kwargs)
 
     def _sample_showers(self):
-        run, rng = self.run, self.rng
-        seconds = run.duration.to_value(u.s)
-        counts = {"gamma": rng.poisson(thrown_rate("gamma").value * seconds),
-                  "proton": rng.poisson(thrown_rate("proton").value * run.proton_fraction * seconds)}
-        offsets = {particle: np.sort(rng.uniform(0, seconds, size=n)) for particle, n in counts.items()}
-        samples, times, particles = [], [], []
-        for particle, seconds_in in offsets.items():
-            time = run.start + seconds_in * u.s
-            frame = AltAz(obstime=time, location=CTA_NORTH)
-            pointing = run.pointing.transform_to(frame)
-            sample = sample_showers(rng, len(seconds_in), particle, _physics(particle),
-                                    pointing=(pointing.alt.to(u.deg), pointing.az.to(u.deg)))
-            if particle == "gamma":  # from the source itself, wherever it is in the sky at that time
-                source = CRAB_NEBULA.transform_to(frame)
-                sample = dataclasses.replace(sample, alt=source.alt.to(u.deg),
-                                             az=source.az.wrap_at(180 * u.deg).to(u.deg))
-            samples.append(sample)
-            times.append(seconds_in)
-            particles.append(np.full(len(seconds_in), particle))
-        seconds_in = np.concatenate(times)
-        order = np.argsort(seconds_in, kind="stable")
-        self._seconds = seconds_in[order]
-        self._particle = np.concatenate(particles)[order]
-        self._times = run.start.tai + self._seconds * u.s
-        pointing = run.pointing.transform_to(AltAz(obstime=self._times, location=CTA_NORTH))
+        showers, seconds, self._particle = sample_run(self.run, self.rng)
+        self._times = self.run.start.tai + seconds * u.s
+        pointing = self.run.pointing.transform_to(AltAz(obstime=self._times, location=CTA_NORTH))
         self._pointing_alt, self._pointing_az = pointing.alt.to(u.deg), pointing.az.wrap_at(360 * u.deg).to(u.deg)
-        self.n_showers = len(order)
-        return _concatenate(samples, order)
+        self.n_showers = len(showers)
+        return showers
 
     def _particles(self):
         return self._particle
