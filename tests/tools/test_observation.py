@@ -182,7 +182,9 @@ def test_bad_observation_inputs_are_refused_naming_file_and_problem(trained_runs
     other = tmp_path / "other-irf"
     shutil.copytree(irf_dir, other)
     metrics = json.loads((other / "metrics.json").read_text())
-    metrics["made_with"]["geometry/CTLearnAxisFit"]["telescopes"] = [1, 2]
+    for key, recorded in metrics["made_with"].items():
+        if key.startswith("geometry/"):
+            recorded["telescopes"] = [1, 2]
     (other / "metrics.json").write_text(json.dumps(metrics))
     _refused(DL3Tool(), ["--input", observed_dl2, "--irf", other, "--output-dir", tmp_path / "d"], tmp_path, capfd,
              str(observed_dl2), "telescopes [1, 2, 3, 4] here, [1, 2] for the IRFs")
@@ -193,3 +195,11 @@ def test_bad_observation_inputs_are_refused_naming_file_and_problem(trained_runs
     assert sorted(p.name for p in (dl3_dir / "cnn").iterdir()) == before
     _refused(AnalyseDL3Tool(), ["--input", mock, "--reports-root", tmp_path], tmp_path, capfd, str(mock),
              "no DL3 set")
+    # the mock observation keeps runs of its plan and refuses to mix another into them
+    before = {p.name: p.stat().st_mtime_ns for p in (mock / "dl1").iterdir()}
+    assert run(MockObservationTool(), ["--output-dir", mock, "--n-runs", 2, "--run-minutes", 0.67, "--seed", 4],
+               cwd=tmp_path) == 0
+    _refused(MockObservationTool(), ["--output-dir", mock, "--n-runs", 2, "--run-minutes", 0.67, "--seed", 5],
+             tmp_path, capfd, "crab_wobble_obs50001.dl1.h5", "another plan")
+    assert {p.name: p.stat().st_mtime_ns for p in (mock / "dl1").iterdir()} == before
+    assert json.loads((mock / "mock_observation.json").read_text())["seed"] == 4

@@ -12,7 +12,8 @@ import tables
 
 from ..exceptions import InputDataError
 
-__all__ = ["DL1_IMAGE_NODES", "OBSERVED_POINTING_GROUP", "available_telescopes", "check_dl1_files",
+__all__ = ["DL1_IMAGE_NODES", "OBSERVED_POINTING_GROUP", "array_pointing_telescope", "available_telescopes",
+           "check_dl1_files",
            "check_observed_files", "hdf5_problem", "is_observed", "telescope_pointing"]
 
 #: where observed runs carry their telescopes' pointing over time (ctapipe's ``PointingInterpolator`` reads it)
@@ -107,6 +108,8 @@ def check_observed_files(files, source=None, key="--input"):
                              "(one event DL2 file holds one kind)", source=source, key=key)
     if not any(kinds.values()):
         return False
+    from ctapipe.io import read_table
+
     for path in files:
         with tables.open_file(str(path), mode="r") as h5:
             trigger = h5.get_node("/dl1/event/subarray/trigger")
@@ -118,7 +121,26 @@ def check_observed_files(files, source=None, key="--input"):
             raise InputDataError(f"{path} is an observed run without the pointing of telescope {missing[0]} "
                                  f"({OBSERVED_POINTING_GROUP}/tel_{missing[0]:03d}: time, azimuth, altitude): its "
                                  "events cannot be placed on the sky", source=source, key=key)
+        times = read_table(str(path), "/dl1/event/subarray/trigger")["time"]
+        for tel_id in sorted(available_telescopes(path)):
+            pointing = read_table(str(path), f"{OBSERVED_POINTING_GROUP}/tel_{tel_id:03d}")
+            if not ({"time", "azimuth", "altitude"} <= set(pointing.colnames)):
+                raise InputDataError(f"{path}: {OBSERVED_POINTING_GROUP}/tel_{tel_id:03d} lacks time, azimuth or "
+                                     "altitude", source=source, key=key)
+            if len(times) and (times.min() < pointing["time"].min() or times.max() > pointing["time"].max()):
+                raise InputDataError(
+                    f"{path}: events from {times.min().isot} to {times.max().isot}, but the pointing of telescope "
+                    f"{tel_id} covers {pointing['time'].min().isot} to {pointing['time'].max().isot} only: events "
+                    "outside it cannot be placed on the sky", source=source, key=key)
     return True
+
+
+def array_pointing_telescope(path):
+    """The telescope whose pointing stands for the array's in an observed run: the first with a pointing table
+    (the telescopes track together); None if there is none."""
+    with tables.open_file(str(path), mode="r") as h5:
+        tel_ids = _telescopes_with_rows(h5, OBSERVED_POINTING_GROUP)
+    return min(tel_ids) if tel_ids else None
 
 
 def telescope_pointing(path, tel_ids, times):

@@ -51,7 +51,7 @@ import tables
 from astropy.table import QTable, Table, join
 from ctapipe.io import read_table
 
-from .dl1 import OBSERVED_POINTING_GROUP, telescope_pointing
+from .dl1 import OBSERVED_POINTING_GROUP, array_pointing_telescope, telescope_pointing
 
 __all__ = [
     "AXIS_FIT_PREFIX",
@@ -257,14 +257,13 @@ def _array_pointing(path):
     it), or for observed runs per array event at its time (the first telescope's, interpolated), with the time."""
     with tables.open_file(str(path), mode="r") as h5:
         simulated = SIMULATION_RUN_TABLE in h5
-        tel_ids = sorted(int(n.removeprefix("tel_")) for n in h5.get_node(OBSERVED_POINTING_GROUP)._v_children) \
-            if not simulated and OBSERVED_POINTING_GROUP in h5 else []
     if not simulated:
         events = read_table(path, TRIGGER_TABLE)[["obs_id", "event_id", "time"]]
-        if not tel_ids:
+        tel_id = array_pointing_telescope(path)
+        if tel_id is None:
             raise ValueError(f"{path} has neither a simulation configuration nor the pointing of an observed run "
                              f"({OBSERVED_POINTING_GROUP})")
-        alt, az = telescope_pointing(path, np.full(len(events), tel_ids[0]), events["time"])
+        alt, az = telescope_pointing(path, np.full(len(events), tel_id), events["time"])
         events["pointing_altitude"], events["pointing_azimuth"] = alt, az
         return events, ["obs_id", "event_id"]
     runs = read_table(path, SIMULATION_RUN_TABLE)

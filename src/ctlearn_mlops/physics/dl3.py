@@ -1,5 +1,8 @@
 """GADF DL3 of observed runs: their events after the gammaness cuts of point-like IRFs, with those IRFs.
 
+Livetime is the time from a run's first to its last event (``DEADC`` 1): right for the mock observation,
+which has no dead time; real runs lose some, and their fluxes come out that much too low.
+
 One FITS file per run (obs_id): ``EVENTS`` (EVENT_ID, TIME, RA, DEC,
 ENERGY, GAMMANESS, MULTIP, ALT, AZ), ``GTI``, ``POINTING`` and the IRF
 extensions of ``compute_irf.py`` (``EFFECTIVE AREA``, ``ENERGY
@@ -53,6 +56,15 @@ class RunEvents:
     def ontime(self):
         return (self.stop - self.start).to(u.s)
 
+    @property
+    def middle(self):
+        return self.start + (self.stop - self.start) / 2
+
+    @property
+    def pointing_altaz(self):
+        """The pointing in AltAz at the middle of the run."""
+        return self.pointing.transform_to(AltAz(obstime=self.middle, location=self.location))
+
 
 def run_events(events, prefixes, gh_cuts, subarray):
     """{obs_id: RunEvents} of the array events of an observed DL2 file (``io.dl2.read_subarray_events``) valid in
@@ -99,8 +111,7 @@ def _time_cards():
 def run_hdus(run, irf_hdus, target, target_name, creator):
     """The HDUs of one run's DL3 file: EVENTS, GTI, POINTING and the IRF extensions of ``irf_hdus``."""
     start, stop = ((t - _MJDREF).to_value(u.s) for t in (run.start, run.stop))
-    middle = run.start + (run.stop - run.start) / 2
-    pointing_altaz = run.pointing.transform_to(AltAz(obstime=middle, location=run.location))
+    middle, pointing_altaz = run.middle, run.pointing_altaz
     location = run.location.geodetic
     common = {
         **_GADF, "OBS_ID": run.obs_id, "DATE-OBS": run.start.utc.isot[:10], "TIME-OBS": run.start.utc.isot[11:],
@@ -150,8 +161,7 @@ def obs_index(runs):
     """GADF's observation index of ``runs`` ({obs_id: RunEvents})."""
     rows = []
     for obs_id, run in sorted(runs.items()):
-        middle = run.start + (run.stop - run.start) / 2
-        altaz = run.pointing.transform_to(AltAz(obstime=middle, location=run.location))
+        altaz = run.pointing_altaz
         rows.append({
             "OBS_ID": obs_id, "DATE-OBS": run.start.utc.isot[:10], "TIME-OBS": run.start.utc.isot[11:],
             "DATE-END": run.stop.utc.isot[:10], "TIME-END": run.stop.utc.isot[11:],

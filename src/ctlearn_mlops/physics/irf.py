@@ -19,6 +19,7 @@ excess at least 5% of the background), relative to the Crab (HEGRA).
 """
 
 import operator
+import re
 from dataclasses import dataclass, field
 
 import astropy.units as u
@@ -40,10 +41,11 @@ from pyirf.io import (
 from pyirf.irf import background_2d, effective_area_per_energy, energy_dispersion, psf_table
 from pyirf.sensitivity import calculate_sensitivity, estimate_background
 from pyirf.simulations import SimulatedEventsInfo
-from pyirf.spectral import CRAB_HEGRA, IRFDOC_PROTON_SPECTRUM, PowerLaw, calculate_event_weights
+from pyirf.spectral import PowerLaw, calculate_event_weights
 from pyirf.utils import calculate_source_fov_offset, calculate_theta
 
-from ..io.dl2 import Reconstruction
+from ..io.dl2 import AXIS_FIT_PREFIX, CLASSICAL_PREFIX, CNN_PREFIX, STEREO_PREFIX, Reconstruction
+from ..sky import CRAB_SPECTRUM, PROTON_SPECTRUM
 
 __all__ = [
     "GAMMA_ID",
@@ -54,6 +56,9 @@ __all__ = [
     "compute_irfs",
     "default_bins",
     "GH_CUTS_EXTENSION",
+    "RECONSTRUCTIONS",
+    "irf_file_name",
+    "reconstruction_slug",
     "gadf_hdus",
     "irf_events",
     "offset_position",
@@ -62,6 +67,35 @@ __all__ = [
 ]
 
 GAMMA_ID, PROTON_ID = 0, 101
+
+#: the reconstructions compared: {label: {role: prefixes to try, in order}}
+RECONSTRUCTIONS = {
+    # the CNN pipeline: the mono networks, the direction fitted with the image axes where the file has it
+    "CNN": {"type": [CNN_PREFIX], "energy": [CNN_PREFIX], "geometry": [AXIS_FIT_PREFIX, CNN_PREFIX]},
+    # the same with the plain mean of the telescopes' directions (StereoMeanCombiner)
+    "CNN, mean direction": {"type": [CNN_PREFIX], "energy": [CNN_PREFIX], "geometry": [CNN_PREFIX]},
+    "CNN stereo": {"type": [STEREO_PREFIX], "energy": [STEREO_PREFIX],
+                   "geometry": [STEREO_PREFIX, CNN_PREFIX]},
+    # the mono networks' gammaness and energy with a stereo network's direction (a file with a stereo geometry run)
+    "CNN, stereo direction": {"type": [CNN_PREFIX], "energy": [CNN_PREFIX], "geometry": [STEREO_PREFIX]},
+    "classical": {"type": [CLASSICAL_PREFIX], "energy": [CLASSICAL_PREFIX],
+                  "geometry": [CLASSICAL_PREFIX]},
+    # a diagnostic mix: what the networks' gammaness and energy give with the classical direction
+    "CNN, classical direction": {"type": [CNN_PREFIX], "energy": [CNN_PREFIX],
+                                 "geometry": [CLASSICAL_PREFIX]},
+}
+
+
+
+def reconstruction_slug(label):
+    """A reconstruction's label as a file name part: "CNN, mean direction" -> "cnn_mean_direction"."""
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+
+
+def irf_file_name(label):
+    """The GADF file of a reconstruction's IRFs in an output directory, e.g. ``irf_cnn.fits.gz``."""
+    return f"irf_{reconstruction_slug(label)}.fits.gz"
+
 
 
 @dataclass
@@ -78,8 +112,8 @@ class IRFOptions:
     theta_min: u.Quantity = 0.02 * u.deg
     theta_max: u.Quantity = 0.32 * u.deg
     min_events: int = 10
-    gamma_spectrum: object = CRAB_HEGRA
-    proton_spectrum: object = IRFDOC_PROTON_SPECTRUM
+    gamma_spectrum: object = CRAB_SPECTRUM
+    proton_spectrum: object = PROTON_SPECTRUM
 
 
 def default_bins():

@@ -54,16 +54,23 @@ class SpectrumResult:
 
     def significance_with_background(self, factor):
         """Li & Ma significance of the same excess over ``factor`` times the background (e.g. the full
-        cosmic-ray rate of a mock observation that threw a fraction of it)."""
+        cosmic-ray rate of a mock observation that threw a fraction of it); None without OFF counts to scale."""
+        if self.n_off == 0 and factor != 1:
+            return None
         n_off = self.n_off * factor
         return float(WStatCountsStatistic(n_on=self.excess + self.alpha * n_off, n_off=n_off,
                                           alpha=self.alpha).sqrt_ts)
 
     def pulls(self, spectrum):
-        """(index, amplitude) deviations from a pyirf power law ``spectrum`` in units of the fit's errors."""
+        """(index, amplitude) deviations from a pyirf power law ``spectrum`` in units of the fit's errors (None
+        where the fit has no finite error)."""
         true_amplitude = spectrum(self.reference).to(self.amplitude.unit)
-        return ((self.index - (-spectrum.index)) / self.index_error,
-                float((self.amplitude - true_amplitude) / self.amplitude_error))
+        index_error, amplitude_error = float(self.index_error), float(self.amplitude_error.value)
+        index_pull = (self.index - (-spectrum.index)) / index_error \
+            if np.isfinite(index_error) and index_error > 0 else None
+        amplitude_pull = float((self.amplitude - true_amplitude).value / amplitude_error) \
+            if np.isfinite(amplitude_error) and amplitude_error > 0 else None
+        return index_pull, amplitude_pull
 
 
 def open_observations(directory):

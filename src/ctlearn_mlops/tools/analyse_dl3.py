@@ -1,6 +1,6 @@
 """gammapy's 1D analysis of DL3 sets: detection, spectrum and flux points, the CNN next to the classical.
 
-Reads the DL3 sets of ``create_dl3.py`` (``<input>/<reconstruction>/`` with
+Reads the DL3 sets of ``create_dl3.py`` (``<input>/<set>/``, e.g. ``cnn``, ``classical``, with
 ``hdu-index.fits.gz`` and ``obs-index.fits.gz``) and runs, for each, gammapy's
 reflected-regions analysis of point-like IRFs: the ON region is the source
 with each run's ``RAD_MAX``, the OFF regions its reflections around the
@@ -8,7 +8,7 @@ pointing; excess and Li & Ma significance (WStat), a power-law fit with
 its errors, flux points, and the fit against the Crab Nebula's spectrum
 (the one the mock observation injects).  Writes
 ``<reports_root>/dl3/<name>/``: ``report.html``, ``metrics.json``, the flux
-points per reconstruction (``sed_<reconstruction>.ecsv``) and the figures.
+points per set (``sed_<set>.ecsv``) and the figures.
 
 ``--background-fraction``: the fraction of the cosmic-ray rate the
 observation holds (the mock observation's ``--proton-fraction``); the
@@ -27,13 +27,13 @@ from ctapipe.core.traits import Bool, Float, Int, Path, Unicode
 
 from ..exceptions import ConfigError, InputDataError, RunExistsError
 from ..output import show
+from ..physics.irf import RECONSTRUCTIONS, reconstruction_slug
 from ..progress import Progress
 from ..reporting.document import Report, atomic_directory
 from ..reporting.plots import plot_on_off_theta2, plot_spectra
 from ..sky import CRAB_NEBULA, CRAB_SPECTRUM
 from .base import MLOpsTool
 from .io_checks import check_writable
-from .irf import RECONSTRUCTIONS, reconstruction_slug
 
 __all__ = ["AnalyseDL3Tool", "main"]
 
@@ -59,8 +59,8 @@ class AnalyseDL3Tool(MLOpsTool):
         config=True)
     reports_root = Path("reports", directory_ok=True, file_ok=False, help="Reports go to <reports_root>/dl3/<name>/.").tag(
         config=True)
-    target_ra = Float(CRAB_NEBULA.ra.deg, help="RA (deg, ICRS) of the source.").tag(config=True)
-    target_dec = Float(CRAB_NEBULA.dec.deg, help="Dec (deg, ICRS) of the source.").tag(config=True)
+    target_ra = Float(CRAB_NEBULA.ra.deg, min=0, max=360, help="RA (deg, ICRS) of the source.").tag(config=True)
+    target_dec = Float(CRAB_NEBULA.dec.deg, min=-90, max=90, help="Dec (deg, ICRS) of the source.").tag(config=True)
     off_regions = Int(1, min=1, max=5, help="Reflected OFF regions per run (1: opposite the source; more may "
                       "overlap the ON region at the widest theta cuts of a 0.4-deg wobble).").tag(config=True)
     mock_dir = Path(None, allow_none=True, exists=True, directory_ok=True, file_ok=False,
@@ -132,18 +132,13 @@ class AnalyseDL3Tool(MLOpsTool):
 
     def _thrown(self):
         """The gammas the mock observation threw above some energies, against the injected spectrum's mean."""
-        from ..toysim.observation import thrown_gamma_energies, thrown_rate
+        from ..toysim.observation import expected_thrown_gammas, thrown_gamma_energies
 
-        energies = thrown_gamma_energies(self.mock_runs)
-        seconds = sum(run.duration.to_value(u.s) for run in self.mock_runs)
-        expected_total = thrown_rate("gamma").value * seconds
-        e_min, e_max = 0.03, 30.0  # the IRF sample's thrown range (dataset.IRF_PHYSICS)
-        slope = CRAB_SPECTRUM.index + 1
+        energies = thrown_gamma_energies(self.mock_runs).to_value(u.TeV)
         rows = []
-        for threshold in (e_min, 0.3, 1.0, 3.0):
-            fraction = (threshold ** slope - e_max ** slope) / (e_min ** slope - e_max ** slope)
-            expected = expected_total * fraction
-            found = int(np.count_nonzero(energies.to_value(u.TeV) > threshold))
+        for threshold in (0.0, 0.3, 1.0, 3.0):
+            expected = expected_thrown_gammas(self.mock_runs, threshold * u.TeV)
+            found = int(np.count_nonzero(energies > threshold))
             rows.append({"above_tev": threshold, "thrown": found, "expected": expected,
                          "deviation_sigma": (found - expected) / np.sqrt(expected)})
         return rows
@@ -178,19 +173,23 @@ class AnalyseDL3Tool(MLOpsTool):
         energy = np.geomspace(0.05, 20, 60) * u.TeV
         largest_cut = 0.0
         for label, observations in self.observations.items():
-            result = analyse(observations, self.target, n_off_regions=self.off_regions)
+            try:
+                result = analyse(observations, self.target, n_off_regions=self.off_regions)
+            except (ValueError, RuntimeError, IndexError) as err:
+                raise InputDataError(f"{self.sets[label]}: gammapy's analysis of the DL3 set failed "
+                                     f"({type(err).__name__}: {err})", key="--input") from None
             self.results[label] = result
             index_pull, amplitude_pull = result.pulls(CRAB_SPECTRUM)
-            recovered = bool(result.fit_success and abs(index_pull) <= RECOVERY_SIGMA
-                             and abs(amplitude_pull) <= RECOVERY_SIGMA)
+            recovered = bool(result.fit_success and index_pull is not None and amplitude_pull is not None
+                             and abs(index_pull) <= RECOVERY_SIGMA and abs(amplitude_pull) <= RECOVERY_SIGMA)
+            full_background = result.significance_with_background(1 / self.background_fraction)
             self.metrics[label] = {
                 "runs": len(observations), "livetime_h": result.livetime.to_value(u.h),
                 "n_on": result.n_on, "n_off": result.n_off, "alpha": result.alpha, "excess": result.excess,
                 "significance": result.significance,
                 "significance_per_sqrt_hour": result.significance_per_sqrt_hour,
                 "significance_per_sqrt_hour_full_background": (
-                    result.significance_with_background(1 / self.background_fraction)
-                    / np.sqrt(result.livetime.to_value(u.h))),
+                    None if full_background is None else full_background / np.sqrt(result.livetime.to_value(u.h))),
                 "fit_success": result.fit_success, "index": result.index, "index_error": result.index_error,
                 "amplitude_1tev": result.amplitude.to_value("cm-2 s-1 TeV-1"),
                 "amplitude_1tev_error": result.amplitude_error.to_value("cm-2 s-1 TeV-1"),
@@ -219,7 +218,8 @@ class AnalyseDL3Tool(MLOpsTool):
                 f"({m['significance_per_sqrt_hour']:.1f} sigma/sqrt(h)); index {m['index']:.2f} +- "
                 f"{m['index_error']:.2f}, flux at 1 TeV {m['amplitude_1tev']:.3g} +- {m['amplitude_1tev_error']:.2g}"
                 f" cm-2 s-1 TeV-1: {'recovers' if m['recovers_injected'] else 'does not recover'} the injected Crab "
-                f"(pulls {m['index_pull']:+.1f}, {m['amplitude_pull']:+.1f} sigma)")
+                f"(pulls {_number(m['index_pull'], 'n/a', '+.1f')}, {_number(m['amplitude_pull'], 'n/a', '+.1f')} "
+                "sigma)")
         report.text("Verdict", "\n".join(verdicts))
         header = ["", *self.metrics]
         rows = [
@@ -234,21 +234,24 @@ class AnalyseDL3Tool(MLOpsTool):
         ]
         if self.background_fraction < 1:
             rows.append([f"sigma / sqrt(h), background / {self.background_fraction:g}",
-                         *(m["significance_per_sqrt_hour_full_background"] for m in self.metrics.values())])
+                         *(_number(m["significance_per_sqrt_hour_full_background"], "no OFF count to scale")
+                           for m in self.metrics.values())])
         rows += [
-            ["index (injected 2.62)", *(f"{m['index']:.3f} +- {m['index_error']:.3f}" for m in self.metrics.values())],
-            ["flux at 1 TeV / 1e-11 cm-2 s-1 TeV-1 (injected 2.83)",
+            [f"index (Crab {-CRAB_SPECTRUM.index:g})",
+             *(f"{m['index']:.3f} +- {m['index_error']:.3f}" for m in self.metrics.values())],
+            [f"flux at 1 TeV / 1e-11 cm-2 s-1 TeV-1 (Crab {_crab_at_1tev() / 1e-11:.3g})",
              *(f"{m['amplitude_1tev'] / 1e-11:.3f} +- {m['amplitude_1tev_error'] / 1e-11:.3f}"
                for m in self.metrics.values())],
             ["pulls (index, flux) / sigma",
-             *(f"{m['index_pull']:+.2f}, {m['amplitude_pull']:+.2f}" for m in self.metrics.values())],
+             *(f"{_number(m['index_pull'], 'n/a', '+.2f')}, {_number(m['amplitude_pull'], 'n/a', '+.2f')}"
+               for m in self.metrics.values())],
         ]
         report.table("Detection and spectrum, per reconstruction", header, rows)
         if self.thrown is not None:
             report.table(f"The gammas the mock observation threw ({self.mock_dir}): a fit follows the realization, "
                          "which deviates from the injected spectrum's mean by Poisson chance",
                          ["energy", "thrown", "injected spectrum's mean", "deviation / sigma"],
-                         [[f"> {r['above_tev']:g} TeV", r["thrown"], f"{r['expected']:.1f}",
+                         [[f"> {r['above_tev']:g} TeV" if r["above_tev"] else "all", r["thrown"], f"{r['expected']:.1f}",
                            f"{r['deviation_sigma']:+.1f}"] for r in self.thrown])
             bins = [f"{lo:g}-{hi:g}" for lo, hi in zip(_BIAS_BINS_TEV[:-1], _BIAS_BINS_TEV[1:])]
             report.table("Energy bias of each run's gammas in the DL3 set: mean log10(E_reco / E_true) per bin of "
@@ -278,12 +281,31 @@ class AnalyseDL3Tool(MLOpsTool):
                    "mock_energy_bias_by_run": self.energy_bias,
                    "reconstructions": self.metrics}
         with atomic_directory(self.output_dir, overwrite=self.overwrite) as tmp:
-            self.report.write(tmp, metrics)
+            self.report.write(tmp, _finite(metrics))
             for label, (sed, _) in self.spectra.items():
                 sed.write(tmp / f"sed_{reconstruction_slug(label)}.ecsv", format="ascii.ecsv")
         lines = [f"{label}: {m['significance']:.1f} sigma, index {m['index']:.2f} +- {m['index_error']:.2f}"
                  for label, m in self.metrics.items()]
         show(*lines, f"DL3 analysis: {self.output_dir / 'report.html'}")
+
+
+def _finite(value):
+    """``value`` with every non-finite number as None (metrics.json stays JSON)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _number(value, missing, spec=".4g"):
+    return missing if value is None else format(value, spec)
+
+
+def _crab_at_1tev():
+    return float(CRAB_SPECTRUM(1 * u.TeV).to_value("cm-2 s-1 TeV-1"))
 
 
 def _shown(path):

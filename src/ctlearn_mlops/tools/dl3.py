@@ -7,9 +7,10 @@ reconstruction's IRFs, and writes one file per run (obs_id) with ``EVENTS``,
 ``GTI``, ``POINTING`` and the point-like IRFs (``RAD_MAX`` holds their theta
 cut), plus ``hdu-index.fits.gz`` and ``obs-index.fits.gz``::
 
-    <output-dir>/<reconstruction>/dl3_obs<obs_id>.fits.gz
+    <output-dir>/<set>/dl3_obs<obs_id>.fits.gz
 
-gammapy's ``DataStore.from_dir`` opens each ``<reconstruction>`` directory.
+(``<set>``: the reconstruction's label as a name: ``cnn``, ``classical``, ...);
+gammapy's ``DataStore.from_dir`` opens each set.
 The event files must have been written with the runs the IRFs were made
 with (same models, cuts and telescopes: the files record them).
 """
@@ -28,13 +29,12 @@ from ..io import dl2
 from ..io.dl1 import check_observed_files, hdf5_problem, is_observed
 from ..output import show
 from ..physics.dl3 import IRF_EXTENSIONS, gh_cuts_of, hdu_index, obs_index, run_events, run_hdus
-from ..physics.irf import GH_CUTS_EXTENSION
+from ..physics.irf import GH_CUTS_EXTENSION, irf_file_name, reconstruction_slug
 from ..progress import Progress
 from ..reporting.document import atomic_directory
 from ..sky import CRAB_NEBULA
 from .base import MLOpsTool
 from .io_checks import check_writable
-from .irf import irf_file_name, reconstruction_slug
 
 __all__ = ["DL3Tool", "main"]
 
@@ -56,8 +56,10 @@ class DL3Tool(MLOpsTool):
                       help="Where the DL3 sets go (one directory per reconstruction).").tag(config=True)
     reconstructions = List(Unicode(), default_value=["CNN", "classical"],
                            help="Reconstructions (labels of the IRFs' metrics.json) to write DL3 for.").tag(config=True)
-    target_ra = Float(CRAB_NEBULA.ra.deg, help="RA (deg, ICRS) of the observed source (RA_OBJ).").tag(config=True)
-    target_dec = Float(CRAB_NEBULA.dec.deg, help="Dec (deg, ICRS) of the observed source (DEC_OBJ).").tag(config=True)
+    target_ra = Float(CRAB_NEBULA.ra.deg, min=0, max=360, help="RA (deg, ICRS) of the observed source (RA_OBJ).").tag(
+        config=True)
+    target_dec = Float(CRAB_NEBULA.dec.deg, min=-90, max=90,
+                       help="Dec (deg, ICRS) of the observed source (DEC_OBJ).").tag(config=True)
     target_name = Unicode("Crab Nebula", help="Name of the observed source (OBJECT).").tag(config=True)
     overwrite = Bool(False, help="Replace an existing output directory.").tag(config=True)
 
@@ -100,7 +102,12 @@ class DL3Tool(MLOpsTool):
                 raise ConfigError(f"{path} lacks the {missing[0]} extension (IRFs written before DL3 existed): "
                                   "run compute_irf.py again", key="--irf")
             irfs[label] = (known[label], hdus)
-        return irfs, metrics.get("made_with")
+        made_with = metrics.get("made_with")
+        if not made_with:
+            raise ConfigError(f"{metrics_file} does not say which runs the IRFs were made with (made_with: "
+                              f"{made_with}; its inputs were written with different runs, or before compute_irf.py "
+                              "recorded them): make the IRFs of one event file set again", key="--irf")
+        return irfs, made_with
 
     def _check_input(self, path, irfs, made_with):
         problem = hdf5_problem(path)
@@ -124,17 +131,17 @@ class DL3Tool(MLOpsTool):
                 if prefix not in dl2.prefixes_in(path, role):
                     raise InputDataError(f"{path} lacks the reconstruction the '{label}' IRFs were made for "
                                          f"({dl2.subarray_table_path(role, prefix)})", key="--input")
-                key = f"{role}/{prefix}" if f"{role}/{prefix}" in recorded else role
-                ours = recorded.get(key) or recorded.get(f"{role}/{prefix}")
-                theirs = (made_with or {}).get(key)
-                if made_with is None or ours is None or theirs is None:
-                    continue
-                for item in ("run", "cuts", "telescopes"):
-                    if item in ours and item in theirs and ours[item] != theirs[item]:
-                        raise InputDataError(
-                            f"{path} was made with other {role} events than the '{label}' IRFs of {self.irf_dir}: "
-                            f"{item} {ours[item]} here, {theirs[item]} for the IRFs (write the event DL2 file with the runs "
-                            "the IRFs were made with)", key="--input")
+        # every reconstruction of a role rests on that role's runs (the classical one on their training images)
+        for role in dl2.ROLES:
+            ours, theirs = _runs_of_role(recorded, role), _runs_of_role(made_with, role)
+            for item in ("run", "cuts", "telescopes"):
+                here = {_comparable(item, entry.get(item)) for entry in ours if item in entry}
+                there = {_comparable(item, entry.get(item)) for entry in theirs if item in entry}
+                if here and there and here != there:
+                    raise InputDataError(
+                        f"{path} was made with other {role} events than the IRFs of {self.irf_dir}: {item} "
+                        f"{_listed(here)} here, {_listed(there)} for the IRFs (write the event DL2 file with the runs "
+                        "the IRFs were made with)", key="--input")
 
     def setup(self):
         if not self.inputs:
@@ -167,6 +174,10 @@ class DL3Tool(MLOpsTool):
             subarray = dl2.read_subarray(path)
             for label, (prefixes, hdus) in self.irfs.items():
                 runs = run_events(events, prefixes, gh_cuts_of(hdus), subarray)
+                for obs_id in [i for i, run in runs.items() if len(run.events) == 0]:
+                    self.log.warning("%s: run %d has no event after the '%s' cuts: left out of its DL3 set", path,
+                                     obs_id, label)
+                    del runs[obs_id]
                 overlap = set(runs) & set(self.sets[label])
                 if overlap:
                     raise InputDataError(f"{path} holds obs_id {min(overlap)}, which another input holds too",
@@ -174,6 +185,10 @@ class DL3Tool(MLOpsTool):
                 self.sets[label].update(runs)
                 progress.update(note=f"{PathlibPath(path).name}: {label}")
         progress.close()
+        for label, runs in self.sets.items():
+            if not runs:
+                raise InputDataError(f"no event of {', '.join(map(str, self.inputs))} passes the '{label}' cuts of "
+                                     f"{self.irf_dir}: no DL3 to write", key="--input")
 
     def finish(self):
         creator = f"ctlearn-mlops {__version__}"
@@ -191,6 +206,22 @@ class DL3Tool(MLOpsTool):
         counts = ", ".join(f"{label}: {sum(len(r.events) for r in runs.values())} events in {len(runs)} runs"
                            for label, runs in self.sets.items())
         show(f"DL3: {self.output_dir} ({counts})")
+
+
+def _runs_of_role(recorded, role):
+    """The run descriptions a ``CTLEARN_MLOPS_RUNS`` record holds for ``role`` (any prefix)."""
+    return [entry for key, entry in recorded.items() if key.split("/")[0] == role and isinstance(entry, dict)]
+
+
+def _comparable(item, value):
+    """A recorded value in a form that compares: run directories resolved, lists as tuples, dicts as JSON."""
+    if item == "run" and value is not None:
+        return str(PathlibPath(value).resolve())
+    return json.dumps(value, sort_keys=True)
+
+
+def _listed(values):
+    return " and ".join(sorted(values))
 
 
 def main():

@@ -28,7 +28,7 @@ from ..callbacks import PredictionProgress
 from ..config import import_custom_model_file, read_yaml
 from ..exceptions import ConfigError, InputDataError
 from ..io import dl2
-from ..io.dl1 import check_dl1_files, is_observed, telescope_pointing
+from ..io.dl1 import array_pointing_telescope, check_dl1_files, is_observed, telescope_pointing
 from ..loading.loader import FastPath
 from ..loading.reader import reader_type_for
 from ..physics import reconstruction
@@ -226,11 +226,11 @@ def _predict(run, files, fast, batch_size, log, only=None, split="test"):
     return _predict_reader(run, files, fast, batch_size, log, only, split)
 
 
-def _with_observed_pointing(examples, path, subarray):
-    """``examples`` of an observed run with the pointing of the telescope (of the first telescope, for an array
-    event) at each one's time, in the columns the simulation examples carry."""
+def _with_observed_pointing(examples, path):
+    """``examples`` of an observed run with the pointing of the telescope (for an array event the array's,
+    ``io.dl1.array_pointing_telescope``) at each one's time, in the columns the simulation examples carry."""
     tel_ids = np.asarray(examples["tel_id"]) if "tel_id" in examples.colnames \
-        else np.full(len(examples), min(subarray.tel_ids))
+        else np.full(len(examples), array_pointing_telescope(path))
     alt, az = telescope_pointing(path, tel_ids, examples["time"])
     examples = examples.copy(copy_data=False)
     for prefix in ("telescope_pointing", "pointing"):
@@ -247,8 +247,6 @@ def _load_model(run):
 def _predict_reader(run, files, fast, batch_size, log, only, split, allow_empty=False, model=None):
     from ..loading.reader import ImageReader  # noqa: F401  (registers the reader type)
 
-    if run.custom_model_file:
-        import_custom_model_file(run.custom_model_file)
     try:
         reader = DLDataReader.from_name(reader_type_for(run.reader_type), input_url_signal=[str(p) for p in files],
                                         config=run.reader_config())
@@ -262,7 +260,7 @@ def _predict_reader(run, files, fast, batch_size, log, only, split, allow_empty=
         raise InputDataError(f"no image of the DL1 files passes the cuts of run {run.run_dir}", key="--input")
     examples = reader.unique_example_identifiers if run.stereo else reader.example_identifiers
     if "time" in examples.colnames:  # an observed run
-        examples = _with_observed_pointing(examples, files[0], reader.subarray)
+        examples = _with_observed_pointing(examples, files[0])
     if only is not None:
         indices = [i for i, key in enumerate(zip(examples["obs_id"], examples["event_id"], examples["tel_id"]))
                    if (int(key[0]), int(key[1]), int(key[2])) in only]

@@ -132,7 +132,7 @@ class EventDL2Tool(MLOpsTool):
             signal, background = (type_runs or self.predicted)[0].files("test")
             self.files = sorted({*signal, *background})
         check_dl1_files(self.files, key="--input")
-        self.observed = check_observed_files(self.files, key="--input")
+        check_observed_files(self.files, key="--input")
         check_distinct_obs_ids(self.files, key="--input")
         if self.output.exists() and not self.overwrite:
             raise RunExistsError(f"{self.output} exists; pass --overwrite to replace it", key="--output")

@@ -19,7 +19,6 @@ Writes ``<reports_root>/irf/<name>/``: ``irf_<reconstruction>.fits.gz`` (GADF;
 figures and ``report.html``.
 """
 
-import re
 from pathlib import Path as PathlibPath
 
 import astropy.units as u
@@ -34,10 +33,12 @@ from ..output import show
 from ..physics.irf import (
     GAMMA_ID,
     PROTON_ID,
+    RECONSTRUCTIONS,
     IRFOptions,
     compute_irfs,
     gadf_hdus,
     irf_events,
+    irf_file_name,
     same_event_angular_resolution,
     simulation_info,
 )
@@ -47,39 +48,11 @@ from ..reporting.irf_figures import irf_figures, resolution_summary, sensitivity
 from .base import MLOpsTool
 from .io_checks import check_writable
 
-__all__ = ["IRFTool", "RECONSTRUCTIONS", "irf_file_name", "main", "reconstruction_slug"]
-
-#: the reconstructions compared: {label: {role: prefixes to try, in order}}
-RECONSTRUCTIONS = {
-    # the CNN pipeline: the mono networks, the direction fitted with the image axes where the file has it
-    "CNN": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX], "geometry": [dl2.AXIS_FIT_PREFIX, dl2.CNN_PREFIX]},
-    # the same with the plain mean of the telescopes' directions (StereoMeanCombiner)
-    "CNN, mean direction": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX], "geometry": [dl2.CNN_PREFIX]},
-    "CNN stereo": {"type": [dl2.STEREO_PREFIX], "energy": [dl2.STEREO_PREFIX],
-                   "geometry": [dl2.STEREO_PREFIX, dl2.CNN_PREFIX]},
-    # the mono networks' gammaness and energy with a stereo network's direction (a file with a stereo geometry run)
-    "CNN, stereo direction": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX], "geometry": [dl2.STEREO_PREFIX]},
-    "classical": {"type": [dl2.CLASSICAL_PREFIX], "energy": [dl2.CLASSICAL_PREFIX],
-                  "geometry": [dl2.CLASSICAL_PREFIX]},
-    # a diagnostic mix: what the networks' gammaness and energy give with the classical direction
-    "CNN, classical direction": {"type": [dl2.CNN_PREFIX], "energy": [dl2.CNN_PREFIX],
-                                 "geometry": [dl2.CLASSICAL_PREFIX]},
-}
-
+__all__ = ["IRFTool", "main"]
 
 #: the columns of /configuration/simulation/run that the IRFs read (physics.irf.simulation_info)
 _RUN_COLUMNS = ("obs_id", "particle_id", "n_showers", "shower_reuse", "energy_range_min", "energy_range_max",
                 "spectral_index", "min_viewcone_radius", "max_viewcone_radius", "max_scatter_range")
-
-
-def reconstruction_slug(label):
-    """A reconstruction's label as a file name part: "CNN, mean direction" -> "cnn_mean_direction"."""
-    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
-
-
-def irf_file_name(label):
-    """The GADF file of a reconstruction's IRFs in an output directory, e.g. ``irf_cnn.fits.gz``."""
-    return f"irf_{reconstruction_slug(label)}.fits.gz"
 
 
 class IRFTool(MLOpsTool):

@@ -10,37 +10,17 @@ and parametrised by ctapipe's ImageProcessor and written by its DataWriter:
 genuine DL1 HDF5 that stock dl1-data-handler readers open.
 """
 
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-
 from ctapipe.core.traits import Bool, Float, Int, Path
 
 from ..output import show
-from ..toysim.dataset import default_dataset_plan, irf_dataset_plan, lst_subarray, write_toy_file
+from ..toysim.dataset import default_dataset_plan, irf_dataset_plan, lst_subarray, write_in_pool, write_toy_file
 from .base import MLOpsTool
 
-__all__ = ["DefaultDataTool", "main", "write_in_pool"]
+__all__ = ["DefaultDataTool", "main"]
 
 
 def _write(spec):
     return spec, write_toy_file(spec, overwrite=True)
-
-
-def write_in_pool(todo, write, jobs, log):
-    """Run ``write(spec) -> (spec, n events)`` for every spec in ``jobs`` processes, logging each file with the
-    elapsed time and an ETA; return the number of events written."""
-    t0 = time.monotonic()
-    n_events = 0
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(write, spec) for spec in todo]
-        for done, future in enumerate(as_completed(futures), 1):
-            spec, n = future.result()
-            n_events += n
-            elapsed = time.monotonic() - t0
-            eta = elapsed / done * (len(todo) - done)
-            log.info("[%d/%d] %s: %d events (elapsed %.0f s, ETA %.0f s)", done, len(todo), spec.path.name, n,
-                     elapsed, eta)
-    return n_events
 
 
 class DefaultDataTool(MLOpsTool):

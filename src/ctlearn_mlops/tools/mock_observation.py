@@ -13,13 +13,15 @@ Writes ``<output-dir>/dl1/crab_wobble_obs<obs_id>.dl1.h5`` and
 """
 
 import json
+import os
 
 from ctapipe.core.traits import Bool, Float, Int, Path
 
+from ..exceptions import RunExistsError
 from ..output import show
+from ..toysim.dataset import write_in_pool
 from ..toysim.observation import mock_observation_plan, observation_subarray, thrown_rate, write_mock_run
 from .base import MLOpsTool
-from .make_default_data import write_in_pool
 
 __all__ = ["MockObservationTool", "main"]
 
@@ -44,7 +46,7 @@ class MockObservationTool(MLOpsTool):
     run_minutes = Float(7.5, min=0.05, max=60, help="Duration of each run (minutes).").tag(config=True)
     proton_fraction = Float(0.01, min=1e-4, max=1.0, help="Fraction of the cosmic-ray proton rate thrown.").tag(
         config=True)
-    seed = Int(1, help="Seed of the observation.").tag(config=True)
+    seed = Int(1, min=0, help="Seed of the observation.").tag(config=True)
     jobs = Int(2, min=1, help="Parallel worker processes.").tag(config=True)
     overwrite = Bool(False, help="Regenerate runs that exist.").tag(config=True)
 
@@ -68,7 +70,14 @@ class MockObservationTool(MLOpsTool):
         return self.output_dir
 
     def start(self):
-        todo = [run for run in self.plan if self.overwrite or not (run.path.exists() and run.truth_path.exists())]
+        todo = [run for run in self.plan if self.overwrite or not run.is_complete()]
+        if not self.overwrite:
+            for run in todo:
+                recorded = [r for r in run.recorded() if r is not None]
+                planned = run.describe()
+                if recorded and {k: recorded[0].get(k) for k in planned} != planned:
+                    raise RunExistsError(f"{run.path} was written for another plan ({recorded[0]}, not {planned}): "
+                                         "pass --overwrite or choose --output-dir", key="--output-dir")
         skipped = len(self.plan) - len(todo)
         if skipped:
             self.log.info("%d of %d runs already complete, skipped", skipped, len(self.plan))
@@ -80,7 +89,10 @@ class MockObservationTool(MLOpsTool):
         summary = {"runs": [run.path.name for run in self.plan], "run_minutes": self.run_minutes,
                    "proton_fraction": self.proton_fraction, "gamma_rate_hz": gamma,
                    "proton_rate_hz": proton, "seed": self.seed}
-        (self.output_dir / "mock_observation.json").write_text(json.dumps(summary, indent=2) + "\n")
+        plan_file = self.output_dir / "mock_observation.json"
+        partial = plan_file.with_name(f".{plan_file.name}.partial")
+        partial.write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(partial, plan_file)
         self.summary = (f"{len(todo)} runs written ({n_events} events), {skipped} skipped: "
                         f"{self.output_dir / 'dl1'} (truth in {self.output_dir / 'truth'})")
 

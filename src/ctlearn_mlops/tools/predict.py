@@ -124,7 +124,8 @@ class PredictTool(DataConfigTool, PredictCTLearnModel):
             signal, background = self.split_inputs(project, "test")
             self.files = sorted([*signal, *background])
         check_dl1_files(self.files, source, key="Project.test_signal_dir")
-        # observed runs (--input) give an event DL2 file without truth: no report is made of it
+        # observed runs (--input) give an event DL2 file without truth (generate_report.py reads the run's
+        # test file, of simulations)
         check_observed_files(self.files, source, key="--input" if self.inputs else "Project.test_signal_dir")
         check_distinct_obs_ids(self.files, source, key="--input" if self.inputs else "Project.test_signal_dir")
         self.fast = FastLoader(parent=self)

@@ -3,6 +3,8 @@
 import logging
 import os
 import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,8 @@ from ..resources import cache_dir, eventio_resource
 from .showers import ToyPhysics
 from .source import ToyEventSource
 
-__all__ = ["IRF_PHYSICS", "DatasetFile", "default_dataset_plan", "irf_dataset_plan", "lst_subarray", "write_toy_file"]
+__all__ = ["IRF_PHYSICS", "DatasetFile", "default_dataset_plan", "irf_dataset_plan", "lst_subarray", "write_in_pool",
+           "write_toy_file"]
 
 log = logging.getLogger(__name__)
 
@@ -161,4 +164,21 @@ def write_toy_file(spec: DatasetFile, physics: ToyPhysics | None = None, overwri
             n_events += 1
     os.replace(partial, path)
     log.info("wrote %s: %d events from %d %s showers", path, n_events, spec.n_showers, spec.particle)
+    return n_events
+
+
+def write_in_pool(todo, write, jobs, log):
+    """Run ``write(spec) -> (spec, n events)`` for every spec in ``jobs`` processes, logging each file with the
+    elapsed time and an ETA; return the number of events written."""
+    t0 = time.monotonic()
+    n_events = 0
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(write, spec) for spec in todo]
+        for done, future in enumerate(as_completed(futures), 1):
+            spec, n = future.result()
+            n_events += n
+            elapsed = time.monotonic() - t0
+            eta = elapsed / done * (len(todo) - done)
+            log.info("[%d/%d] %s: %d events (elapsed %.0f s, ETA %.0f s)", done, len(todo), spec.path.name, n,
+                     elapsed, eta)
     return n_events

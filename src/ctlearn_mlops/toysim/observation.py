@@ -40,7 +40,7 @@ from ctapipe.containers import CoordinateFrameType, ObservationBlockContainer, S
 from ctapipe.core import Provenance
 from ctapipe.image import ImageProcessor
 from ctapipe.instrument import SubarrayDescription
-from ctapipe.io import DataWriter, write_table
+from ctapipe.io import DataWriter, read_table, write_table
 
 from ..resources import cache_dir
 from ..sky import CRAB_NEBULA, CRAB_SPECTRUM, CTA_NORTH, PROTON_SPECTRUM
@@ -48,12 +48,15 @@ from .dataset import COMPRESSION_LEVEL, IRF_PHYSICS, lst_subarray
 from .showers import PRIMARY_ID, ShowerSample, sample_showers
 from .source import ToyEventSource
 
-__all__ = ["MockRun", "mock_observation_plan", "observation_subarray", "read_plan", "sample_run",
+__all__ = ["MockRun", "expected_thrown_gammas", "mock_observation_plan", "observation_subarray", "read_plan",
+           "sample_run",
            "thrown_gamma_energies", "thrown_rate", "write_mock_run", "POINTING_TABLE", "TRUTH_DIR"]
 
 log = logging.getLogger(__name__)
 
 POINTING_TABLE = "/dl0/monitoring/telescope/pointing/tel_{:03d}"
+#: the DL1 file attribute recording the run it was written for (the truth file's metadata holds the same)
+RUN_ATTRIBUTE = "CTLEARN_MLOPS_MOCK_RUN"
 TRUTH_DIR = "truth"
 #: the first run starts here: the Crab rises through 67 deg at La Palma; four 7.5-minute runs see it at 67-73 deg
 FIRST_RUN_START = Time("2024-01-15T21:30:00", scale="utc")
@@ -78,6 +81,35 @@ class MockRun:
     @property
     def pointing(self) -> SkyCoord:
         return CRAB_NEBULA.directional_offset_by(self.wobble_angle, self.wobble_offset)
+
+    def describe(self):
+        """What the run's files record of it (their DL1 attribute and truth metadata): kept files must match."""
+        return {"obs_id": self.obs_id, "start": self.start.utc.isot, "duration_s": self.duration.to_value(u.s),
+                "wobble_angle_deg": self.wobble_angle.to_value(u.deg),
+                "wobble_offset_deg": self.wobble_offset.to_value(u.deg), "proton_fraction": self.proton_fraction,
+                "seed": self.seed}
+
+    def recorded(self):
+        """What its DL1 file and its truth file say they are ((None, None) where missing or unreadable)."""
+        import tables
+
+        found = []
+        try:
+            with tables.open_file(str(self.path), mode="r") as h5:
+                found.append(json.loads(h5.root._v_attrs[RUN_ATTRIBUTE]))
+        except (OSError, KeyError, ValueError, tables.HDF5ExtError):
+            found.append(None)
+        try:
+            found.append(json.loads(read_table(str(self.truth_path), "/truth").meta["run"]))
+        except (OSError, KeyError, ValueError, TypeError):
+            found.append(None)
+        return tuple(found)
+
+    def is_complete(self):
+        """Both files there, written for this run as planned (a run stopped between the two is not)."""
+        dl1, truth = self.recorded()
+        return dl1 is not None and truth is not None and dl1 == truth and \
+            {k: dl1.get(k) for k in self.describe()} == self.describe()
 
     @property
     def truth_path(self) -> Path:
@@ -167,6 +199,17 @@ def sample_run(run, rng):
     return _concatenate(samples, order), seconds_in[order], np.concatenate(particles)[order]
 
 
+def expected_thrown_gammas(runs, above):
+    """The mean number of gammas ``runs`` throw above the energy ``above`` (the injected spectrum, the IRF
+    sample's thrown range)."""
+    physics = IRF_PHYSICS["gamma"]
+    seconds = sum(run.duration.to_value(u.s) for run in runs)
+    lower = max(u.Quantity(above, u.TeV), physics.energy_min)
+    fraction = _integral(CRAB_SPECTRUM, lower, physics.energy_max) / _integral(CRAB_SPECTRUM, physics.energy_min,
+                                                                               physics.energy_max)
+    return float(thrown_rate("gamma").value * seconds * fraction.to_value(u.one))
+
+
 def thrown_gamma_energies(runs):
     """The true energies of every gamma thrown in ``runs`` (triggered or not), drawn again from their seeds."""
     energies = []
@@ -252,7 +295,7 @@ class MockRunSource(ToyEventSource):
             "time": self._times[rows],
             "true_shower_primary_id": np.array([PRIMARY_ID[p] for p in self._particle[rows]], dtype=np.int64),
             "true_energy": s.energy[rows].to(u.TeV),
-            "true_alt": s.alt[rows].to(u.deg), "true_az": s.az[rows].to(u.deg),
+            "true_alt": s.alt[rows].to(u.deg), "true_az": s.az[rows].to(u.deg) % (360 * u.deg),
             "true_ra": true.ra.to(u.deg), "true_dec": true.dec.to(u.deg),
             "true_core_x": s.core_x[rows].to(u.m), "true_core_y": s.core_y[rows].to(u.m),
         })
@@ -296,14 +339,16 @@ def write_mock_run(run: MockRun, overwrite=False) -> int:
         pointing = source.pointing_table()
         for tel_id in subarray.tel_ids:
             write_table(pointing, partial, POINTING_TABLE.format(tel_id), overwrite=True)
+        record = json.dumps({**run.describe(), "gamma_rate_hz": thrown_rate("gamma").value,
+                             "proton_rate_hz": thrown_rate("proton").value, "thrown": source.n_showers})
         truth = source.truth(event_ids)
-        truth.meta["run"] = json.dumps({
-            "obs_id": run.obs_id, "start": run.start.isot, "duration_s": run.duration.to_value(u.s),
-            "wobble_angle_deg": run.wobble_angle.to_value(u.deg), "wobble_offset_deg": run.wobble_offset.to_value(u.deg),
-            "proton_fraction": run.proton_fraction, "gamma_rate_hz": thrown_rate("gamma").value,
-            "proton_rate_hz": thrown_rate("proton").value, "thrown": source.n_showers,
-        })
+        truth.meta["run"] = record
         write_table(truth, truth_partial, "/truth", overwrite=True)
+        import tables
+
+        with tables.open_file(str(partial), mode="r+") as h5:
+            h5.root._v_attrs[RUN_ATTRIBUTE] = record
+        # (both files carry the record: a run stopped between the two renames is seen as incomplete)
         os.replace(truth_partial, run.truth_path)
         os.replace(partial, path)
     finally:
