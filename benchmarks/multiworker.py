@@ -18,9 +18,9 @@ Writes the tables, with machine and date, to docs/benchmarks.md and docs/slurm.m
 """
 
 import argparse
+import csv
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -104,11 +104,13 @@ def epoch_table(epochs):
     content.setdefault("ReportTool", {})["reports_root"] = str(work / "reports")
     config = work / "energy.yaml"
     config.write_text(yaml.safe_dump(content))
-    one = epoch_seconds(submit(config, "one-task", 1, 2, work, 64))
+    one_run = submit(config, "one-task", 1, 2, work, 64)
+    one = epoch_seconds(one_run)
     two = epoch_seconds(submit(config, "two-tasks", 2, 1, work, 32))
-    # Keras' progress lines ("13/13 - 2s - loss: ...") give the steps of an epoch
-    log = next(work.glob("one-task-*.out")).read_text()
-    steps = int(re.search(r"^(\d+)/\1 - ", log, re.M).group(1))
+    # the steps of an epoch: the run's training images in whole global batches of 64 (the training loader drops
+    # the last incomplete batch, as ctlearn's DLDataLoader does)
+    with open(one_run / "split.csv") as f:
+        steps = sum(1 for row in csv.DictReader(f) if row["split"] == "training") // 64
     overhead_ms = (two[0] - one[0]) / steps * 1000
     return "\n".join([
         f"Energy config on the default data, global batch 64, {epochs} epochs, mean of the epochs after the first "
