@@ -179,8 +179,9 @@ def compute_limit(config, run_dir, n_epochs):
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss={"energy": keras.losses.MeanAbsoluteError()})
     ends = []
     timer = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: ends.append(time.perf_counter()))
-    model.fit({"input": images[train][:n_train]}, {"energy": labels[train][:n_train]}, batch_size=batch,
-              epochs=n_epochs, validation_data=({"input": images[val]}, {"energy": labels[val]}), verbose=0,
+    # the network's one input by position (Keras 3 names it after its layer)
+    model.fit(images[train][:n_train], {"energy": labels[train][:n_train]}, batch_size=batch,
+              epochs=n_epochs, validation_data=(images[val], {"energy": labels[val]}), verbose=0,
               callbacks=[timer])
     return float(np.median(np.diff(ends)))
 
