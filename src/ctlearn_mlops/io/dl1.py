@@ -12,8 +12,7 @@ import tables
 
 from ..exceptions import InputDataError
 
-__all__ = ["DL1_IMAGE_NODES", "OBSERVED_POINTING_GROUP", "array_pointing_telescope", "available_telescopes",
-           "check_dl1_files",
+__all__ = ["DL1_IMAGE_NODES", "OBSERVED_POINTING_GROUP", "array_pointing", "available_telescopes", "check_dl1_files",
            "check_observed_files", "hdf5_problem", "is_observed", "telescope_pointing"]
 
 #: where observed runs carry their telescopes' pointing over time (ctapipe's ``PointingInterpolator`` reads it)
@@ -135,12 +134,16 @@ def check_observed_files(files, source=None, key="--input"):
     return True
 
 
-def array_pointing_telescope(path):
-    """The telescope whose pointing stands for the array's in an observed run: the first with a pointing table
-    (the telescopes track together); None if there is none."""
+def array_pointing(path, times):
+    """(altitude, azimuth) of the array of an observed run at ``times``: the pointing of its first telescope with
+    a pointing table (the telescopes track together); ValueError if it has none."""
+    import numpy as np
+
     with tables.open_file(str(path), mode="r") as h5:
         tel_ids = _telescopes_with_rows(h5, OBSERVED_POINTING_GROUP)
-    return min(tel_ids) if tel_ids else None
+    if not tel_ids:
+        raise ValueError(f"{path} has no pointing of an observed run ({OBSERVED_POINTING_GROUP})")
+    return telescope_pointing(path, np.full(len(times), min(tel_ids)), times)
 
 
 def telescope_pointing(path, tel_ids, times):

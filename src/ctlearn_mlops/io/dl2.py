@@ -51,7 +51,7 @@ import tables
 from astropy.table import QTable, Table, join
 from ctapipe.io import read_table
 
-from .dl1 import OBSERVED_POINTING_GROUP, array_pointing_telescope, telescope_pointing
+from .dl1 import array_pointing
 
 __all__ = [
     "AXIS_FIT_PREFIX",
@@ -259,12 +259,7 @@ def _array_pointing(path):
         simulated = SIMULATION_RUN_TABLE in h5
     if not simulated:
         events = read_table(path, TRIGGER_TABLE)[["obs_id", "event_id", "time"]]
-        tel_id = array_pointing_telescope(path)
-        if tel_id is None:
-            raise ValueError(f"{path} has neither a simulation configuration nor the pointing of an observed run "
-                             f"({OBSERVED_POINTING_GROUP})")
-        alt, az = telescope_pointing(path, np.full(len(events), tel_id), events["time"])
-        events["pointing_altitude"], events["pointing_azimuth"] = alt, az
+        events["pointing_altitude"], events["pointing_azimuth"] = array_pointing(path, events["time"])
         return events, ["obs_id", "event_id"]
     runs = read_table(path, SIMULATION_RUN_TABLE)
     return Table({

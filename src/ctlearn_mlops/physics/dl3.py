@@ -13,6 +13,8 @@ gammapy's ``DataStore`` opens (GADF 0.3).  Times are seconds since MJD
 """
 
 import operator
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import astropy.units as u
 import numpy as np
@@ -25,7 +27,8 @@ from pyirf.cuts import evaluate_binned_cut
 from ..io.dl2 import Reconstruction
 from .irf import GH_CUTS_EXTENSION
 
-__all__ = ["IRF_EXTENSIONS", "RunEvents", "gh_cuts_of", "hdu_index", "obs_index", "run_events", "run_hdus"]
+__all__ = ["IRF_EXTENSIONS", "RunEvents", "gh_cuts_of", "hdu_index", "obs_index", "observed_runs", "run_events",
+           "run_hdus"]
 
 #: the IRF extensions a DL3 file carries, with their HDU type and class in the index
 IRF_EXTENSIONS = {
@@ -44,13 +47,23 @@ def gh_cuts_of(irf_hdus):
     return QTable.read(irf_hdus[GH_CUTS_EXTENSION])
 
 
+@dataclass
 class RunEvents:
-    """The selected events of one observed run and what its DL3 headers say about it."""
+    """One observed run as its DL3 file describes it: its good time interval, where it pointed, its events."""
 
-    def __init__(self, obs_id, events, pointing, start, stop, location, n_telescopes, tel_ids):
-        self.obs_id, self.events, self.pointing = int(obs_id), events, pointing
-        self.start, self.stop, self.location = start, stop, location
-        self.n_telescopes, self.tel_ids = n_telescopes, tel_ids
+    obs_id: int
+    #: where the run's telescopes tracked on the sky (ICRS)
+    pointing: SkyCoord
+    start: Time
+    stop: Time
+    location: object
+    tel_ids: list
+    #: the selected events, as the EVENTS extension holds them (None until ``run_events`` chose them)
+    events: QTable | None = None
+
+    @property
+    def n_telescopes(self):
+        return len(self.tel_ids)
 
     @property
     def ontime(self):
@@ -60,15 +73,15 @@ class RunEvents:
     def middle(self):
         return self.start + (self.stop - self.start) / 2
 
-    @property
+    @cached_property
     def pointing_altaz(self):
         """The pointing in AltAz at the middle of the run."""
         return self.pointing.transform_to(AltAz(obstime=self.middle, location=self.location))
 
 
-def run_events(events, prefixes, gh_cuts, subarray):
-    """{obs_id: RunEvents} of the array events of an observed DL2 file (``io.dl2.read_subarray_events``) valid in
-    every role of the reconstruction ``prefixes`` that pass ``gh_cuts``.
+def observed_runs(events, subarray):
+    """{obs_id: RunEvents without events} of the array events of an observed DL2 file
+    (``io.dl2.read_subarray_events``), the same for every reconstruction.
 
     A run's pointing is where its telescopes' pointing points on the sky over
     the run (the median RA/Dec of it at its events' times); its good time
@@ -83,6 +96,17 @@ def run_events(events, prefixes, gh_cuts, subarray):
                            az=u.Quantity(run["pointing_azimuth"], u.deg), frame=frame).icrs
         pointing = SkyCoord(ra=np.median(tracked.ra.wrap_at(tracked.ra[0] + 180 * u.deg)),
                             dec=np.median(tracked.dec), frame="icrs")
+        runs[int(obs_id)] = RunEvents(int(obs_id), pointing, time.min(), time.max(), subarray.reference_location,
+                                      sorted(subarray.tel_ids))
+    return runs
+
+
+def run_events(events, prefixes, gh_cuts, runs):
+    """``runs`` (``observed_runs`` of ``events``) with their events valid in every role of the reconstruction
+    ``prefixes`` that pass ``gh_cuts``."""
+    chosen_runs = {}
+    for obs_id, observed in runs.items():
+        run = events[np.asarray(events["obs_id"]) == obs_id]
         valid = np.ones(len(run), dtype=bool)
         for role in ("type", "energy", "geometry"):
             valid &= np.asarray(run[Reconstruction(role, prefixes[role], telescope=False).valid], dtype=bool)
@@ -93,15 +117,14 @@ def run_events(events, prefixes, gh_cuts, subarray):
         masks = np.asarray(run[f"{geometry}_telescopes"], dtype=bool)
         chosen = QTable({
             "EVENT_ID": np.asarray(run["event_id"], dtype=np.int64),
-            "TIME": (time - _MJDREF).to(u.s),
+            "TIME": (Time(run["time"]) - _MJDREF).to(u.s),
             "RA": u.Quantity(run[f"{geometry}_ra"], u.deg), "DEC": u.Quantity(run[f"{geometry}_dec"], u.deg),
             "ENERGY": energy, "GAMMANESS": gammaness,
             "MULTIP": masks.sum(axis=1).astype(np.int32),
             "ALT": u.Quantity(run[f"{geometry}_alt"], u.deg), "AZ": u.Quantity(run[f"{geometry}_az"], u.deg),
         })[selected]
-        runs[int(obs_id)] = RunEvents(obs_id, chosen, pointing, time.min(), time.max(), subarray.reference_location,
-                                      len(subarray.tel_ids), sorted(subarray.tel_ids))
-    return runs
+        chosen_runs[obs_id] = replace(observed, events=chosen)
+    return chosen_runs
 
 
 def _time_cards():

@@ -92,8 +92,9 @@ class AnalyseDL3Tool(MLOpsTool):
         root = PathlibPath(self.input_dir)
         # create_dl3.py names each set's directory after its reconstruction: the labels of compute_irf.py first
         labels = {reconstruction_slug(label): label for label in RECONSTRUCTIONS}
-        found = [d for d in sorted(root.iterdir(), key=lambda d: (d.name not in labels, list(labels).index(d.name)
-                                                                  if d.name in labels else 0, d.name))
+        order = list(labels)
+        found = [d for d in sorted(root.iterdir(), key=lambda d: (order.index(d.name) if d.name in labels
+                                                                  else len(order), d.name))
                  if d.is_dir() and not d.name.startswith(".") and all((d / n).exists() for n in _INDEX_FILES)]
         self.sets = {labels.get(d.name, d.name): d for d in found}
         if not self.sets:
@@ -143,21 +144,27 @@ class AnalyseDL3Tool(MLOpsTool):
                          "deviation_sigma": (found - expected) / np.sqrt(expected)})
         return rows
 
-    def _energy_bias_by_run(self, label):
-        """Mean log10(E_reco / E_true) of the DL3 gammas of each run, per bin of true energy (the mock's truth)."""
+    def _true_gamma_energies(self):
+        """{obs_id: {event_id: true energy in TeV}} of the gammas of the mock's runs (their truth files)."""
         from ctapipe.io import read_table
 
-        truth_files = {run.obs_id: run.truth_path for run in self.mock_runs}
+        energies = {}
+        for run in self.mock_runs:
+            if run.truth_path.exists():
+                truth = read_table(run.truth_path, "/truth")
+                gammas = truth[np.asarray(truth["true_shower_primary_id"]) == 0]
+                energies[run.obs_id] = dict(zip(np.asarray(gammas["event_id"]).tolist(),
+                                                u.Quantity(gammas["true_energy"], u.TeV).value.tolist()))
+        return energies
+
+    def _energy_bias_by_run(self, label, true_energies):
+        """Mean log10(E_reco / E_true) of the DL3 gammas of each run, per bin of true energy (the mock's truth)."""
         rows = {}
         for observation in self.observations[label]:
-            path = truth_files.get(int(observation.obs_id))
-            if path is None or not path.exists():
+            true_energy = true_energies.get(int(observation.obs_id))
+            if true_energy is None:
                 continue
-            truth = read_table(path, "/truth")
-            gammas = truth[np.asarray(truth["true_shower_primary_id"]) == 0]
             events = observation.events.table
-            true_energy = dict(zip(np.asarray(gammas["event_id"]).tolist(),
-                                   u.Quantity(gammas["true_energy"], u.TeV).value.tolist()))
             found = np.array([true_energy.get(int(i), np.nan) for i in events["EVENT_ID"]])
             ratio = np.log10(u.Quantity(events["ENERGY"], u.TeV).value / found)
             rows[int(observation.obs_id)] = [
@@ -203,8 +210,10 @@ class AnalyseDL3Tool(MLOpsTool):
         progress.close()
         self.spectra = spectra
         self.thrown = self._thrown() if self.mock_runs is not None else None
-        self.energy_bias = {label: self._energy_bias_by_run(label) for label in self.observations} \
-            if self.mock_runs is not None else None
+        self.energy_bias = None
+        if self.mock_runs is not None:
+            true_energies = self._true_gamma_energies()  # read once for every set
+            self.energy_bias = {label: self._energy_bias_by_run(label, true_energies) for label in self.observations}
         injected = ("Crab Nebula (HEGRA; injected in the mock)", energy,
                     (CRAB_SPECTRUM(energy) * energy ** 2).to("erg cm-2 s-1"))
         self.report = self._report(spectra, injected, thetas, largest_cut)

@@ -28,7 +28,7 @@ from ..exceptions import ConfigError, InputDataError, RunExistsError
 from ..io import dl2
 from ..io.dl1 import check_observed_files, hdf5_problem, is_observed
 from ..output import show
-from ..physics.dl3 import IRF_EXTENSIONS, gh_cuts_of, hdu_index, obs_index, run_events, run_hdus
+from ..physics.dl3 import IRF_EXTENSIONS, gh_cuts_of, hdu_index, obs_index, observed_runs, run_events, run_hdus
 from ..physics.irf import GH_CUTS_EXTENSION, irf_file_name, reconstruction_slug
 from ..progress import Progress
 from ..reporting.document import atomic_directory
@@ -171,9 +171,9 @@ class DL3Tool(MLOpsTool):
         self.sets = {label: {} for label in self.irfs}
         for path in self.inputs:
             events = dl2.read_subarray_events(path)
-            subarray = dl2.read_subarray(path)
+            observed = observed_runs(events, dl2.read_subarray(path))  # the same for every reconstruction
             for label, (prefixes, hdus) in self.irfs.items():
-                runs = run_events(events, prefixes, gh_cuts_of(hdus), subarray)
+                runs = run_events(events, prefixes, gh_cuts_of(hdus), observed)
                 for obs_id in [i for i, run in runs.items() if len(run.events) == 0]:
                     self.log.warning("%s: run %d has no event after the '%s' cuts: left out of its DL3 set", path,
                                      obs_id, label)

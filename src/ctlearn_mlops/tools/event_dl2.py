@@ -28,7 +28,7 @@ from ..callbacks import PredictionProgress
 from ..config import import_custom_model_file, read_yaml
 from ..exceptions import ConfigError, InputDataError
 from ..io import dl2
-from ..io.dl1 import array_pointing_telescope, check_dl1_files, is_observed, telescope_pointing
+from ..io.dl1 import array_pointing, check_dl1_files, is_observed, telescope_pointing
 from ..loading.loader import FastPath
 from ..loading.reader import reader_type_for
 from ..physics import reconstruction
@@ -227,11 +227,12 @@ def _predict(run, files, fast, batch_size, log, only=None, split="test"):
 
 
 def _with_observed_pointing(examples, path):
-    """``examples`` of an observed run with the pointing of the telescope (for an array event the array's,
-    ``io.dl1.array_pointing_telescope``) at each one's time, in the columns the simulation examples carry."""
-    tel_ids = np.asarray(examples["tel_id"]) if "tel_id" in examples.colnames \
-        else np.full(len(examples), array_pointing_telescope(path))
-    alt, az = telescope_pointing(path, tel_ids, examples["time"])
+    """``examples`` of an observed run with the pointing of the telescope (for an array event the array's) at
+    each one's time, in the columns the simulation examples carry."""
+    if "tel_id" in examples.colnames:
+        alt, az = telescope_pointing(path, examples["tel_id"], examples["time"])
+    else:
+        alt, az = array_pointing(path, examples["time"])
     examples = examples.copy(copy_data=False)
     for prefix in ("telescope_pointing", "pointing"):
         examples[f"{prefix}_altitude"], examples[f"{prefix}_azimuth"] = alt, az

@@ -246,14 +246,8 @@ class MockRunSource(ToyEventSource):
     def _particles(self):
         return self._particle
 
-    def _particle_of(self, shower):
-        return str(self._particle[shower])
-
     def _shower_pointing(self):
         return self._pointing_alt, self._pointing_az
-
-    def _pointing(self, shower):
-        return self._pointing_alt[shower], self._pointing_az[shower]
 
     def _event_time(self, shower):
         return self._times[shower]

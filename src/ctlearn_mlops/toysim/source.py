@@ -63,21 +63,15 @@ class ToyEventSource(EventSource):
     def _sample_showers(self):
         return sample_showers(self.rng, self.n_showers, self.particle, self.physics)
 
-    def _pointing(self, shower):
-        """(alt, az) the telescopes point to while ``shower`` is seen."""
-        return self.physics.pointing_alt, self.physics.pointing_az
-
-    def _particle_of(self, shower):
-        return self.particle
-
     def _prepare_geometry(self):
         subarray = self._subarray
 
         self._tel_ids = np.array(subarray.tel_ids)
         positions = np.stack([subarray.positions[t].to_value(u.m) for t in self._tel_ids])
         self._impact = impact_distance(self.showers, positions)
+        self._shower_particles = self._particles()
         self._light_yield = np.where(
-            self._particles() == "gamma", self.physics.gamma_light_yield, self.physics.proton_light_yield,
+            self._shower_particles == "gamma", self.physics.gamma_light_yield, self.physics.proton_light_yield,
         )
         x_max = self.showers.x_max.to_value(u.g / u.cm**2)[:, None]
         depths = np.hstack([
@@ -86,10 +80,18 @@ class ToyEventSource(EventSource):
         camera = subarray.tel[self._tel_ids[0]].camera.geometry
         self._focal_length = camera.frame.focal_length
         self._deg_to_m = (self._focal_length * np.deg2rad(1.0)).to_value(u.m)
+        self._shower_pointings = self._shower_pointing()
         self._cam_x, self._cam_y = camera_positions(
             self.showers, positions, depths, subarray.reference_location.height,
-            self._focal_length, self.physics, pointing=self._shower_pointing(),
+            self._focal_length, self.physics, pointing=self._shower_pointings,
         )
+
+    def _pointing(self, shower):
+        """(alt, az) the telescopes point to while ``shower`` is seen."""
+        if self._shower_pointings is None:
+            return self.physics.pointing_alt, self.physics.pointing_az
+        alt, az = self._shower_pointings
+        return alt[shower], az[shower]
 
     def _particles(self):
         """The particle of every shower (one for a simulation run)."""
@@ -194,7 +196,7 @@ class ToyEventSource(EventSource):
                 self._light_yield[shower] * s.energy[shower].to_value(u.TeV) * s.light_scale[shower]
                 * light_pool(self._impact[shower], p)
             )
-            particle = self._particle_of(shower)
+            particle = str(self._shower_particles[shower])
             images = {}
             for tel_index, tel_id in enumerate(self._tel_ids):
                 # a telescope far outside the light pool cannot trigger: skip the rendering
