@@ -140,6 +140,11 @@ def test_dl3_opens_in_gammapy_and_the_chain_fits_a_spectrum(dl3_dir, observed_dl
         assert np.isfinite(result["index_error"]) and result["index_error"] > 0
         assert np.isfinite(result["amplitude_1tev_error"]) and result["amplitude_1tev_error"] > 0
         assert result["significance_per_sqrt_hour_full_background"] <= result["significance_per_sqrt_hour"] + 1e-9
+        # the counts per energy bin are the ones the totals count, and the Crab's prediction goes through the IRFs
+        per_bin = result["counts_per_bin"]
+        assert sum(b["n_on"] for b in per_bin) == result["n_on"]
+        assert all(b["energy_min"] < b["energy_max"] for b in per_bin)
+        assert sum(b["npred_reference"] for b in per_bin) > 0
     assert {"report.html", "spectrum.png", "theta2.png", "sed_cnn.ecsv"} <= {p.name for p in
                                                                              (out / "dl3" / "mock").iterdir()}
 

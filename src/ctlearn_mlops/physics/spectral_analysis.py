@@ -21,7 +21,8 @@ from gammapy.modeling.models import PowerLawSpectralModel, SkyModel
 from gammapy.stats import WStatCountsStatistic
 from regions import PointSkyRegion
 
-__all__ = ["SpectrumResult", "analyse", "model_band", "on_off_thetas", "open_observations", "sed_table"]
+__all__ = ["SpectrumResult", "analyse", "gammapy_power_law", "model_band", "on_off_thetas", "open_observations",
+           "sed_table"]
 
 #: reconstructed-energy bins of the counts and flux points (5 per decade over the toy's range)
 RECO_ENERGY = MapAxis.from_energy_bounds(0.05 * u.TeV, 20 * u.TeV, nbin=5, per_decade=True, name="energy")
@@ -47,6 +48,9 @@ class SpectrumResult:
     fit_success: bool
     flux_points: object = field(repr=False, default=None)
     model: object = field(repr=False, default=None)
+    #: per bin of reconstructed energy (the runs' safe ranges summed): ON counts, alpha x OFF counts, and the
+    #: signal counts the fitted power law (and a reference spectrum, if given) predict through the IRFs
+    counts: QTable = field(repr=False, default=None)
 
     @property
     def significance_per_sqrt_hour(self):
@@ -73,14 +77,46 @@ class SpectrumResult:
         return index_pull, amplitude_pull
 
 
+def gammapy_power_law(spectrum):
+    """gammapy's model of a pyirf power law (e.g. ``sky.CRAB_SPECTRUM``)."""
+    return PowerLawSpectralModel(index=-spectrum.index, amplitude=spectrum.normalization.to("cm-2 s-1 TeV-1"),
+                                 reference=spectrum.e_ref.to(u.TeV))
+
+
 def open_observations(directory):
     """The point-like observations of a DL3 set (``hdu-index.fits.gz`` and ``obs-index.fits.gz``)."""
     store = DataStore.from_dir(directory)
     return store.get_observations(required_irf="point-like")
 
 
-def analyse(observations, target, n_off_regions=1, aeff_percent=10):
-    """Counts, significance, power-law fit and flux points of ``target`` in ``observations``."""
+def _counts_per_bin(datasets, reference_spectrum=None):
+    """ON, alpha x OFF and predicted signal counts per bin of reconstructed energy, summed over the runs' safe
+    ranges: what the fit compares, where a reference spectrum (e.g. the one a mock injected) would differ."""
+    edges = RECO_ENERGY.edges.to(u.TeV)
+    names = ("n_on", "alpha_n_off", "npred_fit") + (("npred_reference",) if reference_spectrum is not None else ())
+    columns = {name: np.zeros(RECO_ENERGY.nbin) for name in names}
+
+    def add(column, per_run):
+        for dataset in datasets:
+            columns[column] += np.where(dataset.mask_safe.data.ravel(), per_run(dataset).data.ravel(), 0)
+
+    add("n_on", lambda d: d.counts)
+    add("alpha_n_off", lambda d: d.background)
+    add("npred_fit", lambda d: d.npred_signal())
+    if reference_spectrum is not None:
+        fitted = datasets.models
+        datasets.models = [SkyModel(spectral_model=reference_spectrum, name="reference")]
+        add("npred_reference", lambda d: d.npred_signal())
+        datasets.models = fitted
+    return QTable({"energy_min": edges[:-1], "energy_max": edges[1:], **columns})
+
+
+def analyse(observations, target, n_off_regions=1, aeff_percent=10, reference_spectrum=None):
+    """Counts, significance, power-law fit and flux points of ``target`` in ``observations``.
+
+    ``reference_spectrum``: a gammapy spectral model whose predicted counts go next to the fitted ones in
+    ``SpectrumResult.counts`` (None: no such column).
+    """
     geom = RegionGeom.create(region=PointSkyRegion(target), axes=[RECO_ENERGY])
     empty = SpectrumDataset.create(geom=geom, energy_axis_true=TRUE_ENERGY)
     dataset_maker = SpectrumDatasetMaker(containment_correction=False, selection=["counts", "exposure", "edisp"])
@@ -116,6 +152,7 @@ def analyse(observations, target, n_off_regions=1, aeff_percent=10):
         amplitude=spectral.amplitude.quantity, amplitude_error=spectral.amplitude.error * spectral.amplitude.unit,
         reference=spectral.reference.quantity, fit_success=bool(result.success),
         flux_points=flux_points, model=model,
+        counts=_counts_per_bin(datasets, reference_spectrum),
     )
 
 

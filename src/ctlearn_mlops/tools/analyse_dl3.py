@@ -173,7 +173,7 @@ class AnalyseDL3Tool(MLOpsTool):
         return rows
 
     def start(self):
-        from ..physics.spectral_analysis import analyse, model_band, on_off_thetas, sed_table
+        from ..physics.spectral_analysis import analyse, gammapy_power_law, model_band, on_off_thetas, sed_table
 
         progress = Progress(len(self.sets), "spectral analysis", self.log, unit="set")
         self.results, self.metrics, spectra, thetas = {}, {}, {}, {}
@@ -181,7 +181,8 @@ class AnalyseDL3Tool(MLOpsTool):
         largest_cut = 0.0
         for label, observations in self.observations.items():
             try:
-                result = analyse(observations, self.target, n_off_regions=self.off_regions)
+                result = analyse(observations, self.target, n_off_regions=self.off_regions,
+                                 reference_spectrum=gammapy_power_law(CRAB_SPECTRUM))
             except (ValueError, RuntimeError, IndexError) as err:
                 raise InputDataError(f"{self.sets[label]}: gammapy's analysis of the DL3 set failed "
                                      f"({type(err).__name__}: {err})", key="--input") from None
@@ -201,6 +202,9 @@ class AnalyseDL3Tool(MLOpsTool):
                 "amplitude_1tev": result.amplitude.to_value("cm-2 s-1 TeV-1"),
                 "amplitude_1tev_error": result.amplitude_error.to_value("cm-2 s-1 TeV-1"),
                 "index_pull": index_pull, "amplitude_pull": amplitude_pull, "recovers_injected": recovered,
+                "counts_per_bin": [{name: float(row[name].to_value(u.TeV)) if name.startswith("energy")
+                                    else float(row[name]) for name in result.counts.colnames}
+                                   for row in result.counts if row["npred_reference"] > 0 or row["n_on"] > 0],
             }
             spectra[label] = (sed_table(result), (energy, *model_band(result, energy)))
             thetas[label] = on_off_thetas(observations, self.target)
@@ -264,10 +268,21 @@ class AnalyseDL3Tool(MLOpsTool):
                            f"{r['deviation_sigma']:+.1f}"] for r in self.thrown])
             bins = [f"{lo:g}-{hi:g}" for lo, hi in zip(_BIAS_BINS_TEV[:-1], _BIAS_BINS_TEV[1:])]
             report.table("Energy bias of each run's gammas in the DL3 set: mean log10(E_reco / E_true) per bin of "
-                         "true energy (TeV), from the mock's truth; runs differ in where the source sits in the camera",
+                         "true energy (TeV), from the mock's truth (the wobble puts the source at another place in the "
+                         "camera in each run)",
                          ["reconstruction, run", *bins],
                          [[f"{label}, {obs_id}", *("" if v is None else f"{v:+.3f}" for v in values)]
                           for label, runs in self.energy_bias.items() for obs_id, values in runs.items()])
+        for label, m in self.metrics.items():
+            report.table(f"{label}: counts per bin of reconstructed energy (the runs' safe ranges) against the "
+                         "signal the fitted power law and the Crab (HEGRA) predict through the IRFs; (ON - alpha OFF "
+                         "- predicted) / sqrt(ON) shows where a spectrum departs from the data",
+                         ["E_reco / TeV", "ON", "alpha x OFF", "fit", "Crab", "residual, fit / sigma",
+                          "residual, Crab / sigma"],
+                         [[f"{b['energy_min']:.3g}-{b['energy_max']:.3g}", f"{b['n_on']:.0f}",
+                           f"{b['alpha_n_off']:.1f}", f"{b['npred_fit']:.1f}", f"{b['npred_reference']:.1f}",
+                           *(f"{(b['n_on'] - b['alpha_n_off'] - b[name]) / np.sqrt(max(b['n_on'], 1)):+.1f}"
+                             for name in ("npred_fit", "npred_reference"))] for b in m["counts_per_bin"]])
         report.figure("spectrum", plot_spectra(spectra, injected),
                       "Fitted power laws (1-sigma band) and flux points of each reconstruction against the injected "
                       "Crab spectrum.")
