@@ -77,19 +77,25 @@ irf-quality: data-quality
 	$(BIN)/python scripts/compute_irf.py --input data/dl2/quality-irf.dl2.h5 --name quality --fov-offset-max 2.0 \
 	  --overwrite --log-level WARN
 
-# a mock Crab observation (docs/observation.md): four 7.5-minute wobble runs, protons at 1 % of their rate, ~6 min
+# a mock Crab observation (docs/observation.md): four 7.5-minute wobble runs, protons at 1 % of their rate, ~6 min;
+# MOCK_SEED=N: another realization, in data/mock_crab_seedN (its DL2, DL3 and report named mock-crab-seedN-reference)
+MOCK_SEED ?= 1
+MOCK_SUFFIX := $(if $(filter 1,$(MOCK_SEED)),,-seed$(MOCK_SEED))
+MOCK_DIR := data/mock_crab$(subst -,_,$(MOCK_SUFFIX))
+MOCK_NAME := mock-crab$(MOCK_SUFFIX)-reference
 data-mock: setup
-	$(BIN)/python scripts/data_processing/make_mock_observation.py --output-dir data/mock_crab --log-level WARN
+	$(BIN)/python scripts/data_processing/make_mock_observation.py --output-dir $(MOCK_DIR) --seed $(MOCK_SEED) \
+	  --log-level WARN
 
 # the observation path with the reference models and their IRFs: event DL2, DL3 and gammapy's analysis
 observation-reference: data-mock irf-reference
 	$(BIN)/python scripts/predict_events.py --run type=models/reference/type --run energy=models/reference/energy \
-	  --run geometry=models/reference/skydirection --input data/mock_crab/dl1 --output data/dl2/mock-crab-reference.dl2.h5 \
+	  --run geometry=models/reference/skydirection --input $(MOCK_DIR)/dl1 --output data/dl2/$(MOCK_NAME).dl2.h5 \
 	  --overwrite --log-level WARN
-	$(BIN)/python scripts/create_dl3.py --input data/dl2/mock-crab-reference.dl2.h5 --irf reports/irf/reference \
-	  --output-dir data/dl3/mock-crab-reference --overwrite --log-level WARN
-	$(BIN)/python scripts/analyse_dl3.py --input data/dl3/mock-crab-reference --background-fraction 0.01 \
-	  --mock data/mock_crab --overwrite --log-level WARN
+	$(BIN)/python scripts/create_dl3.py --input data/dl2/$(MOCK_NAME).dl2.h5 --irf reports/irf/reference \
+	  --output-dir data/dl3/$(MOCK_NAME) --overwrite --log-level WARN
+	$(BIN)/python scripts/analyse_dl3.py --input data/dl3/$(MOCK_NAME) --background-fraction 0.01 \
+	  --mock $(MOCK_DIR) --overwrite --log-level WARN
 
 # a run that collects no test fails (pytest's exit 5), as any other failure
 test: setup

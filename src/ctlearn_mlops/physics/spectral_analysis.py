@@ -3,7 +3,9 @@
 As gammapy's tutorial for point-like IRFs with energy-dependent directional
 cuts: the ON region is the source position with the ``RAD_MAX`` of each
 run's IRFs, the OFF regions are the reflected positions around the pointing
-(``WobbleRegionsFinder``), the counts WStat-fitted with a power law.
+(``WobbleRegionsFinder``), the counts WStat-fitted with a power law; the
+counts per energy bin go next to what the fit (and a reference spectrum)
+predicts.
 """
 
 from dataclasses import dataclass, field
@@ -91,7 +93,8 @@ def open_observations(directory):
 
 def _counts_per_bin(datasets, reference_spectrum=None):
     """ON, alpha x OFF and predicted signal counts per bin of reconstructed energy, summed over the runs' safe
-    ranges: what the fit compares, where a reference spectrum (e.g. the one a mock injected) would differ."""
+    ranges: where the fitted spectrum, or a reference one (e.g. the spectrum a mock injected), departs from the
+    data (the WStat fit itself profiles the background of each bin instead of taking alpha x OFF)."""
     edges = RECO_ENERGY.edges.to(u.TeV)
     names = ("n_on", "alpha_n_off", "npred_fit") + (("npred_reference",) if reference_spectrum is not None else ())
     columns = {name: np.zeros(RECO_ENERGY.nbin) for name in names}

@@ -204,7 +204,7 @@ class AnalyseDL3Tool(MLOpsTool):
                 "index_pull": index_pull, "amplitude_pull": amplitude_pull, "recovers_injected": recovered,
                 "counts_per_bin": [{name: float(row[name].to_value(u.TeV)) if name.startswith("energy")
                                     else float(row[name]) for name in result.counts.colnames}
-                                   for row in result.counts if row["npred_reference"] > 0 or row["n_on"] > 0],
+                                   for row in result.counts if row["npred_fit"] > 0 or row["n_on"] > 0],
             }
             spectra[label] = (sed_table(result), (energy, *model_band(result, energy)))
             thetas[label] = on_off_thetas(observations, self.target)
@@ -275,14 +275,15 @@ class AnalyseDL3Tool(MLOpsTool):
                           for label, runs in self.energy_bias.items() for obs_id, values in runs.items()])
         for label, m in self.metrics.items():
             report.table(f"{label}: counts per bin of reconstructed energy (the runs' safe ranges) against the "
-                         "signal the fitted power law and the Crab (HEGRA) predict through the IRFs; (ON - alpha OFF "
-                         "- predicted) / sqrt(ON) shows where a spectrum departs from the data",
-                         ["E_reco / TeV", "ON", "alpha x OFF", "fit", "Crab", "residual, fit / sigma",
-                          "residual, Crab / sigma"],
+                         "signal the fitted power law and the Crab (HEGRA) predict through the IRFs; the deviation "
+                         "(ON - alpha OFF - predicted) in units of its Gaussian error sqrt(predicted + alpha (1 + "
+                         "alpha) OFF) shows where a spectrum departs from the data",
+                         ["E_reco / TeV", "ON", "alpha x OFF", "fit", "Crab", "deviation from the fit / sigma",
+                          "deviation from the Crab / sigma"],
                          [[f"{b['energy_min']:.3g}-{b['energy_max']:.3g}", f"{b['n_on']:.0f}",
                            f"{b['alpha_n_off']:.1f}", f"{b['npred_fit']:.1f}", f"{b['npred_reference']:.1f}",
-                           *(f"{(b['n_on'] - b['alpha_n_off'] - b[name]) / np.sqrt(max(b['n_on'], 1)):+.1f}"
-                             for name in ("npred_fit", "npred_reference"))] for b in m["counts_per_bin"]])
+                           *(f"{_deviation(b, b[name], m['alpha']):+.1f}" for name in ("npred_fit", "npred_reference"))]
+                          for b in m["counts_per_bin"]])
         report.figure("spectrum", plot_spectra(spectra, injected),
                       "Fitted power laws (1-sigma band) and flux points of each reconstruction against the injected "
                       "Crab spectrum.")
@@ -322,6 +323,13 @@ def _finite(value):
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+
+
+def _deviation(counts, predicted, alpha):
+    """(ON - alpha OFF - predicted) of one energy bin over its Gaussian error (Poisson ON around the prediction
+    plus the background, and the OFF counts' own variance)."""
+    background = counts["alpha_n_off"]
+    return (counts["n_on"] - background - predicted) / np.sqrt(max(predicted + background * (1 + alpha), 1.0))
 
 
 def _number(value, missing, spec=".4g"):
