@@ -87,8 +87,14 @@ data-mock: setup
 	$(BIN)/python scripts/data_processing/make_mock_observation.py --output-dir $(MOCK_DIR) --seed $(MOCK_SEED) \
 	  --log-level WARN
 
+# the reference IRFs an observation takes: made by irf-reference when missing, or older than the reference models or
+# the IRF sample's directory (make irf-reference remakes them at any time)
+REFERENCE_IRFS := reports/irf/reference/metrics.json
+$(REFERENCE_IRFS): $(wildcard models/reference/*/*) $(wildcard data/quality/irf) | data-quality
+	$(MAKE) irf-reference
+
 # the observation path with the reference models and their IRFs: event DL2, DL3 and gammapy's analysis
-observation-reference: data-mock irf-reference
+observation-reference: data-mock $(REFERENCE_IRFS)
 	$(BIN)/python scripts/predict_events.py --run type=models/reference/type --run energy=models/reference/energy \
 	  --run geometry=models/reference/skydirection --input $(MOCK_DIR)/dl1 --output data/dl2/$(MOCK_NAME).dl2.h5 \
 	  --overwrite --log-level WARN
