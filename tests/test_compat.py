@@ -274,3 +274,32 @@ def test_observed_runs_get_their_mono_examples_with_the_trigger_columns(tmp_path
     stock = DLImageReader(input_url_signal=[str(run.path)], **stereo)
     hooked = Hooked(input_url_signal=[str(run.path)], **stereo)
     assert np.array_equal(np.asarray(hooked.unique_example_identifiers), np.asarray(stock.unique_example_identifiers))
+
+
+def test_a_toy_file_has_the_same_timing_parameters_whatever_the_process_fitted_before(tmp_path):
+    """ctapipe's timing fit draws from one process-wide generator: without seeded_timing_fit a file written after
+    other files (as in a pool) gets other timing parameters than the same file written first."""
+    from ctapipe.fitting import FIT_RNG, lts_linear_regression
+    from ctapipe.io import read_table
+
+    from ctlearn_mlops.toysim.dataset import DatasetFile, write_toy_file
+
+    def timing(name):
+        spec = DatasetFile(path=tmp_path / f"{name}.dl1.h5", particle="gamma", n_showers=60, obs_id=1, seed=5)
+        write_toy_file(spec)
+        table = read_table(spec.path, "/dl1/event/telescope/parameters/tel_001")
+        return np.asarray(table["timing_slope"]), np.asarray(table["timing_intercept"])
+
+    first = timing("first")
+    x = np.linspace(0, 1, 50)
+    for _ in range(7):  # what other files' fits would have drawn
+        lts_linear_regression(x, 2 * x + np.sin(40 * x), samples=5)
+    state = FIT_RNG.bit_generator.state
+    again = timing("again")
+    for before, after in zip(first, again):
+        assert len(before) > 10 and np.array_equal(before, after, equal_nan=True)
+    assert FIT_RNG.bit_generator.state == state  # the process's generator is given back as it was
+    with _compat.seeded_timing_fit(1):  # another seed draws other subsets: the seed is what decides
+        drawn = lts_linear_regression(x, 2 * x + np.sin(40 * x), samples=5)[0]
+    with _compat.seeded_timing_fit(2):
+        assert not np.array_equal(lts_linear_regression(x, 2 * x + np.sin(40 * x), samples=5)[0], drawn)

@@ -29,6 +29,7 @@ __all__ = [
     "check_versions",
     "n_examples",
     "parse_command_line",
+    "seeded_timing_fit",
     "set_example_table",
     "tolerate_missing_telescopes",
     "validate_trait",
@@ -57,6 +58,30 @@ check_versions()
 
 
 # --- traitlets 5.16 / ctapipe 0.32 -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def seeded_timing_fit(seed):
+    """Timing parameters that depend on ``seed`` only, not on what the process computed before (ctapipe 0.32.0).
+
+    ctapipe's ``timing_parameters`` fits with a least-trimmed-squares regression that draws its random subsets
+    from one process-wide generator, ``ctapipe.fitting.FIT_RNG`` (seeded 0 at import, the default argument of
+    ``lts_linear_regression``): a file's timing parameters then depend on which files the same worker process
+    wrote before it, i.e. on a pool's scheduling.  Within the block that generator starts from ``seed``; its state
+    is put back after.
+    """
+    from ctapipe import fitting
+
+    rng = getattr(fitting, "FIT_RNG", None)
+    if not isinstance(rng, np.random.Generator):
+        raise ImportError("ctapipe.fitting.FIT_RNG is no longer a numpy Generator: seeded_timing_fit (written for "
+                          "ctapipe 0.32.0) must be revised")
+    saved = rng.bit_generator.state
+    rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
+    try:
+        yield
+    finally:
+        rng.bit_generator.state = saved
 
 
 def hillas_camera_radii_deg(reconstructor):

@@ -14,6 +14,7 @@ from ctapipe.image import ImageProcessor
 from ctapipe.instrument import FocalLengthKind, SubarrayDescription
 from ctapipe.io import DataWriter, SimTelEventSource
 
+from .._compat import seeded_timing_fit
 from ..resources import cache_dir, eventio_resource
 from .showers import ToyPhysics
 from .source import ToyEventSource
@@ -158,10 +159,11 @@ def write_toy_file(spec: DatasetFile, physics: ToyPhysics | None = None, overwri
         write_dl1_parameters=True,
         compression_level=COMPRESSION_LEVEL,
     ) as writer:
-        for event in source:
-            processor(event)
-            writer(event)
-            n_events += 1
+        with seeded_timing_fit(spec.seed):  # the file's timing parameters whatever the pool ran before it
+            for event in source:
+                processor(event)
+                writer(event)
+                n_events += 1
     os.replace(partial, path)
     log.info("wrote %s: %d events from %d %s showers", path, n_events, spec.n_showers, spec.particle)
     return n_events

@@ -42,6 +42,7 @@ from ctapipe.image import ImageProcessor
 from ctapipe.instrument import SubarrayDescription
 from ctapipe.io import DataWriter, read_table, write_table
 
+from .._compat import seeded_timing_fit
 from ..resources import cache_dir
 from ..sky import CRAB_NEBULA, CRAB_SPECTRUM, CTA_NORTH, PROTON_SPECTRUM
 from .dataset import COMPRESSION_LEVEL, IRF_PHYSICS, lst_subarray
@@ -326,10 +327,11 @@ def write_mock_run(run: MockRun, overwrite=False) -> int:
     try:
         with DataWriter(event_source=source, output_path=partial, overwrite=True, write_dl1_images=True,
                         write_dl1_parameters=True, compression_level=COMPRESSION_LEVEL) as writer:
-            for event in source:
-                processor(event)
-                writer(event)
-                event_ids.append(event.index.event_id)
+            with seeded_timing_fit(run.seed):  # the run's timing parameters whatever the pool ran before it
+                for event in source:
+                    processor(event)
+                    writer(event)
+                    event_ids.append(event.index.event_id)
         pointing = source.pointing_table()
         for tel_id in subarray.tel_ids:
             write_table(pointing, partial, POINTING_TABLE.format(tel_id), overwrite=True)
