@@ -165,7 +165,8 @@ def write_toy_file(spec: DatasetFile, physics: ToyPhysics | None = None, overwri
                 writer(event)
                 n_events += 1
     os.replace(partial, path)
-    log.info("wrote %s: %d events from %d %s showers", path, n_events, spec.n_showers, spec.particle)
+    # (debug: the pool logs each file with its counts and an ETA)
+    log.debug("wrote %s: %d events from %d %s showers", path, n_events, spec.n_showers, spec.particle)
     return n_events
 
 

@@ -350,5 +350,5 @@ def write_mock_run(run: MockRun, overwrite=False) -> int:
     finally:
         partial.unlink(missing_ok=True)
         truth_partial.unlink(missing_ok=True)
-    log.info("wrote %s: %d events from %d showers", path, len(event_ids), source.n_showers)
+    log.debug("wrote %s: %d events from %d showers", path, len(event_ids), source.n_showers)
     return len(event_ids)
