@@ -7,6 +7,7 @@ from astropy.table import QTable
 
 from ctlearn_mlops.physics.axis_fit import (
     DISTANCE_EDGES,
+    LEAKAGE_COLUMN,
     ImageErrorModel,
     axis_fit_directions,
     from_nominal,
@@ -161,8 +162,42 @@ def test_a_stored_error_model_is_read_back_and_refused_with_other_distance_bins(
     model = measure_error_model(images, alt, az, images, n_bins=3)
     table = model.to_table()
     back = ImageErrorModel.from_table(table)
-    for name in ("edges", "network_along", "network_across", "axis", "uncertainty_scale"):
+    for name in ("edges", "network_along", "network_across", "axis", "uncertainty_scale", "along_leakage_factor",
+                 "across_leakage_factor"):
         np.testing.assert_allclose(getattr(back, name), getattr(model, name))
+    # a model written before the leakage factors were measured reads with factors of 1
+    for key in ("leakage_edges", "network_along_leakage_factor", "network_across_leakage_factor"):
+        del table.meta[key]
+    np.testing.assert_array_equal(ImageErrorModel.from_table(table).along_leakage_factor, 1.0)
+    table.meta["leakage_edges"] = [0.0, 0.5, 1.0]
+    with pytest.raises(ValueError, match="measure it again"):
+        ImageErrorModel.from_table(table)
+    del table.meta["leakage_edges"]
     table.meta["axis_distance_edges_deg"] = [0.0, 1.0, 3.0]
     with pytest.raises(ValueError, match="measure it again"):
         ImageErrorModel.from_table(table)
+
+
+def test_images_cut_by_the_camera_edge_get_the_larger_errors_they_show():
+    """Truncated images (leakage) have 3x the network's error along the axis: the model's factor says so, and the
+    fit trusts those images less than the whole ones of the same event."""
+    rng = np.random.default_rng(11)
+    images, alt, az, event, axes, network, source = _events(rng, 2000)
+    leaking = rng.uniform(size=len(images)) < 0.2
+    images[LEAKAGE_COLUMN] = np.where(leaking, rng.uniform(0.25, 0.6, len(images)), 0.0)
+    along_error = np.where(leaking, 3.0, 1.0) * rng.normal(0, 0.15, len(images))
+    network = source[event] + along_error[:, None] * axes.along + rng.normal(0, 0.06, len(images))[:, None] * axes.across
+    alt, az = from_nominal(network[:, 0], network[:, 1], images["pointing_altitude"], images["pointing_azimuth"])
+    model = measure_error_model(images, alt, az, images, n_bins=3)
+    # the intensity bins mix both kinds: the ratio of the factors is the ratio of the errors
+    assert 2.5 < model.along_leakage_factor[2] / model.along_leakage_factor[0] < 3.5
+    assert 0.8 < model.across_leakage_factor[2] / model.across_leakage_factor[0] < 1.25
+    # the middle bin has no image: it takes the largest factor, never a smaller error
+    assert model.along_leakage_factor[1] == model.along_leakage_factor[2]
+    axes = image_axes(images)
+    lon, lat, _ = axis_fit_directions(event, axes, network[:, 0], network[:, 1], model)
+    fitted = np.percentile(np.hypot(lon - source[:, 0], lat - source[:, 1]), 68)
+    model.along_leakage_factor[:] = 1.0
+    model.across_leakage_factor[:] = 1.0
+    lon, lat, _ = axis_fit_directions(event, axes, network[:, 0], network[:, 1], model)
+    assert fitted < 0.97 * np.percentile(np.hypot(lon - source[:, 0], lat - source[:, 1]), 68)

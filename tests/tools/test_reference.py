@@ -50,6 +50,16 @@ def test_a_reference_model_predicts_from_the_repository_top_with_relative_paths(
     np.testing.assert_allclose(same[0][f"{dl2.AXIS_FIT_PREFIX}_alt"], same[1][f"{dl2.AXIS_FIT_PREFIX}_alt"])
     # made again: the new copy replaces the old one
     assert make_reference(source, target, top) == target and not list(target.parent.glob(".*"))
+    # made again from itself: its error model is measured anew (not copied), its origin kept
+    from astropy.table import Table
+
+    shipped = Table.read(target / SHIPPED_ERROR_MODEL, format="ascii.ecsv")
+    shipped["network_along"] *= 5
+    shipped.write(target / SHIPPED_ERROR_MODEL, format="ascii.ecsv", overwrite=True)
+    assert make_reference(target, target, top) == target
+    measured = Table.read(target / SHIPPED_ERROR_MODEL, format="ascii.ecsv")
+    np.testing.assert_allclose(measured["network_along"], shipped["network_along"] / 5)
+    assert json.loads((target / "run.json").read_text())["reference_of"] == str(source)
 
 
 def test_unfinished_or_missing_runs_are_refused(tmp_path, capsys):

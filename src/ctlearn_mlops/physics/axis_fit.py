@@ -15,9 +15,12 @@ with p_i the network's position, c_i the Hillas centroid, e_i and n_i the unit
 vectors along and across the major axis: the stereo disp method of MAGIC and
 lstchain with the network as the disp estimator.  The s_* are 68 % errors by
 image intensity (``ImageErrorModel``): the network's along and across its
-image axis, measured on the run's validation images; the axis' by intensity
-and by t_i, the network's distance from the centroid along the axis
-(the axis' angle error grows with it), measured on the training images.  A one-image event
+image axis, measured on the run's validation images, times a factor by the
+image's leakage (a shower cut by the camera's edge moves the network's
+position along its axis: 2-3x the error of a whole image of the same
+intensity); the axis' by intensity and by t_i, the network's distance from
+the centroid along the axis (the axis' angle error grows with it), measured
+on the training images.  A one-image event
 gets the same fit.  The inverse of the summed weights is the covariance of x:
 its 68 % containment radius, scaled to the coverage measured on the
 validation events, is the event's ``ang_distance_uncert``.
@@ -47,6 +50,12 @@ MAX_IMAGES_SCALED = 4
 MIN_EVENTS_PER_SCALE = 30
 #: bins of the distance (deg) of the source from the centroid along the axis, for the axis' error
 DISTANCE_EDGES = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0, 3.0])
+#: the image parameter of leakage: the fraction of the intensity in the camera's two outermost pixel rings
+LEAKAGE_COLUMN = "leakage_intensity_width_2"
+#: bins of leakage for the factors of the network's errors (whole images, cut a little, cut much)
+LEAKAGE_EDGES = np.array([0.0, 0.05, 0.2, 1.0])
+#: validation images a leakage bin needs for a factor of its own
+MIN_IMAGES_PER_LEAKAGE_BIN = 30
 
 
 def _deg(column):
@@ -91,6 +100,11 @@ class ImageAxes:
     centroid: np.ndarray  # (n, 2)
     along: np.ndarray  # (n, 2): unit vector along the major axis
     log_intensity: np.ndarray  # (n,)
+    leakage: np.ndarray = None  # (n,): LEAKAGE_COLUMN (0 where the images have none)
+
+    def __post_init__(self):
+        if self.leakage is None:
+            self.leakage = np.zeros(len(self.log_intensity))
 
     @property
     def across(self):
@@ -122,11 +136,29 @@ def image_axes(images):
     along = second - centroid
     along /= np.linalg.norm(along, axis=1, keepdims=True)
     intensity = np.asarray(images["hillas_intensity"], dtype=np.float64)
-    return ImageAxes(centroid, along, np.log10(np.clip(intensity, 1e-3, None)))
+    leakage = np.zeros(len(lon)) if LEAKAGE_COLUMN not in images.colnames else \
+        np.nan_to_num(np.asarray(images[LEAKAGE_COLUMN], dtype=np.float64), nan=0.0)
+    return ImageAxes(centroid, along, np.log10(np.clip(intensity, 1e-3, None)), leakage)
 
 
 def _binned_quantile(values, index, n_bins, q=68):
     return np.array([np.nanpercentile(values[index == k], q) for k in range(n_bins)])
+
+
+def _leakage_factors(relative_error, leakage_bins):
+    """The 68 % quantile of errors relative to their intensity bin's, per LEAKAGE_EDGES bin.
+
+    A bin with fewer than MIN_IMAGES_PER_LEAKAGE_BIN images takes the largest
+    measured factor (at least 1): never an overweight.
+    """
+    factors = np.full(len(LEAKAGE_EDGES) - 1, np.nan)
+    for j in range(len(factors)):
+        here = relative_error[leakage_bins == j]
+        if np.sum(np.isfinite(here)) >= MIN_IMAGES_PER_LEAKAGE_BIN:
+            factors[j] = np.nanpercentile(here, 68)
+    fallback = max(np.nanmax(factors), 1.0) if np.isfinite(factors).any() else 1.0
+    factors[~np.isfinite(factors)] = fallback
+    return factors
 
 
 def has_axis(images):
@@ -141,9 +173,10 @@ class ImageErrorModel:
     """68 % errors (deg) of one image's direction information, by log10 intensity.
 
     ``edges``: the log10-intensity bin edges (quantiles of the validation
-    images); outside them the outer bins apply.  The axis error is by
-    intensity and by the distance from the centroid along the axis
-    (``DISTANCE_EDGES``).
+    images); outside them the outer bins apply.  The network's errors are
+    multiplied by a factor of the image's leakage bin (``LEAKAGE_EDGES``).
+    The axis error is by intensity and by the distance from the centroid
+    along the axis (``DISTANCE_EDGES``).
     """
 
     edges: np.ndarray
@@ -153,10 +186,17 @@ class ImageErrorModel:
     #: the fit's 68 % radius times this (by the event's number of images, 1 to MAX_IMAGES_SCALED or more) contains
     #: 68 % of the validation events' true directions (``calibrate``)
     uncertainty_scale: np.ndarray = None
+    #: the network's errors along and across in a LEAKAGE_EDGES bin, relative to those of the intensity bins
+    along_leakage_factor: np.ndarray = None
+    across_leakage_factor: np.ndarray = None
 
     def __post_init__(self):
         if self.uncertainty_scale is None:
             self.uncertainty_scale = np.ones(MAX_IMAGES_SCALED)
+        if self.along_leakage_factor is None:
+            self.along_leakage_factor = np.ones(len(LEAKAGE_EDGES) - 1)
+        if self.across_leakage_factor is None:
+            self.across_leakage_factor = np.ones(len(LEAKAGE_EDGES) - 1)
 
     @classmethod
     def fit(cls, network_axes, network_lon, network_lat, network_true, axis_axes, axis_true, n_bins=6):
@@ -182,6 +222,9 @@ class ImageErrorModel:
         true_along, true_across = network_axes.offsets(*network_true)
         network_along = _binned_quantile(np.abs(along - true_along), bins, n_bins)
         network_across = _binned_quantile(np.abs(across - true_across), bins, n_bins)
+        leakage_bins = cls._bin_of(LEAKAGE_EDGES, network_axes.leakage)
+        along_factor = _leakage_factors(np.abs(along - true_along) / network_along[bins], leakage_bins)
+        across_factor = _leakage_factors(np.abs(across - true_across) / network_across[bins], leakage_bins)
         # the axis: its offset from the true source grows with the distance from the centroid (the axis' angle
         # error) and is large near the centroid (no axis there): measured in bins of intensity and distance
         axis_bins = cls._bin_of(edges, axis_axes.log_intensity)
@@ -198,7 +241,8 @@ class ImageErrorModel:
         for k in range(n_bins):
             row = axis[k]
             row[~np.isfinite(row)] = np.nanmax(row) if np.isfinite(row).any() else fallback
-        return cls(edges, network_along, network_across, axis)
+        return cls(edges, network_along, network_across, axis, along_leakage_factor=along_factor,
+                   across_leakage_factor=across_factor)
 
     @staticmethod
     def _bin_of(edges, log_intensity):
@@ -208,7 +252,9 @@ class ImageErrorModel:
         """(s_along, s_across, s_axis) in deg for each image, ``along_distance`` the network's t_i."""
         k = self._bin_of(self.edges, axes.log_intensity)
         j = self._bin_of(DISTANCE_EDGES, np.abs(along_distance))
-        return self.network_along[k], self.network_across[k], self.axis[k, j]
+        m = self._bin_of(LEAKAGE_EDGES, axes.leakage)
+        return (self.network_along[k] * self.along_leakage_factor[m],
+                self.network_across[k] * self.across_leakage_factor[m], self.axis[k, j])
 
     def calibrate(self, event_index, axes, network_lon, network_lat, true_lon, true_lat):
         """Set ``uncertainty_scale`` from events with truth (the validation events: all images of an event)."""
@@ -224,16 +270,25 @@ class ImageErrorModel:
 
     @classmethod
     def from_table(cls, table):
-        """The model ``to_table`` wrote (ValueError if it was written with other distance bins)."""
-        stored = table.meta.get("axis_distance_edges_deg")
-        if stored is not None and (len(stored) != len(DISTANCE_EDGES) or not np.allclose(stored, DISTANCE_EDGES)):
-            raise ValueError(f"the error model's axis distance bins {stored} are not this version's "
-                             f"{list(DISTANCE_EDGES)}: measure it again")
+        """The model ``to_table`` wrote (ValueError if it was written with other distance or leakage bins).
+
+        A model written without leakage factors (before they were measured) gets factors of 1.
+        """
+        for key, expected in (("axis_distance_edges_deg", DISTANCE_EDGES), ("leakage_edges", LEAKAGE_EDGES)):
+            stored = table.meta.get(key)
+            if stored is not None and (len(stored) != len(expected) or not np.allclose(stored, expected)):
+                raise ValueError(f"the error model's {key} {stored} are not this version's {list(expected)}: "
+                                 "measure it again")
         edges = np.r_[np.asarray(table["log10_intensity_min"]), np.asarray(table["log10_intensity_max"])[-1]]
-        scale = table.meta.get("uncertainty_scale_by_images")
+
+        def stored_array(key):
+            value = table.meta.get(key)
+            return None if value is None else np.asarray(value, dtype=float)
+
         return cls(edges, u.Quantity(table["network_along"], u.deg).value,
                    u.Quantity(table["network_across"], u.deg).value, u.Quantity(table["axis"], u.deg).value,
-                   None if scale is None else np.asarray(scale, dtype=float))
+                   stored_array("uncertainty_scale_by_images"), stored_array("network_along_leakage_factor"),
+                   stored_array("network_across_leakage_factor"))
 
     def to_table(self):
         """The model as a table, one row per intensity bin (written to the event DL2 file)."""
@@ -242,6 +297,9 @@ class ImageErrorModel:
                        "axis": self.axis * u.deg})
         table.meta["axis_distance_edges_deg"] = [float(v) for v in DISTANCE_EDGES]
         table.meta["uncertainty_scale_by_images"] = [float(v) for v in self.uncertainty_scale]
+        table.meta["leakage_edges"] = [float(v) for v in LEAKAGE_EDGES]
+        table.meta["network_along_leakage_factor"] = [float(v) for v in self.along_leakage_factor]
+        table.meta["network_across_leakage_factor"] = [float(v) for v in self.across_leakage_factor]
         table.meta["description"] = "68 % errors of one image's direction information, by log10 intensity"
         return table
 

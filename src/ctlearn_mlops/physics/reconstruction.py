@@ -49,7 +49,15 @@ from ctapipe.reco.utils import add_defaults_and_meta
 
 from ..io.dl2 import Reconstruction
 from . import baselines
-from .axis_fit import axis_fit_directions, event_index_of, from_nominal, has_axis, image_axes, to_nominal
+from .axis_fit import (
+    LEAKAGE_COLUMN,
+    axis_fit_directions,
+    event_index_of,
+    from_nominal,
+    has_axis,
+    image_axes,
+    to_nominal,
+)
 from .hillas_intersection import TableHillasReconstructor, image_groups
 
 __all__ = [
@@ -329,7 +337,8 @@ def axis_fit_table(images, keys, values, valid, model, events, subarray, prefix)
     predicted = Table({"obs_id": np.asarray(keys["obs_id"])[good], "event_id": np.asarray(keys["event_id"])[good],
                        "tel_id": np.asarray(keys["tel_id"])[good], "__alt__": alt[good], "__az__": az[good]})
     needed = ["obs_id", "event_id", "tel_id", "hillas_fov_lon", "hillas_fov_lat", "hillas_psi", "hillas_intensity",
-              "pointing_altitude", "pointing_azimuth", "telescope_pointing_altitude", "telescope_pointing_azimuth"]
+              "pointing_altitude", "pointing_azimuth", "telescope_pointing_altitude", "telescope_pointing_azimuth",
+              LEAKAGE_COLUMN]
     usable = images[has_axis(images)]  # an image without a Hillas axis cannot take part
     rows = join(Table(usable[[c for c in needed if c in usable.colnames]]), predicted,
                 keys=["obs_id", "event_id", "tel_id"], join_type="inner") if len(predicted) else Table()

@@ -424,12 +424,18 @@ def _run_particles(files):
 
 
 def direction_error_model(run, training, fast, batch_size, log):
-    """The ImageErrorModel of a mono direction run, measured on its validation images (or the one it carries);
-    None (said why) otherwise."""
+    """The ImageErrorModel of a mono direction run: the one it carries (a reference model), else measured on its
+    validation images; None (said why) otherwise."""
     if run is None or training is None:
         return None
     if (run.run_dir / SHIPPED_ERROR_MODEL).exists():
         return ImageErrorModel.from_table(Table.read(run.run_dir / SHIPPED_ERROR_MODEL, format="ascii.ecsv"))
+    return measure_direction_error_model(run, training, fast, batch_size, log)
+
+
+def measure_direction_error_model(run, training, fast, batch_size, log):
+    """The ImageErrorModel of a mono direction run measured on its validation images; None (said why) if it
+    cannot be."""
     split_file = run.run_dir / "split.csv"
     if not split_file.exists():
         log.warning("%s has no split.csv: no axis-fit direction (%s)", run.run_dir, dl2.AXIS_FIT_PREFIX)

@@ -80,7 +80,8 @@ def _write_reference(run_dir, target, repo, info, partial):
         else str(target.parent)
     project["run_name"] = target.name
     (partial / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
-    info.update(run_name=target.name, reference_of=str(run_dir), dl2_test=None)
+    # a reference made again from itself (e.g. to measure its errors with this version) keeps its origin
+    info.update(run_name=target.name, reference_of=info.get("reference_of") or str(run_dir), dl2_test=None)
     (partial / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
     _carry_training_data(run_dir, partial)
     old = target.with_name(f".{target.name}.old")
@@ -100,7 +101,7 @@ def _carry_training_data(run_dir, target):
 
     from ..io.dl2 import TRAINING_IMAGES_TABLE
     from ..loading.loader import FastLoader
-    from .event_dl2 import direction_error_model, load_run, training_images
+    from .event_dl2 import load_run, measure_direction_error_model, training_images
 
     log = logging.getLogger(__name__)
     run = load_run(run_dir)
@@ -111,7 +112,7 @@ def _carry_training_data(run_dir, target):
     if run.role == "geometry" and not run.stereo:
         fast = FastLoader()
         fast.cache_dir = None
-        model = direction_error_model(run, training, fast, 128, log)
+        model = measure_direction_error_model(run, training, fast, 128, log)
         if model is None:
             raise ValueError(f"the errors of {run_dir}'s images cannot be measured (see the warning above): a "
                              "reference direction model needs them")
@@ -131,7 +132,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Copy finished quality runs to models/reference/<task>/ (the "
                                                  "reference models: make irf-reference).")
     parser.add_argument("--run", action="append", default=[], metavar="TASK=DIR",
-                        help="a run to ship (default: " + ", ".join(f"{t}={d}" for t, d in QUALITY_RUNS.items()) + ")")
+                        help="a run to ship (default: " + ", ".join(f"{t}={d}" for t, d in QUALITY_RUNS.items()) + "); "
+                        "a reference model itself makes it again (its direction error model measured anew)")
     parser.add_argument("--output-root", type=Path, default=Path("models/reference"))
     args = parser.parse_args(argv)
     malformed = [item for item in args.run if "=" not in item or not all(item.split("=", 1))]
