@@ -10,7 +10,7 @@ from ctapipe.io import TableLoader
 from dl1_data_handler.reader import DLImageReader
 from traitlets.config import Config
 
-from ctlearn_mlops.toysim.dataset import DatasetFile, write_toy_file
+from ctlearn_mlops.toysim.dataset import IRF_DIR_PROTONS, DatasetFile, irf_dataset_plan, write_toy_file
 
 READER_CONFIG = Config({
     "DLImageReader": {
@@ -128,3 +128,14 @@ def test_image_shapes_are_ctapipes_toymodel_bit_for_bit():
         ]
         for theirs, ours in pairs:
             np.testing.assert_array_equal(_expected_signal(ours, x, y, area, 120.0), theirs.expected_signal(camera, 120.0))
+
+
+def test_a_larger_irf_proton_sample_adds_files_and_leaves_the_default_directory_as_it_is(tmp_path):
+    default = irf_dataset_plan(tmp_path, n_gamma=48000, n_proton=IRF_DIR_PROTONS, seed=2)
+    larger = irf_dataset_plan(tmp_path, n_gamma=48000, n_proton=5 * IRF_DIR_PROTONS, seed=2)
+    in_irf = [spec for spec in larger if spec.path.parent.name == "irf"]
+    assert in_irf == default  # the same files (paths, seeds, obs_ids) in irf/
+    extra = [spec for spec in larger if spec not in default]
+    assert {spec.path.parent.name for spec in extra} == {"irf-protons"}
+    assert sum(spec.n_showers for spec in extra) == 4 * IRF_DIR_PROTONS
+    assert len({spec.obs_id for spec in larger}) == len(larger)

@@ -74,10 +74,17 @@ IRF_PHYSICS = {
                          spectral_index=-1.5),
 }
 IRF_NAMES = {"gamma": "gamma_point", "proton": "proton_diffuse"}
+#: protons of the IRF sample that stay in ``irf/``; the files beyond them go to ``irf-protons/``, so that a larger
+#: proton sample adds a directory and the default one (``irf/``, make irf-reference) stays as it is
+IRF_DIR_PROTONS = 200_000
 
 
 def irf_dataset_plan(output_dir, n_gamma, n_proton, seed, showers_per_file=1000) -> list[DatasetFile]:
-    """Files of the IRF sample (``<output_dir>/irf/``): point-like gammas and diffuse protons, obs_id 31000+."""
+    """Files of the IRF sample: point-like gammas and diffuse protons, obs_id 31000+.
+
+    In ``<output_dir>/irf/``, except the proton files beyond the first
+    ``IRF_DIR_PROTONS`` showers: ``<output_dir>/irf-protons/``.
+    """
     output_dir = Path(output_dir)
     plan = []
     for particle_index, (particle, n) in enumerate((("gamma", n_gamma), ("proton", n_proton))):
@@ -86,8 +93,9 @@ def irf_dataset_plan(output_dir, n_gamma, n_proton, seed, showers_per_file=1000)
         n_files = -(-n // showers_per_file)
         for chunk in range(n_files):
             obs_id = 30000 + 1000 * (particle_index + 1) + chunk
+            directory = "irf-protons" if particle == "proton" and chunk * showers_per_file >= IRF_DIR_PROTONS else "irf"
             plan.append(DatasetFile(
-                path=output_dir / "irf" / f"{IRF_NAMES[particle]}_irf_obs{obs_id}.dl1.h5",
+                path=output_dir / directory / f"{IRF_NAMES[particle]}_irf_obs{obs_id}.dl1.h5",
                 particle=particle, n_showers=n // n_files + (1 if chunk < n % n_files else 0), obs_id=obs_id,
                 seed=seed * 100003 + obs_id, physics=IRF_PHYSICS[particle],
             ))
