@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_reference_model_predicts_from_the_repository_top_with_relative_paths(trained_runs, toy_data,
-                                                                                 tmp_path_factory):
+                                                                                 tmp_path_factory, monkeypatch):
     top = tmp_path_factory.getbasetemp()  # holds both the toy data and the runs, as a repository holds data/ and models/
     source = trained_runs["skydirection"][1]
     target = make_reference(source, top / "reference" / "skydirection", top)
@@ -50,7 +50,9 @@ def test_a_reference_model_predicts_from_the_repository_top_with_relative_paths(
     np.testing.assert_allclose(same[0][f"{dl2.AXIS_FIT_PREFIX}_alt"], same[1][f"{dl2.AXIS_FIT_PREFIX}_alt"])
     # made again: the new copy replaces the old one
     assert make_reference(source, target, top) == target and not list(target.parent.glob(".*"))
-    # made again from itself: its error model is measured anew (not copied), its origin kept
+    # made again from itself (from the repository's top, where its relative paths resolve): its error model is
+    # measured anew (not copied), its origin kept
+    monkeypatch.chdir(top)
     from astropy.table import Table
 
     shipped = Table.read(target / SHIPPED_ERROR_MODEL, format="ascii.ecsv")
