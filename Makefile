@@ -73,10 +73,12 @@ irf-reference: data-quality
 	  --overwrite --log-level WARN
 	$(BIN)/python scripts/compare_models.py --irf reports/irf/reference --irf docs/results/quality-irf --gate \
 	  --gate-tolerance 0.01 --name reference-check --overwrite --log-level WARN
+	touch $(REFERENCE_IRFS)
 
-# the reference IRFs an observation (and irf-reference-protons) takes: made by irf-reference when missing, or older than the reference models or
-# the IRF sample's directory (make irf-reference remakes them at any time)
-REFERENCE_IRFS := reports/irf/reference/metrics.json
+# the reference IRFs an observation (and irf-reference-protons) takes: made by irf-reference when missing, older than
+# the reference models or the IRF sample's directory, or not through the gate (the stamp is written in the IRFs'
+# directory once the gate passed; compute_irf.py replaces the directory); make irf-reference remakes them at any time
+REFERENCE_IRFS := reports/irf/reference/gate-passed
 $(REFERENCE_IRFS): $(wildcard models/reference/*/*) $(wildcard data/quality/irf) | data-quality
 	$(MAKE) irf-reference
 
