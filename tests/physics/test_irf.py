@@ -24,6 +24,7 @@ from scipy.optimize import brentq
 from ctlearn_mlops.physics.irf import (
     IRFOptions,
     compute_irfs,
+    direction_coverage,
     gadf_hdus,
     irf_events,
     offset_position,
@@ -468,3 +469,30 @@ def test_irf_events_take_each_role_from_its_prefix_and_drop_what_one_of_them_lac
     assert list(table["event_id"]) == [0, 2]  # event 1 lacks a direction, event 3 a gammaness
     assert list(table["gh_score"]) == [0.9, 0.1] and u.allclose(table["reco_energy"], [0.2, 5.0] * u.TeV)
     assert u.allclose(table["reco_alt"], [70.1, 70.5] * u.deg) and list(table["particle_id"]) == [0, 101]
+    # no stated radius: NaN, and no coverage of it
+    assert np.all(np.isnan(table["ang_distance_uncert"]))
+    assert direction_coverage(table[table["particle_id"] == 0], [0.01, 100] * u.TeV) is None
+
+
+def test_direction_coverage_counts_the_gammas_within_their_stated_radius_per_bin():
+    """Known answer: gammas whose offsets follow a circular 2-d Gaussian; a stated radius of the true 68 % radius
+    covers 0.68 of them, half of it far fewer; coverage_summary keeps the bins with 100 or more gammas."""
+    from ctlearn_mlops.reporting.irf_figures import coverage_summary
+
+    rng = np.random.default_rng(3)
+    n, sigma = 4000, 0.05
+    energy = np.where(np.arange(n) < 3950, 0.5, 5.0) * u.TeV  # 3950 gammas in the first bin, 50 in the second
+    lon, lat = rng.normal(0, sigma, n), rng.normal(0, sigma, n)
+    r68 = sigma * np.sqrt(-2 * np.log(1 - 0.68))
+    source_alt = 70.0 * u.deg
+    gammas = QTable({"true_energy": energy, "true_alt": np.full(n, 70.0) * u.deg, "true_az": np.full(n, 0.0) * u.deg,
+                     "reco_alt": source_alt + lat * u.deg, "reco_az": (lon / np.cos(np.radians(70.0))) * u.deg,
+                     "ang_distance_uncert": np.full(n, r68) * u.deg})
+    bins = [0.1, 1, 10] * u.TeV
+    table = direction_coverage(gammas, bins)
+    assert list(table["n_events"]) == [3950, 50]
+    assert abs(table["coverage"][0] - 0.68) < 0.03
+    gammas["ang_distance_uncert"] = gammas["ang_distance_uncert"] / 2
+    assert direction_coverage(gammas, bins)["coverage"][0] < 0.3
+    summary = coverage_summary({"CNN": table})["CNN"]
+    assert summary["n_bins"] == 1 and summary["within_tolerance"] == 1 and summary["bins"][0]["n_events"] == 3950

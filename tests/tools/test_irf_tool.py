@@ -60,6 +60,11 @@ def test_compute_irf_writes_gadf_sensitivity_metrics_and_report(event_file, tmp_
     for b in angular["bins"]:
         assert b["ratio"] == pytest.approx(b["network"] / b["classical"]) and 0.1 <= b["true_energy_high_tev"]
     assert angular["fraction_at_or_below"] is None or 0 <= angular["fraction_at_or_below"] <= 1
+    # the axis fit states a 68 % radius: its coverage is measured, reported and written
+    coverage = metrics["direction_coverage"]["CNN"]
+    assert 0 <= coverage["within_tolerance"] <= coverage["n_bins"] == len(coverage["bins"])
+    assert all(0 <= b["coverage"] <= 1 and b["n_events"] >= 100 for b in coverage["bins"])
+    assert "Coverage of the stated 68 % direction radius, CNN" in (out / "report.html").read_text()
     assert not list(tmp_path.glob("irf/.*"))  # no temporary directory left
 
 

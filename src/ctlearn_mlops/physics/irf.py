@@ -45,6 +45,7 @@ from pyirf.spectral import PowerLaw, calculate_event_weights
 from pyirf.utils import calculate_source_fov_offset, calculate_theta
 
 from ..io.dl2 import AXIS_FIT_PREFIX, CLASSICAL_PREFIX, CNN_PREFIX, STEREO_PREFIX, Reconstruction
+from ..metrics.coverage import coverage_per_energy_bin
 from ..sky import CRAB_SPECTRUM, PROTON_SPECTRUM
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "background_offset_bins",
     "compute_irfs",
     "default_bins",
+    "direction_coverage",
     "GH_CUTS_EXTENSION",
     "RECONSTRUCTIONS",
     "irf_file_name",
@@ -178,6 +180,10 @@ def irf_events(events, prefixes):
         else:
             columns["reco_alt"] = u.Quantity(events[reco.values[0]], u.deg)
             columns["reco_az"] = u.Quantity(events[reco.values[1]], u.deg)
+            # the stated 68 % radius, where the reconstruction states one (for the coverage, not for pyirf)
+            stated = f"{prefixes[role]}_ang_distance_uncert"
+            columns["ang_distance_uncert"] = u.Quantity(events[stated], u.deg) if stated in events.colnames \
+                else np.full(len(events), np.nan) * u.deg
     table = QTable({
         "obs_id": np.asarray(events["obs_id"]), "event_id": np.asarray(events["event_id"]),
         "true_energy": u.Quantity(events["true_energy"], u.TeV),
@@ -206,6 +212,20 @@ def same_event_angular_resolution(network, classical, true_energy_bins):
         tables.append(angular_resolution(QTable({"true_energy": both["true_energy"], "theta": theta.to(u.deg)}),
                                          true_energy_bins, energy_type="true"))
     return tuple(tables)
+
+
+def direction_coverage(gammas, true_energy_bins):
+    """Coverage of the stated 68 % direction radius (``ang_distance_uncert``) per bin of true energy.
+
+    ``gammas``: an ``irf_events`` table of gammas, before any cut.  Returns
+    ``metrics.coverage_per_energy_bin``'s table, or None when the
+    reconstruction states no radius (none finite and positive).
+    """
+    stated = u.Quantity(gammas["ang_distance_uncert"], u.deg).to_value(u.deg)
+    if not np.any(np.isfinite(stated) & (stated > 0)):
+        return None
+    theta = angular_separation(gammas["reco_az"], gammas["reco_alt"], gammas["true_az"], gammas["true_alt"])
+    return coverage_per_energy_bin(gammas["true_energy"], theta.to_value(u.deg), stated, true_energy_bins)
 
 
 def offset_position(lon, lat, separation, angle):

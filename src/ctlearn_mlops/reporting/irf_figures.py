@@ -6,8 +6,9 @@ from astropy.table import Table, vstack
 from matplotlib.figure import Figure
 from pyirf.binning import bin_center
 
-__all__ = ["COMPARED_RANGE", "GATE_TOLERANCE", "RESOLUTION_RANGE", "irf_figures", "resolution_summary",
-           "sensitivity_gate", "sensitivity_records", "sensitivity_summary", "plot_sensitivity"]
+__all__ = ["COMPARED_RANGE", "COVERAGE_TOLERANCE", "GATE_TOLERANCE", "MIN_COVERAGE_EVENTS", "RESOLUTION_RANGE",
+           "coverage_summary", "irf_figures", "resolution_summary", "sensitivity_gate", "sensitivity_records",
+           "sensitivity_summary", "plot_sensitivity"]
 
 #: the energy range the CNN and the classical sensitivities are compared in (bin centres)
 COMPARED_RANGE = (0.05 * u.TeV, 10 * u.TeV)
@@ -21,6 +22,10 @@ MIN_PROTON_EVENTS = 10
 #: the true-energy range the array-level resolutions are compared in (bin centres), and the gammas a bin needs
 RESOLUTION_RANGE = (0.1 * u.TeV, 10 * u.TeV)
 MIN_RESOLUTION_EVENTS = 20
+
+#: a bin's coverage is judged with this many gammas (binomial error of 0.68 at most 0.047), and within this of 0.68
+MIN_COVERAGE_EVENTS = 100
+COVERAGE_TOLERANCE = 0.05
 
 #: the physics gate's default: a bin fails when its sensitivity is more than this fraction worse than the reference's
 GATE_TOLERANCE = 0.10
@@ -218,6 +223,28 @@ def resolution_summary(results, classical="classical", same_events=None):
                 "bins": bins,
                 "fraction_at_or_below": (sum(b["ratio"] <= 1 for b in bins) / len(bins)) if bins else None,
             }
+    return summary
+
+
+def coverage_summary(tables, level=0.68):
+    """The coverage of each reconstruction's stated 68 % direction radius, JSON-ready.
+
+    ``tables``: {label: ``physics.irf.direction_coverage`` table}.  Per bin of
+    true energy with its centre in ``RESOLUTION_RANGE`` and at least
+    ``MIN_COVERAGE_EVENTS`` gammas; ``within_tolerance``: the bins within
+    ``COVERAGE_TOLERANCE`` of ``level``.
+    """
+    summary = {}
+    for label, table in tables.items():
+        center = u.Quantity(table["true_energy_center"], u.TeV)
+        enough = ((center >= RESOLUTION_RANGE[0]) & (center <= RESOLUTION_RANGE[1])
+                  & (np.asarray(table["n_events"]) >= MIN_COVERAGE_EVENTS))
+        bins = [{"true_energy_low_tev": float(u.Quantity(table["true_energy_low"][i], u.TeV).value),
+                 "true_energy_high_tev": float(u.Quantity(table["true_energy_high"][i], u.TeV).value),
+                 "n_events": int(table["n_events"][i]), "coverage": float(table["coverage"][i]),
+                 "coverage_error": float(table["coverage_error"][i])} for i in np.flatnonzero(enough)]
+        summary[label] = {"bins": bins, "n_bins": len(bins),
+                          "within_tolerance": sum(abs(b["coverage"] - level) <= COVERAGE_TOLERANCE for b in bins)}
     return summary
 
 

@@ -36,6 +36,7 @@ from ..physics.irf import (
     RECONSTRUCTIONS,
     IRFOptions,
     compute_irfs,
+    direction_coverage,
     gadf_hdus,
     irf_events,
     irf_file_name,
@@ -44,7 +45,16 @@ from ..physics.irf import (
 )
 from ..progress import Progress
 from ..reporting.document import Report, atomic_directory
-from ..reporting.irf_figures import irf_figures, resolution_summary, sensitivity_records, sensitivity_summary
+from ..reporting.irf_figures import (
+    COVERAGE_TOLERANCE,
+    MIN_COVERAGE_EVENTS,
+    coverage_summary,
+    irf_figures,
+    resolution_summary,
+    sensitivity_records,
+    sensitivity_summary,
+)
+from ..reporting.plots import plot_coverage
 from .base import MLOpsTool
 from .io_checks import check_writable
 
@@ -206,6 +216,12 @@ class IRFTool(MLOpsTool):
         same_events = {label: same_event_angular_resolution(gammas, all_gammas["classical"], true_energy_bins)
                        for label, gammas in all_gammas.items() if label != "classical"}
         self.resolution = resolution_summary(self.results, same_events=same_events)
+        # the axis fit states a calibrated 68 % radius; the other directions' _uncert columns are the telescopes'
+        # spread (StereoMeanCombiner's), even where the classical direction is HillasReconstructor's
+        coverage = {label: direction_coverage(gammas, true_energy_bins) for label, gammas in all_gammas.items()
+                    if self.reconstructions[label]["geometry"] == dl2.AXIS_FIT_PREFIX}
+        coverage = {label: table for label, table in coverage.items() if table is not None}
+        self.coverage = coverage_summary(coverage)
         report = Report(f"IRFs and sensitivity - {self.output_dir.name}")
         report.text("Verdict", self.summary["verdict"])
         for label, measures in self.resolution.items():
@@ -219,10 +235,23 @@ class IRFTool(MLOpsTool):
                          f"the direction on the same gammas before any cut; at or below the classical in {fractions} "
                          "of the bins)",
                          ["measure", "E_true / TeV", label, "classical", "ratio"], rows)
+        for label, stated in self.coverage.items():
+            report.table(f"Coverage of the stated 68 % direction radius, {label} ({label}'s "
+                         "<prefix>_ang_distance_uncert; point-like gammas before any cut; bins with "
+                         f"{MIN_COVERAGE_EVENTS} or more: within {COVERAGE_TOLERANCE} of 0.68 in "
+                         f"{stated['within_tolerance']} of {stated['n_bins']})",
+                         ["E_true / TeV", "gammas", "coverage", "+-"],
+                         [[f"{b['true_energy_low_tev']:.3g}-{b['true_energy_high_tev']:.3g}", b["n_events"],
+                           b["coverage"], b["coverage_error"]] for b in stated["bins"]])
         report.table("Sensitivity per bin of reconstructed energy (relative to the Crab, lower is better)",
                      *self.summary["table"])
         for name, fig, caption in irf_figures(self.results):
             report.figure(name, fig, caption)
+        if coverage:
+            report.figure("direction_coverage", plot_coverage(coverage),
+                          "Fraction of the point-like gammas whose true direction lies within the event's stated 68 % "
+                          "radius (the axis fit's, calibrated on the direction run's validation events), per bin of true "
+                          "energy (bins with 20 or more gammas); the band: 0.68 +- 0.05.")
         report.preformatted("Inputs and options", "\n".join([
             *(f"input: {p}" for p in self.inputs),
             f"reconstructions: {self.reconstructions}",
@@ -248,6 +277,7 @@ class IRFTool(MLOpsTool):
             "simulation": {"gamma": str(self.gamma_info), "proton": str(self.proton_info)},
             **{k: v for k, v in self.summary.items() if k != "table"},
             "resolution": self.resolution,
+            "direction_coverage": self.coverage,
         }
         with atomic_directory(self.output_dir, overwrite=self.overwrite) as tmp:
             self.report.write(tmp, metrics)
