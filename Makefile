@@ -50,7 +50,7 @@ data-quality: setup
 	$(BIN)/python scripts/data_processing/make_default_dataset.py --output-dir data/quality --n-gamma 12000 --n-proton 32000 --n-irf-gamma $(IRF_GAMMAS) --n-irf-proton $(IRF_PROTONS) --seed 2
 
 # the 5x proton sample (every bin of the sensitivity counted, docs/physics.md): 800,000 protons more in
-# data/quality/irf-protons/ (~50 min on 2 cores, ~11 GB)
+# data/quality/irf-protons/ (~45 min on 2 cores, ~11 GB)
 data-quality-protons: setup
 	$(MAKE) data-quality IRF_PROTONS=1000000
 
@@ -82,9 +82,12 @@ REFERENCE_IRFS := reports/irf/reference/gate-passed
 $(REFERENCE_IRFS): $(wildcard models/reference/*/*) $(wildcard data/quality/irf) | data-quality
 	$(MAKE) irf-reference
 
+data/dl2/reference-irf.dl2.h5: | data-quality
+	$(MAKE) irf-reference
+
 # the same with the 5x proton sample: the event DL2 file of irf/ (irf-reference's) and one of irf-protons/ (800,000
 # protons: ~1 hour on 2 cores) taken together, checked against docs/results/quality-irf-protons/
-irf-reference-protons: data-quality-protons $(REFERENCE_IRFS)
+irf-reference-protons: data-quality-protons $(REFERENCE_IRFS) data/dl2/reference-irf.dl2.h5
 	$(BIN)/python scripts/predict_events.py --run type=models/reference/type --run energy=models/reference/energy \
 	  --run geometry=models/reference/skydirection --input data/quality/irf-protons \
 	  --output data/dl2/reference-irf-protons.dl2.h5 --overwrite --log-level WARN

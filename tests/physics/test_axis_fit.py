@@ -168,7 +168,13 @@ def test_a_stored_error_model_is_read_back_and_refused_with_other_distance_bins(
     # a model written before the leakage factors were measured reads with factors of 1
     for key in ("leakage_edges", "network_along_leakage_factor", "network_across_leakage_factor"):
         del table.meta[key]
-    np.testing.assert_array_equal(ImageErrorModel.from_table(table).along_leakage_factor, 1.0)
+    old_model = ImageErrorModel.from_table(table)
+    np.testing.assert_array_equal(old_model.along_leakage_factor, 1.0)
+    np.testing.assert_array_equal(old_model.across_leakage_factor, 1.0)
+    table.meta["network_along_leakage_factor"] = [1.0, 2.0]
+    with pytest.raises(ValueError, match="measure it again"):
+        ImageErrorModel.from_table(table)
+    del table.meta["network_along_leakage_factor"]
     table.meta["leakage_edges"] = [0.0, 0.5, 1.0]
     with pytest.raises(ValueError, match="measure it again"):
         ImageErrorModel.from_table(table)
@@ -194,6 +200,13 @@ def test_images_cut_by_the_camera_edge_get_the_larger_errors_they_show():
     assert 0.8 < model.across_leakage_factor[2] / model.across_leakage_factor[0] < 1.25
     # the middle bin has no image: it takes the largest factor, never a smaller error
     assert model.along_leakage_factor[1] == model.along_leakage_factor[2]
+    # an image of unknown leakage gets the largest errors
+    unknown = images[:1].copy()
+    unknown[LEAKAGE_COLUMN] = np.nan
+    unknown_axes = image_axes(unknown)
+    intensity_bin = ImageErrorModel._bin_of(model.edges, unknown_axes.log_intensity)[0]
+    assert model.errors(unknown_axes, np.zeros(1))[0][0] == pytest.approx(
+        model.network_along[intensity_bin] * model.along_leakage_factor[2])
     axes = image_axes(images)
     lon, lat, _ = axis_fit_directions(event, axes, network[:, 0], network[:, 1], model)
     fitted = np.percentile(np.hypot(lon - source[:, 0], lat - source[:, 1]), 68)

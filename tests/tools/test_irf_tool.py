@@ -29,7 +29,11 @@ GADF = {
 }
 
 
-def test_compute_irf_writes_gadf_sensitivity_metrics_and_report(event_file, tmp_path):
+def test_compute_irf_writes_gadf_sensitivity_metrics_and_report(event_file, tmp_path, monkeypatch):
+    from ctlearn_mlops.reporting import irf_figures
+
+    # the toy sample has tens of gammas per bin of true energy: judge the coverage on bins of 10
+    monkeypatch.setattr(irf_figures, "MIN_COVERAGE_EVENTS", 10)
     assert run(IRFTool(), ["--input", event_file, "--name", "toy", "--reports-root", tmp_path], cwd=tmp_path) == 0
     out = tmp_path / "irf" / "toy"
     assert {p.name for p in out.iterdir()} >= {"irf.fits.gz", "irf_cnn.fits.gz", "irf_classical.fits.gz",
@@ -62,8 +66,8 @@ def test_compute_irf_writes_gadf_sensitivity_metrics_and_report(event_file, tmp_
     assert angular["fraction_at_or_below"] is None or 0 <= angular["fraction_at_or_below"] <= 1
     # the axis fit states a 68 % radius: its coverage is measured, reported and written
     coverage = metrics["direction_coverage"]["CNN"]
-    assert 0 <= coverage["within_tolerance"] <= coverage["n_bins"] == len(coverage["bins"])
-    assert all(0 <= b["coverage"] <= 1 and b["n_events"] >= 100 for b in coverage["bins"])
+    assert 0 <= coverage["within_tolerance"] <= coverage["n_bins"] == len(coverage["bins"]) and coverage["n_bins"] >= 1
+    assert all(0 <= b["coverage"] <= 1 and b["n_events"] >= 10 for b in coverage["bins"])
     assert "Coverage of the stated 68 % direction radius, CNN" in (out / "report.html").read_text()
     assert not list(tmp_path.glob("irf/.*"))  # no temporary directory left
 

@@ -139,3 +139,6 @@ def test_a_larger_irf_proton_sample_adds_files_and_leaves_the_default_directory_
     assert {spec.path.parent.name for spec in extra} == {"irf-protons"}
     assert sum(spec.n_showers for spec in extra) == 4 * IRF_DIR_PROTONS
     assert len({spec.obs_id for spec in larger}) == len(larger)
+    # a larger sample that is not whole files would put other showers in irf/'s files: refused
+    with pytest.raises(ValueError, match="multiple of the showers per file"):
+        irf_dataset_plan(tmp_path, n_gamma=0, n_proton=5 * IRF_DIR_PROTONS + 500, seed=2)

@@ -136,8 +136,9 @@ def image_axes(images):
     along = second - centroid
     along /= np.linalg.norm(along, axis=1, keepdims=True)
     intensity = np.asarray(images["hillas_intensity"], dtype=np.float64)
+    # an image of unknown leakage takes the top leakage bin's (largest) errors: never an overweight
     leakage = np.zeros(len(lon)) if LEAKAGE_COLUMN not in images.colnames else \
-        np.nan_to_num(np.asarray(images[LEAKAGE_COLUMN], dtype=np.float64), nan=0.0)
+        np.nan_to_num(np.asarray(images[LEAKAGE_COLUMN], dtype=np.float64), nan=1.0)
     return ImageAxes(centroid, along, np.log10(np.clip(intensity, 1e-3, None)), leakage)
 
 
@@ -281,14 +282,18 @@ class ImageErrorModel:
                                  "measure it again")
         edges = np.r_[np.asarray(table["log10_intensity_min"]), np.asarray(table["log10_intensity_max"])[-1]]
 
-        def stored_array(key):
+        def stored_array(key, length):
             value = table.meta.get(key)
+            if value is not None and len(value) != length:
+                raise ValueError(f"the error model's {key} has {len(value)} values, this version {length}: "
+                                 "measure it again")
             return None if value is None else np.asarray(value, dtype=float)
 
         return cls(edges, u.Quantity(table["network_along"], u.deg).value,
                    u.Quantity(table["network_across"], u.deg).value, u.Quantity(table["axis"], u.deg).value,
-                   stored_array("uncertainty_scale_by_images"), stored_array("network_along_leakage_factor"),
-                   stored_array("network_across_leakage_factor"))
+                   stored_array("uncertainty_scale_by_images", MAX_IMAGES_SCALED),
+                   stored_array("network_along_leakage_factor", len(LEAKAGE_EDGES) - 1),
+                   stored_array("network_across_leakage_factor", len(LEAKAGE_EDGES) - 1))
 
     def to_table(self):
         """The model as a table, one row per intensity bin (written to the event DL2 file)."""

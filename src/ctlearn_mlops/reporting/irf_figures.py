@@ -6,6 +6,8 @@ from astropy.table import Table, vstack
 from matplotlib.figure import Figure
 from pyirf.binning import bin_center
 
+from ..metrics.coverage import COVERAGE_LEVEL
+
 __all__ = ["COMPARED_RANGE", "COVERAGE_TOLERANCE", "GATE_TOLERANCE", "MIN_COVERAGE_EVENTS", "RESOLUTION_RANGE",
            "coverage_summary", "irf_figures", "resolution_summary", "sensitivity_gate", "sensitivity_records",
            "sensitivity_summary", "plot_sensitivity"]
@@ -226,7 +228,7 @@ def resolution_summary(results, classical="classical", same_events=None):
     return summary
 
 
-def coverage_summary(tables, level=0.68):
+def coverage_summary(tables, level=COVERAGE_LEVEL):
     """The coverage of each reconstruction's stated 68 % direction radius, JSON-ready.
 
     ``tables``: {label: ``physics.irf.direction_coverage`` table}.  Per bin of

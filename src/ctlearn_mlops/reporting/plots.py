@@ -185,15 +185,16 @@ def plot_sky_bias(table, network=NETWORK):
     return fig
 
 
-def plot_coverage(tables, level=0.68):
-    """``tables`` = {label: coverage_per_energy_bin table}: observed coverage of the stated 68 % radius per bin."""
+def plot_coverage(tables, level=0.68, min_events=20, tolerance=0.05):
+    """``tables`` = {label: coverage_per_energy_bin table}: observed coverage of the stated 68 % radius per bin
+    (bins of ``min_events`` or more; the band: ``level`` +- ``tolerance``)."""
     fig, ax = _figure()
     for i, (label, table) in enumerate(tables.items()):
         center = u.Quantity(table["true_energy_center"], u.TeV).to_value(u.TeV)
-        enough = np.asarray(table["n_events"]) >= 20
+        enough = np.asarray(table["n_events"]) >= min_events
         ax.errorbar(center[enough], np.asarray(table["coverage"], dtype=float)[enough],
                     yerr=np.asarray(table["coverage_error"], dtype=float)[enough], label=label, **_style(label, i))
-    ax.axhspan(level - 0.05, level + 0.05, color="gray", alpha=0.2, label=f"{level:.2f} +- 0.05")
+    ax.axhspan(level - tolerance, level + tolerance, color="gray", alpha=0.2, label=f"{level:.2f} +- {tolerance}")
     ax.set_xscale("log")
     ax.set_ylim(0, 1)
     ax.set_xlabel("true energy / TeV")

@@ -248,10 +248,12 @@ class IRFTool(MLOpsTool):
         for name, fig, caption in irf_figures(self.results):
             report.figure(name, fig, caption)
         if coverage:
-            report.figure("direction_coverage", plot_coverage(coverage),
+            report.figure("direction_coverage", plot_coverage(coverage, min_events=MIN_COVERAGE_EVENTS,
+                                                              tolerance=COVERAGE_TOLERANCE),
                           "Fraction of the point-like gammas whose true direction lies within the event's stated 68 % "
                           "radius (the axis fit's, calibrated on the direction run's validation events), per bin of true "
-                          "energy (bins with 20 or more gammas); the band: 0.68 +- 0.05.")
+                          f"energy (bins with {MIN_COVERAGE_EVENTS} or more gammas); the band: 0.68 +- "
+                          f"{COVERAGE_TOLERANCE}.")
         report.preformatted("Inputs and options", "\n".join([
             *(f"input: {p}" for p in self.inputs),
             f"reconstructions: {self.reconstructions}",

@@ -12,6 +12,7 @@ genuine DL1 HDF5 that stock dl1-data-handler readers open.
 
 from ctapipe.core.traits import Bool, Float, Int, Path
 
+from ..exceptions import ConfigError
 from ..output import show
 from ..toysim.dataset import default_dataset_plan, irf_dataset_plan, lst_subarray, write_in_pool, write_toy_file
 from .base import MLOpsTool
@@ -57,9 +58,14 @@ class DefaultDataTool(MLOpsTool):
 
     def setup(self):
         self.provenance_log = self.output_dir / f"{self.name}.provenance.log"
+        try:
+            irf_plan = irf_dataset_plan(self.output_dir, self.n_irf_gamma, self.n_irf_proton, self.seed,
+                                        self.showers_per_file)
+        except ValueError as err:
+            raise ConfigError(str(err), key="--n-irf-proton") from None
         self.plan = default_dataset_plan(
             self.output_dir, self.n_gamma, self.n_proton, self.test_fraction, self.seed, self.showers_per_file,
-        ) + irf_dataset_plan(self.output_dir, self.n_irf_gamma, self.n_irf_proton, self.seed, self.showers_per_file)
+        ) + irf_plan
         # fetch the geometry once, before the workers need it
         lst_subarray()
 

@@ -83,8 +83,13 @@ def irf_dataset_plan(output_dir, n_gamma, n_proton, seed, showers_per_file=1000)
     """Files of the IRF sample: point-like gammas and diffuse protons, obs_id 31000+.
 
     In ``<output_dir>/irf/``, except the proton files beyond the first
-    ``IRF_DIR_PROTONS`` showers: ``<output_dir>/irf-protons/``.
+    ``IRF_DIR_PROTONS`` showers: ``<output_dir>/irf-protons/``.  ValueError
+    for a proton sample beyond them that is not a whole number of files (its
+    files in ``irf/`` would hold other showers than the default sample's).
     """
+    if n_proton > IRF_DIR_PROTONS and (n_proton % showers_per_file or IRF_DIR_PROTONS % showers_per_file):
+        raise ValueError(f"{n_proton} IRF protons: beyond {IRF_DIR_PROTONS} the sample must be a multiple of the "
+                         f"showers per file ({showers_per_file}), and {IRF_DIR_PROTONS} too")
     output_dir = Path(output_dir)
     plan = []
     for particle_index, (particle, n) in enumerate((("gamma", n_gamma), ("proton", n_proton))):
