@@ -8,6 +8,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TASKS := energy type cameradirection skydirection
+# the shipped reference models (models/reference/, docs/physics.md), as predict_events.py takes them
+REFERENCE_RUNS := --run type=models/reference/type --run energy=models/reference/energy \
+	--run geometry=models/reference/skydirection
 
 .PHONY: setup data data-quality data-quality-protons irf-quality irf-reference irf-reference-protons reference-models \
 	data-mock observation-reference demo test test-fast constraints clean-runs
@@ -33,8 +36,7 @@ demo: data
 	$(BIN)/python scripts/predict_events.py --run type=latest --run energy=latest --run geometry=latest \
 	  --input data/default/irf --output data/dl2/demo-irf.dl2.h5 --overwrite --log-level WARN
 	$(BIN)/python scripts/compute_irf.py --input data/dl2/demo-irf.dl2.h5 --name demo --overwrite --log-level WARN
-	$(BIN)/python scripts/predict_events.py --run type=models/reference/type --run energy=models/reference/energy \
-	  --run geometry=models/reference/skydirection --input data/default/irf --output data/dl2/demo-reference-irf.dl2.h5 \
+	$(BIN)/python scripts/predict_events.py $(REFERENCE_RUNS) --input data/default/irf --output data/dl2/demo-reference-irf.dl2.h5 \
 	  --overwrite --log-level WARN
 	$(BIN)/python scripts/compute_irf.py --input data/dl2/demo-reference-irf.dl2.h5 --name demo-reference --overwrite \
 	  --log-level WARN
@@ -66,8 +68,7 @@ reference-models: setup
 
 # the IRFs of the shipped reference models on the seeded quality production, checked against docs/results/quality-irf/
 irf-reference: data-quality
-	$(BIN)/python scripts/predict_events.py --run type=models/reference/type --run energy=models/reference/energy \
-	  --run geometry=models/reference/skydirection --input data/quality/irf --output data/dl2/reference-irf.dl2.h5 \
+	$(BIN)/python scripts/predict_events.py $(REFERENCE_RUNS) --input data/quality/irf --output data/dl2/reference-irf.dl2.h5 \
 	  --overwrite --log-level WARN
 	$(BIN)/python scripts/compute_irf.py --input data/dl2/reference-irf.dl2.h5 --name reference --fov-offset-max 2.0 \
 	  --overwrite --log-level WARN
@@ -92,8 +93,7 @@ PROTON_PARTS := 23 45 67 89
 irf-reference-protons: data-quality-protons $(REFERENCE_IRFS) data/dl2/reference-irf.dl2.h5
 	@for part in $(PROTON_PARTS); do \
 	  echo "predicting data/quality/irf-protons/proton_diffuse_irf_obs32[$$part]*"; \
-	  $(BIN)/python scripts/predict_events.py --run type=models/reference/type --run energy=models/reference/energy \
-	    --run geometry=models/reference/skydirection \
+	  $(BIN)/python scripts/predict_events.py $(REFERENCE_RUNS) \
 	    --input "data/quality/irf-protons/proton_diffuse_irf_obs32[$$part]??.dl1.h5" \
 	    --output data/dl2/reference-irf-protons-$$part.dl2.h5 --overwrite --log-level WARN || exit $$?; \
 	done
@@ -122,8 +122,7 @@ data-mock: setup
 
 # the observation path with the reference models and their IRFs: event DL2, DL3 and gammapy's analysis
 observation-reference: data-mock $(REFERENCE_IRFS)
-	$(BIN)/python scripts/predict_events.py --run type=models/reference/type --run energy=models/reference/energy \
-	  --run geometry=models/reference/skydirection --input $(MOCK_DIR)/dl1 --output data/dl2/$(MOCK_NAME).dl2.h5 \
+	$(BIN)/python scripts/predict_events.py $(REFERENCE_RUNS) --input $(MOCK_DIR)/dl1 --output data/dl2/$(MOCK_NAME).dl2.h5 \
 	  --overwrite --log-level WARN
 	$(BIN)/python scripts/create_dl3.py --input data/dl2/$(MOCK_NAME).dl2.h5 --irf reports/irf/reference \
 	  --output-dir data/dl3/$(MOCK_NAME) --overwrite --log-level WARN

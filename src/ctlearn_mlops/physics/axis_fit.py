@@ -221,11 +221,12 @@ class ImageErrorModel:
         bins = cls._bin_of(edges, network_axes.log_intensity)
         along, across = network_axes.offsets(network_lon, network_lat)
         true_along, true_across = network_axes.offsets(*network_true)
-        network_along = _binned_quantile(np.abs(along - true_along), bins, n_bins)
-        network_across = _binned_quantile(np.abs(across - true_across), bins, n_bins)
+        along_error, across_error = np.abs(along - true_along), np.abs(across - true_across)
+        network_along = _binned_quantile(along_error, bins, n_bins)
+        network_across = _binned_quantile(across_error, bins, n_bins)
         leakage_bins = cls._bin_of(LEAKAGE_EDGES, network_axes.leakage)
-        along_factor = _leakage_factors(np.abs(along - true_along) / network_along[bins], leakage_bins)
-        across_factor = _leakage_factors(np.abs(across - true_across) / network_across[bins], leakage_bins)
+        along_factor = _leakage_factors(along_error / network_along[bins], leakage_bins)
+        across_factor = _leakage_factors(across_error / network_across[bins], leakage_bins)
         # the axis: its offset from the true source grows with the distance from the centroid (the axis' angle
         # error) and is large near the centroid (no axis there): measured in bins of intensity and distance
         axis_bins = cls._bin_of(edges, axis_axes.log_intensity)

@@ -181,6 +181,12 @@ def sensitivity_summary(results, classical="classical"):
     }
 
 
+def _true_energy_edges(table, i):
+    """The JSON edges of bin ``i`` of a per-true-energy table (``true_energy_low``/``_high``)."""
+    return {"true_energy_low_tev": float(u.Quantity(table["true_energy_low"][i], u.TeV).value),
+            "true_energy_high_tev": float(u.Quantity(table["true_energy_high"][i], u.TeV).value)}
+
+
 def resolution_summary(results, classical="classical", same_events=None):
     """Array-level angular and energy resolution of each network reconstruction against the classical one.
 
@@ -217,10 +223,8 @@ def resolution_summary(results, classical="classical", same_events=None):
                       & (np.asarray(table["n_events"]) >= MIN_RESOLUTION_EVENTS)
                       & (np.asarray(other_table["n_events"]) >= MIN_RESOLUTION_EVENTS)
                       & np.isfinite(mine) & np.isfinite(theirs))
-            bins = [{"true_energy_low_tev": float(u.Quantity(table["true_energy_low"][i], u.TeV).value),
-                     "true_energy_high_tev": float(u.Quantity(table["true_energy_high"][i], u.TeV).value),
-                     "network": float(mine[i]), "classical": float(theirs[i]), "ratio": float(mine[i] / theirs[i])}
-                    for i in np.flatnonzero(enough)]
+            bins = [{**_true_energy_edges(table, i), "network": float(mine[i]), "classical": float(theirs[i]),
+                     "ratio": float(mine[i] / theirs[i])} for i in np.flatnonzero(enough)]
             summary[label][name] = {
                 "bins": bins,
                 "fraction_at_or_below": (sum(b["ratio"] <= 1 for b in bins) / len(bins)) if bins else None,
@@ -241,10 +245,9 @@ def coverage_summary(tables, level=COVERAGE_LEVEL):
         center = u.Quantity(table["true_energy_center"], u.TeV)
         enough = ((center >= RESOLUTION_RANGE[0]) & (center <= RESOLUTION_RANGE[1])
                   & (np.asarray(table["n_events"]) >= MIN_COVERAGE_EVENTS))
-        bins = [{"true_energy_low_tev": float(u.Quantity(table["true_energy_low"][i], u.TeV).value),
-                 "true_energy_high_tev": float(u.Quantity(table["true_energy_high"][i], u.TeV).value),
-                 "n_events": int(table["n_events"][i]), "coverage": float(table["coverage"][i]),
-                 "coverage_error": float(table["coverage_error"][i])} for i in np.flatnonzero(enough)]
+        bins = [{**_true_energy_edges(table, i), "n_events": int(table["n_events"][i]),
+                 "coverage": float(table["coverage"][i]), "coverage_error": float(table["coverage_error"][i])}
+                for i in np.flatnonzero(enough)]
         summary[label] = {"bins": bins, "n_bins": len(bins),
                           "within_tolerance": sum(abs(b["coverage"] - level) <= COVERAGE_TOLERANCE for b in bins)}
     return summary
