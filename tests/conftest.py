@@ -99,8 +99,10 @@ def trained_runs(toy_data, tmp_path_factory):
     runs = {}
     for task in TASKS:
         config = root / f"{task}.yaml"
-        # enough validation images for the axis fit's error model (physics/axis_fit.py) of the direction runs
-        sections = {"TrainCTLearnModel": {"validation_split": 0.3}} if task == "skydirection" else {}
+        # enough validation images and events for the error models of the skydirection run (the axis fit,
+        # physics/axis_fit.py) and of the energy run (its calibrated uncertainty, physics/energy_uncertainty.py)
+        split = {"skydirection": 0.3, "energy": 0.4}.get(task)
+        sections = {"TrainCTLearnModel": {"validation_split": split}} if split else {}
         config.write_text(yaml.safe_dump(shrink_config(task, toy_data, root / "models", **sections)))
         assert run(TrainTool(), ["--config", config], cwd=root) == 0, f"training {task} failed"
         assert run(PredictTool(), ["--config", config, "--run", "tiny"], cwd=root) == 0, f"predicting {task} failed"

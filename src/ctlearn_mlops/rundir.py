@@ -27,6 +27,7 @@ from .exceptions import ConfigError
 __all__ = [
     "replaced_runs",
     "restore_replaced",
+    "check_output_name",
     "run_directories",
     "set_aside_for_overwrite",
     "CONFIG_FILE",
@@ -37,11 +38,13 @@ __all__ = [
     "MODEL_DIR",
     "PROVENANCE_FILE",
     "RUN_FILE",
+    "SHIPPED_ENERGY_ERROR_MODEL",
     "SHIPPED_ERROR_MODEL",
     "SHIPPED_TRAINING_IMAGES",
     "atomic_write_text",
     "collect_provenance",
     "read_run_info",
+    "readable_run_info",
     "remove_temporaries",
     "resolve_run",
     "utc_now",
@@ -59,6 +62,8 @@ TRAINING_LOG = "training_log.csv"
 #: its training images' parameters and truth, and the errors of a direction network's images
 SHIPPED_TRAINING_IMAGES = "training_images.h5"
 SHIPPED_ERROR_MODEL = "direction_error_model.ecsv"
+#: a reference energy model's EnergyErrorModel (its calibrated event energy uncertainty)
+SHIPPED_ENERGY_ERROR_MODEL = "energy_error_model.ecsv"
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _PACKAGES = (
@@ -82,17 +87,35 @@ MAX_RUN_NAME = 200
 RESERVED_RUN_NAMES = ("latest",)
 
 
-def check_run_name(name, source):
-    problem = None
+def _name_problem(name):
+    """What is wrong with a name that becomes one file or directory name, or None."""
     if not _RUN_NAME.match(name):
-        problem = "use letters, digits and . _ + - (no slashes or spaces)"
-    elif len(name) > MAX_RUN_NAME:
-        problem = f"{len(name)} characters; at most {MAX_RUN_NAME}"
-    elif name in RESERVED_RUN_NAMES:
+        return "use letters, digits and . _ + - (no slashes or spaces)"
+    if len(name) > MAX_RUN_NAME:
+        return f"{len(name)} characters; at most {MAX_RUN_NAME}"
+    return None
+
+
+def _refuse_name(what, name, problem, source, key):
+    raise ConfigError(f"invalid {what} {name[:60]!r}{'...' if len(name) > 60 else ''}: {problem}", source=source,
+                      key=key)
+
+
+def check_run_name(name, source):
+    problem = _name_problem(name)
+    if problem is None and name in RESERVED_RUN_NAMES:
         problem = f"'{name}' is the keyword for the newest finished run; choose another name"
     if problem is not None:
-        raise ConfigError(f"invalid run name {name[:60]!r}{'...' if len(name) > 60 else ''}: {problem}",
-                          source=source, key="Project.run_name")
+        _refuse_name("run name", name, problem, source, "Project.run_name")
+    return name
+
+
+def check_output_name(name, source=None, key="--name"):
+    """An output's ``--name`` (a report, comparison, IRF or DL2 name): one file or directory name, by the rule of
+    run names, never a path."""
+    problem = _name_problem(name)
+    if problem is not None:
+        _refuse_name("name", name, problem, source, key)
     return name
 
 
@@ -171,8 +194,26 @@ def write_run_info(run_dir, **fields):
 
 
 def read_run_info(run_dir) -> dict:
-    with open(Path(run_dir) / RUN_FILE) as f:
-        return json.load(f)
+    """The run record (``run.json``); ConfigError naming the file if it is not a JSON object (e.g. emptied)."""
+    path = Path(run_dir) / RUN_FILE
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"the run record cannot be read ({err}): the run is damaged; move it aside or remove it",
+                          source=path) from None
+    if not isinstance(info, dict):
+        raise ConfigError("the run record is not a JSON object: the run is damaged; move it aside or remove it",
+                          source=path)
+    return info
+
+
+def readable_run_info(run_dir):
+    """The run record, or None if it is damaged (a listing shows such a run as damaged instead of failing)."""
+    try:
+        return read_run_info(run_dir)
+    except ConfigError:
+        return None
 
 
 def run_directories(task_dir):
@@ -255,10 +296,11 @@ def resolve_run(run, output_root, task, source) -> Path:
         run_dir = candidate
     elif run == "latest":
         task_dir = Path(output_root) / task
-        finished = [d for d in run_directories(task_dir) if read_run_info(d).get("status") == "finished"]
+        records = {d: readable_run_info(d) for d in run_directories(task_dir)}
+        finished = [d for d, info in records.items() if info and info.get("status") == "finished"]
         if not finished:
             raise ConfigError(f"no finished run of task '{task}' in {task_dir}", source=source, key="--run")
-        run_dir = max(finished, key=lambda d: read_run_info(d).get("finished", ""))
+        run_dir = max(finished, key=lambda d: records[d].get("finished", ""))
     else:
         run_dir = Path(output_root) / task / run
         if not run_dir.is_dir():

@@ -10,6 +10,7 @@ from ctlearn_mlops.physics.axis_fit import (
     LEAKAGE_COLUMN,
     ImageErrorModel,
     axis_fit_directions,
+    bin_of,
     from_nominal,
     image_axes,
     measure_error_model,
@@ -204,7 +205,7 @@ def test_images_cut_by_the_camera_edge_get_the_larger_errors_they_show():
     unknown = images[:1].copy()
     unknown[LEAKAGE_COLUMN] = np.nan
     unknown_axes = image_axes(unknown)
-    intensity_bin = ImageErrorModel._bin_of(model.edges, unknown_axes.log_intensity)[0]
+    intensity_bin = bin_of(model.edges, unknown_axes.log_intensity)[0]
     assert model.errors(unknown_axes, np.zeros(1))[0][0] == pytest.approx(
         model.network_along[intensity_bin] * model.along_leakage_factor[2])
     axes = image_axes(images)
@@ -214,3 +215,25 @@ def test_images_cut_by_the_camera_edge_get_the_larger_errors_they_show():
     model.across_leakage_factor[:] = 1.0
     lon, lat, _ = axis_fit_directions(event, axes, network[:, 0], network[:, 1], model)
     assert fitted < 0.97 * np.percentile(np.hypot(lon - source[:, 0], lat - source[:, 1]), 68)
+
+
+def test_cell_scales_cover_68_percent_per_cell_and_fall_back_where_a_cell_has_few_events():
+    from ctlearn_mlops.physics.axis_fit import MIN_EVENTS_PER_SCALE, cell_scales
+
+    rng = np.random.default_rng(7)
+    n = 4000
+    proxy = rng.uniform(0, 1, n)
+    group = rng.integers(0, 2, n)
+    group[:10] = 2  # too few events of three images for a scale of their own
+    truth_scale = np.where(proxy < 0.5, 1.0, 2.0) * np.where(group == 1, 1.5, 1.0)
+    ratio = np.abs(rng.normal(0, 1, n)) * truth_scale
+    inner, scales = cell_scales(ratio, proxy, group, n_proxy_bins=2, n_groups=4)
+    assert inner == pytest.approx([0.5], abs=0.03) and scales.shape == (2, 4)
+    q68 = 0.9945  # the 68 % quantile of |N(0, 1)|
+    assert scales[:, 0] == pytest.approx([q68, 2 * q68], rel=0.08)
+    assert scales[:, 1] == pytest.approx([1.5 * q68, 3 * q68], rel=0.08)
+    # the group of ten events takes the scale of all events, the empty group too
+    assert np.all(scales[:, 2] == np.percentile(ratio, 68)) and np.all(scales[:, 3] == scales[:, 2])
+    with pytest.raises(ValueError, match="validation events"):
+        few = slice(MIN_EVENTS_PER_SCALE - 1)
+        cell_scales(ratio[few], proxy[few], group[few], 2)

@@ -121,6 +121,36 @@ def test_the_axis_fit_direction_is_written_with_the_error_model_it_used(event_fi
     np.testing.assert_allclose(fitted, network, atol=1e-6)
 
 
+def test_the_cnn_energy_states_a_calibrated_uncertainty_with_the_model_it_used(event_file):
+    from ctlearn_mlops.physics.energy_uncertainty import EnergyErrorModel, image_log_intensity_and_leakage
+
+    stereo = QTable(read_table(event_file, dl2.subarray_table_path("energy", dl2.CNN_PREFIX)))
+    model = EnergyErrorModel.from_table(read_table(event_file, dl2.ENERGY_ERROR_MODEL_TABLE))
+    assert dl2.energy_uncertainty_calibrated(event_file) and np.all(model.image_error > 0)
+    assert np.all(model.uncertainty_scale > 0) and model.weights == "intensity"
+    valid = np.asarray(stereo["CTLearn_is_valid"])
+    uncert = stereo["CTLearn_energy_uncert"].to_value(u.TeV)
+    assert np.all(np.isfinite(uncert[valid]) & (uncert[valid] > 0)) and np.all(np.isnan(uncert[~valid]))
+    # known answer for the events of one image (StereoMeanCombiner's spread would be 0 there): the image's
+    # error times the scale of one-image events at the event's energy
+    images = dl2.read_telescope_events(event_file)
+    images = images[np.asarray(images["CTLearn_tel_is_valid"])]
+    keys = list(zip(np.asarray(images["obs_id"]), np.asarray(images["event_id"])))
+    counts = {key: keys.count(key) for key in set(keys)}
+    single = images[[counts[key] == 1 for key in keys]][:20]
+    assert len(single) >= 5
+    rows = {(o, e): i for i, (o, e) in enumerate(zip(stereo["obs_id"], stereo["event_id"]))}
+    chosen = stereo[[rows[key] for key in zip(single["obs_id"], single["event_id"])]]
+    energy = chosen["CTLearn_energy"].to_value(u.TeV)
+    log_intensity, leakage = image_log_intensity_and_leakage(single)
+    sigma = model.event_errors(np.arange(len(single)), log_intensity, leakage, np.log10(energy))
+    np.testing.assert_allclose(chosen["CTLearn_energy_uncert"].to_value(u.TeV), energy * (10**sigma - 1), rtol=1e-9)
+    # the classical energy keeps the combiner's spread: ctapipe 0.32 writes exp(std of ln E), 1 for one image
+    classical = QTable(read_table(event_file, dl2.subarray_table_path("energy", dl2.CLASSICAL_PREFIX)))
+    spread = classical["HillasBDT_energy_uncert"][[rows[k] for k in zip(single["obs_id"], single["event_id"])]]
+    assert spread.to_value(u.TeV) == pytest.approx(1, abs=1e-6)
+
+
 def test_two_event_files_merge_with_ctapipe_merge(trained_runs, event_file, toy_data, tmp_path):
     second = tmp_path / "train_events.dl2.h5"
     argv = ["--run", f"type={trained_runs['type'][1]}", "--run", f"energy={trained_runs['energy'][1]}",

@@ -78,6 +78,14 @@ def test_report_has_metrics_figures_pdf_and_html_with_baselines(task, reports):
         assert 0 < sum(b["n_events"] for b in bins) <= combined["n_events"]
         assert {"combined_skydirection_uncertainty_coverage.png",
                 "combined_skydirection_uncertainty_reliability.png"} <= {p.name for p in pngs}
+    if task == "energy":
+        # per array event the CNN's energy states a calibrated 68 % interval: its coverage and figures
+        combined = metrics["combined"]
+        assert 0 < combined["headline"]["coverage_68"]["CNN"] < 1
+        assert set(combined["coverage"]) == {"CNN"}  # the classical energy_uncert is the telescopes' spread
+        assert 0 < sum(b["n_events"] for b in combined["coverage"]["CNN"]) <= combined["n_events"]
+        assert {"combined_energy_uncertainty_coverage.png",
+                "combined_energy_uncertainty_reliability.png"} <= {p.name for p in pngs}
 
 
 def test_report_refuses_existing_output_and_runs_without_predictions(trained_runs, reports, tmp_path, capfd):

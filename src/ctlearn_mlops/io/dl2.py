@@ -58,6 +58,8 @@ __all__ = [
     "CLASSICAL_PREFIX",
     "CNN_PREFIX",
     "DIRECTION_ERROR_MODEL_TABLE",
+    "ENERGY_ERROR_MODEL_TABLE",
+    "energy_uncertainty_calibrated",
     "HILLAS_RECONSTRUCTOR_PREFIX",
     "KIND_OF_ROLE",
     "ROLES",
@@ -103,6 +105,8 @@ RUN_PARTICLE_TABLE = "/ctlearn_mlops/simulation_run_particle"
 RUNS_ATTRIBUTE = "CTLEARN_MLOPS_RUNS"
 #: the errors of the direction network's images the axis fit weighs them with (by intensity)
 DIRECTION_ERROR_MODEL_TABLE = "/ctlearn_mlops/direction_error_model"
+#: the energy network's EnergyErrorModel: where present, the CNN's array-level energy_uncert is calibrated
+ENERGY_ERROR_MODEL_TABLE = "/ctlearn_mlops/energy_error_model"
 
 TRIGGER_TABLE = "/dl1/event/subarray/trigger"
 TELESCOPE_TRIGGER_TABLE = "/dl1/event/telescope/trigger"
@@ -158,6 +162,13 @@ def prefixes_in(path, role, telescope=False):
             if group in h5:
                 found.update(h5.get_node(group)._v_children)
     return sorted(found)
+
+
+def energy_uncertainty_calibrated(path):
+    """Whether the CNN's array-level ``energy_uncert`` in ``path`` is calibrated (the file holds the
+    EnergyErrorModel it was made with; else it is StereoMeanCombiner's spread of the telescopes)."""
+    with tables.open_file(str(path), mode="r") as h5:
+        return ENERGY_ERROR_MODEL_TABLE in h5
 
 
 def read_runs(path):

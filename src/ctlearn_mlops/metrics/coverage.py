@@ -3,6 +3,7 @@
 import astropy.units as u
 import numpy as np
 from astropy.table import QTable
+from scipy.stats import norm
 
 __all__ = ["COVERAGE_LEVEL", "RELIABILITY_LEVELS", "coverage", "coverage_per_energy_bin", "reliability"]
 
@@ -38,12 +39,19 @@ def coverage_per_energy_bin(true_energy, error, uncertainty, energy_bins):
 RELIABILITY_LEVELS = np.linspace(0.1, 0.95, 18)
 
 
-def reliability(error, uncertainty, levels=RELIABILITY_LEVELS):
-    """(expected, observed) containment: the stated 68 % radius scaled to each level as for a 2-d Gaussian.
+def reliability(error, uncertainty, levels=RELIABILITY_LEVELS, dimensions=2):
+    """(expected, observed) containment: the stated 68 % radius scaled to each level as for a Gaussian.
 
-    A calibrated uncertainty gives observed = expected at 0.68; the rest of
-    the curve says how Gaussian the errors' distribution is.
+    ``dimensions``: 2 for a direction (radius of a circular 2-d Gaussian), 1
+    for an interval (|x| of a 1-d Gaussian, e.g. log energy).  A calibrated
+    uncertainty gives observed = expected at 0.68; the rest of the curve says
+    how Gaussian the errors' distribution is.
     """
     error, uncertainty = np.asarray(error, dtype=float), np.asarray(uncertainty, dtype=float)
-    scale = np.sqrt(-2 * np.log(1 - levels)) / np.sqrt(-2 * np.log(1 - COVERAGE_LEVEL))
+    if dimensions == 1:
+        scale = norm.ppf((1 + levels) / 2) / norm.ppf((1 + COVERAGE_LEVEL) / 2)
+    elif dimensions == 2:
+        scale = np.sqrt(-2 * np.log(1 - levels)) / np.sqrt(-2 * np.log(1 - COVERAGE_LEVEL))
+    else:
+        raise ValueError(f"dimensions must be 1 or 2, not {dimensions!r}")
     return levels, np.array([coverage(error, uncertainty * s) for s in scale])

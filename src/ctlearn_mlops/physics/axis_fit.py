@@ -37,8 +37,9 @@ from astropy.coordinates import AltAz, SkyCoord
 from astropy.table import Table
 from ctapipe.coordinates import NominalFrame, TelescopeFrame
 
-__all__ = ["ImageAxes", "ImageErrorModel", "axis_fit_directions", "event_index_of", "from_nominal", "has_axis",
-           "image_axes", "measure_error_model", "to_nominal"]
+__all__ = ["ImageAxes", "ImageErrorModel", "axis_fit_directions", "bin_of", "binned_quantile", "cell_scales",
+           "event_index_of",
+           "from_nominal", "has_axis", "image_axes", "leakage_factors", "measure_error_model", "to_nominal"]
 
 #: radius of the 68 % containment of a circular 2-d Gaussian, in units of its sigma (sqrt(-2 ln 0.32))
 _R68_PER_SIGMA = np.sqrt(-2 * np.log(1 - 0.68))
@@ -142,11 +143,17 @@ def image_axes(images):
     return ImageAxes(centroid, along, np.log10(np.clip(intensity, 1e-3, None)), leakage)
 
 
-def _binned_quantile(values, index, n_bins, q=68):
+def bin_of(edges, values):
+    """The bin of ``edges`` of each value; values outside the edges take the outer bins."""
+    return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+
+
+def binned_quantile(values, index, n_bins, q=68):
+    """The ``q`` % quantile of ``values`` in each of the bins 0..n_bins-1 (``index``: each value's bin)."""
     return np.array([np.nanpercentile(values[index == k], q) for k in range(n_bins)])
 
 
-def _leakage_factors(relative_error, leakage_bins):
+def leakage_factors(relative_error, leakage_bins):
     """The 68 % quantile of errors relative to their intensity bin's, per LEAKAGE_EDGES bin.
 
     A bin with fewer than MIN_IMAGES_PER_LEAKAGE_BIN images takes the largest
@@ -160,6 +167,38 @@ def _leakage_factors(relative_error, leakage_bins):
     fallback = max(np.nanmax(factors), 1.0) if np.isfinite(factors).any() else 1.0
     factors[~np.isfinite(factors)] = fallback
     return factors
+
+
+def cell_scales(ratio, proxy, group, n_proxy_bins, n_groups=MAX_IMAGES_SCALED, level=68):
+    """Scales that make a stated uncertainty cover ``level`` % of validation events, by cell.
+
+    ``ratio``: each event's |error| / unscaled uncertainty (non-finite: not
+    usable); ``proxy``: the quantity binned (quantile bins of the usable
+    events, at most ``n_proxy_bins``, fewer when the cells would hold fewer
+    than MIN_EVENTS_PER_SCALE events); ``group``: each event's group
+    0..n_groups-1 (its number of images).  A cell with fewer than
+    MIN_EVENTS_PER_SCALE events takes its group's scale over all bins, and
+    that, if too few, the scale of all events.  Returns (inner bin edges of
+    the proxy, scales of shape (bins, n_groups)); ValueError with fewer than
+    MIN_EVENTS_PER_SCALE usable events.
+    """
+    ratio, proxy = np.asarray(ratio, dtype=float), np.asarray(proxy, dtype=float)
+    usable = np.isfinite(ratio) & np.isfinite(proxy)
+    if usable.sum() < MIN_EVENTS_PER_SCALE:
+        raise ValueError(f"{usable.sum()} validation events, at least {MIN_EVENTS_PER_SCALE} needed")
+    n_bins = min(n_proxy_bins, max(1, usable.sum() // (MIN_EVENTS_PER_SCALE * n_groups)))
+    inner = np.unique(np.quantile(proxy[usable], np.linspace(0, 1, n_bins + 1))[1:-1])
+    edges = np.r_[-np.inf, inner, np.inf]
+    proxy_bin = bin_of(edges, np.nan_to_num(proxy, nan=0.0))
+    overall = np.percentile(ratio[usable], level)
+    scales = np.ones((len(edges) - 1, n_groups))
+    for g in range(n_groups):
+        in_group = usable & (group == g)
+        group_scale = np.percentile(ratio[in_group], level) if in_group.sum() >= MIN_EVENTS_PER_SCALE else overall
+        for k in range(len(edges) - 1):
+            here = in_group & (proxy_bin == k)
+            scales[k, g] = np.percentile(ratio[here], level) if here.sum() >= MIN_EVENTS_PER_SCALE else group_scale
+    return inner, scales
 
 
 def has_axis(images):
@@ -218,21 +257,21 @@ class ImageErrorModel:
         if len(edges) < 2:
             raise ValueError("the validation images all have the same intensity")
         n_bins = len(edges) - 1
-        bins = cls._bin_of(edges, network_axes.log_intensity)
+        bins = bin_of(edges, network_axes.log_intensity)
         along, across = network_axes.offsets(network_lon, network_lat)
         true_along, true_across = network_axes.offsets(*network_true)
         along_error, across_error = np.abs(along - true_along), np.abs(across - true_across)
-        network_along = _binned_quantile(along_error, bins, n_bins)
-        network_across = _binned_quantile(across_error, bins, n_bins)
-        leakage_bins = cls._bin_of(LEAKAGE_EDGES, network_axes.leakage)
-        along_factor = _leakage_factors(along_error / network_along[bins], leakage_bins)
-        across_factor = _leakage_factors(across_error / network_across[bins], leakage_bins)
+        network_along = binned_quantile(along_error, bins, n_bins)
+        network_across = binned_quantile(across_error, bins, n_bins)
+        leakage_bins = bin_of(LEAKAGE_EDGES, network_axes.leakage)
+        along_factor = leakage_factors(along_error / network_along[bins], leakage_bins)
+        across_factor = leakage_factors(across_error / network_across[bins], leakage_bins)
         # the axis: its offset from the true source grows with the distance from the centroid (the axis' angle
         # error) and is large near the centroid (no axis there): measured in bins of intensity and distance
-        axis_bins = cls._bin_of(edges, axis_axes.log_intensity)
+        axis_bins = bin_of(edges, axis_axes.log_intensity)
         distance, offset = axis_axes.offsets(*axis_true)
         axis = np.full((n_bins, len(DISTANCE_EDGES) - 1), np.nan)
-        distance_bins = cls._bin_of(DISTANCE_EDGES, np.abs(distance))
+        distance_bins = bin_of(DISTANCE_EDGES, np.abs(distance))
         for k in range(n_bins):
             for j in range(len(DISTANCE_EDGES) - 1):
                 here = (axis_bins == k) & (distance_bins == j)
@@ -246,15 +285,11 @@ class ImageErrorModel:
         return cls(edges, network_along, network_across, axis, along_leakage_factor=along_factor,
                    across_leakage_factor=across_factor)
 
-    @staticmethod
-    def _bin_of(edges, log_intensity):
-        return np.clip(np.searchsorted(edges, log_intensity, side="right") - 1, 0, len(edges) - 2)
-
     def errors(self, axes, along_distance):
         """(s_along, s_across, s_axis) in deg for each image, ``along_distance`` the network's t_i."""
-        k = self._bin_of(self.edges, axes.log_intensity)
-        j = self._bin_of(DISTANCE_EDGES, np.abs(along_distance))
-        m = self._bin_of(LEAKAGE_EDGES, axes.leakage)
+        k = bin_of(self.edges, axes.log_intensity)
+        j = bin_of(DISTANCE_EDGES, np.abs(along_distance))
+        m = bin_of(LEAKAGE_EDGES, axes.leakage)
         return (self.network_along[k] * self.along_leakage_factor[m],
                 self.network_across[k] * self.across_leakage_factor[m], self.axis[k, j])
 

@@ -24,6 +24,7 @@ from .. import metrics
 from ..io import dl2
 from ..showers import shower_groups
 from . import baselines
+from .energy_uncertainty import energy_error_dex, stated_dex
 
 __all__ = [
     "CLASSICAL",
@@ -105,6 +106,8 @@ def read_events(path, task, level="telescope", prefix=None):
         valid &= np.asarray(table["true_shower_primary_id"]) == 0
     table = table[valid]
     table.meta["network_prefix"] = prefix
+    # the CNN's array energy_uncert states a 68 % interval only where the file holds its energy error model
+    table.meta["energy_uncertainty_calibrated"] = level == "subarray" and dl2.energy_uncertainty_calibrated(path)
     return table
 
 
@@ -121,6 +124,12 @@ def _stored(table, role, prefix, level):
         data = u.Quantity(quantity).to_value({"energy": u.TeV, "alt": u.deg, "az": u.deg}.get(name, u.one)) \
             if hasattr(quantity, "unit") and quantity.unit is not None else np.asarray(quantity, dtype=float)
         values[name] = np.where(valid, np.asarray(data, dtype=float), np.nan)
+    stated_energy = f"{reco.stem}_energy_uncert"
+    if role == "energy" and prefix == dl2.CNN_PREFIX and table.meta.get("energy_uncertainty_calibrated") \
+            and stated_energy in table.colnames:
+        # the calibrated 68 % interval, in dex (energy_uncertainty)
+        stated = stated_dex(values["energy"], u.Quantity(table[stated_energy], u.TeV).to_value(u.TeV))
+        values["uncertainty"] = np.where(valid, stated, np.nan)
     uncertainty = f"{reco.stem}_ang_distance_uncert"
     # only the axis fit states a 68 % radius there (StereoMeanCombiner writes the telescopes' spread)
     if prefix == dl2.AXIS_FIT_PREFIX and uncertainty in table.colnames:
@@ -171,6 +180,14 @@ def _energy(table, estimates):
         result.binned[method] = metrics.energy_bias_resolution(true_energy, reco * u.TeV, ENERGY_BINS)
     network = next(iter(energies))
     result.arrays = {"true_energy": true_energy.to_value(u.TeV), "reco_energy": energies[network]}
+    stated = {method: values["uncertainty"] for method, values in estimates.items() if "uncertainty" in values}
+    if stated:
+        # how often the true energy lies within the event's stated 68 % interval (energy_uncert)
+        errors = {m: energy_error_dex(energies[m], true_energy.to_value(u.TeV)) for m in stated}
+        result.headline["coverage_68"] = {m: metrics.coverage(errors[m], s) for m, s in stated.items()}
+        result.arrays["coverage"] = {m: metrics.coverage_per_energy_bin(true_energy, errors[m], s, ENERGY_BINS)
+                                     for m, s in stated.items()}
+        result.arrays["reliability"] = {m: metrics.reliability(errors[m], s, dimensions=1) for m, s in stated.items()}
     result.statistics = {"resolution": {
         method: (lambda idx, reco=reco: metrics.overall_energy_bias_resolution(true_energy[idx], reco[idx] * u.TeV)[1])
         for method, reco in energies.items()

@@ -47,6 +47,7 @@ from pyirf.utils import calculate_source_fov_offset, calculate_theta
 from ..io.dl2 import AXIS_FIT_PREFIX, CLASSICAL_PREFIX, CNN_PREFIX, STEREO_PREFIX, Reconstruction
 from ..metrics.coverage import coverage_per_energy_bin
 from ..sky import CRAB_SPECTRUM, PROTON_SPECTRUM
+from .energy_uncertainty import energy_error_dex, stated_dex
 
 __all__ = [
     "GAMMA_ID",
@@ -57,6 +58,7 @@ __all__ = [
     "compute_irfs",
     "default_bins",
     "direction_coverage",
+    "energy_coverage",
     "GH_CUTS_EXTENSION",
     "RECONSTRUCTIONS",
     "irf_file_name",
@@ -177,6 +179,10 @@ def irf_events(events, prefixes):
             columns["gh_score"] = np.asarray(events[reco.values[0]], dtype=np.float64)
         elif role == "energy":
             columns["reco_energy"] = u.Quantity(events[reco.values[0]], u.TeV)
+            # the stated 68 % interval (``energy_uncertainty``), for the coverage, not for pyirf
+            stated = f"{prefixes[role]}_energy_uncert"
+            columns["energy_uncert"] = u.Quantity(events[stated], u.TeV) if stated in events.colnames \
+                else np.full(len(events), np.nan) * u.TeV
         else:
             columns["reco_alt"] = u.Quantity(events[reco.values[0]], u.deg)
             columns["reco_az"] = u.Quantity(events[reco.values[1]], u.deg)
@@ -226,6 +232,20 @@ def direction_coverage(gammas, true_energy_bins):
         return None
     theta = angular_separation(gammas["reco_az"], gammas["reco_alt"], gammas["true_az"], gammas["true_alt"])
     return coverage_per_energy_bin(gammas["true_energy"], theta.to_value(u.deg), stated, true_energy_bins)
+
+
+def energy_coverage(gammas, true_energy_bins):
+    """Coverage of the stated 68 % energy interval (``energy_uncert``, a factor 1 + energy_uncert / energy either
+    way: ``energy_uncertainty.stated_dex``) per bin of true energy, or None when none is stated.
+
+    ``gammas``: an ``irf_events`` table of gammas, before any cut.
+    """
+    reco = u.Quantity(gammas["reco_energy"], u.TeV).to_value(u.TeV)
+    stated = u.Quantity(gammas["energy_uncert"], u.TeV).to_value(u.TeV)
+    if not np.any(np.isfinite(stated) & (stated > 0)):
+        return None
+    error = energy_error_dex(reco, u.Quantity(gammas["true_energy"], u.TeV).to_value(u.TeV))
+    return coverage_per_energy_bin(gammas["true_energy"], error, stated_dex(reco, stated), true_energy_bins)
 
 
 def offset_position(lon, lat, separation, angle):

@@ -14,6 +14,8 @@ No TensorFlow here: the networks' raw outputs come in as arrays.
 * ``telescope_table`` / ``combine``: the DL2 tables, one row per telescope
   event and one per array event (ctapipe's ``StereoMeanCombiner``); an event
   without a valid telescope keeps its row, marked invalid.
+* ``with_energy_uncertainty``: the array energy's calibrated 68 %
+  uncertainty (``energy_uncertainty``) in place of the combiner's spread.
 * ``axis_fit_table``: one direction per array event from a mono network's
   positions and the image axes of all its telescopes (``axis_fit``).
 * ``hillas_reconstructor_table``: ctapipe's ``HillasReconstructor`` direction
@@ -27,7 +29,7 @@ import warnings
 import astropy.units as u
 import numpy as np
 from astropy.coordinates import AltAz, SkyCoord
-from astropy.table import Table, join
+from astropy.table import Table, join, vstack
 from astropy.time import Time
 from ctapipe.containers import (
     ArrayEventContainer,
@@ -58,6 +60,7 @@ from .axis_fit import (
     image_axes,
     to_nominal,
 )
+from .energy_uncertainty import image_log_intensity_and_leakage, uncertainty_from_dex
 from .hillas_intersection import TableHillasReconstructor, image_groups
 
 __all__ = [
@@ -71,7 +74,10 @@ __all__ = [
     "hillas_reconstructor_table",
     "network_event_values",
     "network_telescope_values",
+    "energy_images_of_events",
     "telescope_table",
+    "validation_energy_tables",
+    "with_energy_uncertainty",
     "with_sky_coordinates",
 ]
 
@@ -268,8 +274,6 @@ def combine(role, prefix, telescope_tables, parameters, events, subarray, weight
         StereoMeanCombiner's weights: none, intensity or konrad.  Energy is
         combined as the mean of its logarithm.
     """
-    from astropy.table import vstack
-
     reco = Reconstruction(role, prefix, telescope=False)
     mono = vstack([t for t in telescope_tables if len(t)]) if any(len(t) for t in telescope_tables) else Table()
     if len(mono):
@@ -292,6 +296,60 @@ def combine(role, prefix, telescope_tables, parameters, events, subarray, weight
             stereo[stem] = np.zeros(0)
         stereo[reco.valid] = np.zeros(0, bool)
     return _event_rows(events, subarray, stereo, reco)
+
+
+def energy_images_of_events(stereo, telescope_tables, images, prefix):
+    """(event index, log10 intensity, leakage) of the images the combiner took for each row of ``stereo``.
+
+    ``stereo``: ``combine``'s energy table of ``prefix``; ``telescope_tables``
+    its telescope tables (the valid rows are the images it combined);
+    ``images``: their image parameters (obs_id, event_id, tel_id,
+    ``hillas_intensity`` and, where known, the leakage).
+    """
+    reco = Reconstruction("energy", prefix, telescope=True)
+    used = [t[["obs_id", "event_id", "tel_id"]][np.asarray(t[reco.valid], dtype=bool)] for t in telescope_tables]
+    used = vstack([t for t in used if len(t)]) if any(len(t) for t in used) else Table(
+        {"obs_id": np.zeros(0, np.int64), "event_id": np.zeros(0, np.int64), "tel_id": np.zeros(0, np.int64)})
+    parameters = [c for c in ("obs_id", "event_id", "tel_id", "hillas_intensity", LEAKAGE_COLUMN) if c in images.colnames]
+    rows = join(used, Table(images[parameters]), keys=["obs_id", "event_id", "tel_id"], join_type="inner")
+    rows = join(rows, Table({"obs_id": np.asarray(stereo["obs_id"]), "event_id": np.asarray(stereo["event_id"]),
+                             "__event__": np.arange(len(stereo))}), keys=["obs_id", "event_id"], join_type="inner")
+    log_intensity, leakage = image_log_intensity_and_leakage(rows)
+    return np.asarray(rows["__event__"], dtype=np.int64), log_intensity, leakage
+
+
+def with_energy_uncertainty(stereo, telescope_tables, images, model, prefix):
+    """``stereo`` (``combine``'s energy table) with ``<prefix>_energy_uncert`` of ``model`` (an
+    ``EnergyErrorModel``): the calibrated 68 % uncertainty, NaN where the energy is not valid."""
+    event_index, log_intensity, leakage = energy_images_of_events(stereo, telescope_tables, images, prefix)
+    energy = u.Quantity(stereo[f"{prefix}_energy"], u.TeV).to_value(u.TeV)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma = model.event_errors(event_index, log_intensity, leakage, np.log10(energy))
+    valid = np.asarray(stereo[f"{prefix}_is_valid"], dtype=bool)
+    stereo[f"{prefix}_energy_uncert"] = u.Quantity(np.where(valid, uncertainty_from_dex(energy, sigma), np.nan),
+                                                   u.TeV)
+    return stereo
+
+
+def validation_energy_tables(images, column, subarray, prefix):
+    """(events, telescope tables) of an energy network's validation images, as ``combine`` takes them.
+
+    ``images``: the images with their truth and the network's energy (TeV) in ``column``; ``events``: one row
+    per array event (obs_id, event_id, true_energy).
+    """
+    images = Table(images)
+    images.sort(["obs_id", "event_id", "tel_id"])
+    first = np.unique(np.stack([np.asarray(images["obs_id"], np.int64), np.asarray(images["event_id"], np.int64)],
+                               axis=1), axis=0, return_index=True)[1]
+    events = images[["obs_id", "event_id", "true_energy"]][np.sort(first)]
+    tables = []
+    for tel_id in subarray.tel_ids:
+        here = images[np.asarray(images["tel_id"]) == tel_id]
+        if len(here):
+            tables.append(telescope_table("energy", prefix, here[["obs_id", "event_id", "tel_id"]],
+                                          here[["obs_id", "event_id"]], {"energy": np.asarray(here[column])},
+                                          np.ones(len(here), dtype=bool)))
+    return events, tables
 
 
 def with_sky_coordinates(table, prefix, times, location):

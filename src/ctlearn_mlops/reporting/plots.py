@@ -185,9 +185,10 @@ def plot_sky_bias(table, network=NETWORK):
     return fig
 
 
-def plot_coverage(tables, level=0.68, min_events=20, tolerance=0.05):
-    """``tables`` = {label: coverage_per_energy_bin table}: observed coverage of the stated 68 % radius per bin
-    (bins of ``min_events`` or more; the band: ``level`` +- ``tolerance``)."""
+def plot_coverage(tables, level=0.68, min_events=20, tolerance=0.05, quantity="direction"):
+    """``tables`` = {label: coverage_per_energy_bin table}: observed coverage of the stated 68 % radius (of a
+    ``quantity`` "direction") or interval (of an "energy") per bin (bins of ``min_events`` or more; the band:
+    ``level`` +- ``tolerance``)."""
     fig, ax = _figure()
     for i, (label, table) in enumerate(tables.items()):
         center = u.Quantity(table["true_energy_center"], u.TeV).to_value(u.TeV)
@@ -198,24 +199,25 @@ def plot_coverage(tables, level=0.68, min_events=20, tolerance=0.05):
     ax.set_xscale("log")
     ax.set_ylim(0, 1)
     ax.set_xlabel("true energy / TeV")
-    ax.set_ylabel("fraction within the stated 68 % radius")
-    ax.set_title("Coverage of the per-event direction uncertainty")
+    ax.set_ylabel(f"fraction within the stated 68 % {'radius' if quantity == 'direction' else 'interval'}")
+    ax.set_title(f"Coverage of the per-event {quantity} uncertainty")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     return fig
 
 
-def plot_reliability(curves):
+def plot_reliability(curves, quantity="direction"):
     """``curves`` = {label: (expected, observed)} containment: the diagonal is a calibrated uncertainty."""
     fig, ax = _figure(5.2, 4.8)
     ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--", label="calibrated")
     for i, (label, (expected, observed)) in enumerate(curves.items()):
         ax.plot(expected, observed, label=label, **_style(label, i))
-    ax.set_xlabel("expected containment (stated radius scaled as a 2-d Gaussian)")
+    ax.set_xlabel("expected containment (stated " + ("radius scaled as a 2-d" if quantity == "direction"
+                                                     else "interval scaled as a 1-d") + " Gaussian)")
     ax.set_ylabel("observed containment")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_title("Reliability of the per-event direction uncertainty")
+    ax.set_title(f"Reliability of the per-event {quantity} uncertainty")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     return fig

@@ -59,17 +59,19 @@ def task_figures(evaluation: TaskEvaluation, name_prefix=""):
                         "in degrees."))
         figures.append((f"{task}_theta2", plots.plot_theta2(arrays["theta"], "theta^2: network and baselines"),
                         "Squared angular distance to the true direction."))
-        if "coverage" in arrays:
-            figures.append((f"{task}_uncertainty_coverage", plots.plot_coverage(arrays["coverage"]),
-                            "Fraction of the events whose true direction lies within the event's stated 68 % "
-                            "radius (ang_distance_uncert), per bin of true energy (bins of 20 events or more); "
-                            "calibrated: 0.68."))
-            figures.append((f"{task}_uncertainty_reliability", plots.plot_reliability(arrays["reliability"]),
-                            "Observed against expected containment, the stated radius scaled to each level as "
-                            "for a 2-d Gaussian error."))
         if task == "skydirection":
             figures.append(("skydirection_bias", plots.plot_sky_bias(arrays["bias"], network),
                             "Median bias in altitude and in azimuth (times cos alt) per bin of true energy."))
+    if "coverage" in arrays:
+        quantity, stated, column, gaussian = \
+            ("energy", "interval", "energy_uncert: a factor 1 + energy_uncert / energy either way", "1-d") \
+            if task == "energy" else ("direction", "radius", "ang_distance_uncert", "2-d")
+        figures.append((f"{task}_uncertainty_coverage", plots.plot_coverage(arrays["coverage"], quantity=quantity),
+                        f"Fraction of the events whose true {quantity} lies within the event's stated 68 % {stated} "
+                        f"({column}), per bin of true energy (bins of 20 events or more); calibrated: 0.68."))
+        figures.append((f"{task}_uncertainty_reliability", plots.plot_reliability(arrays["reliability"], quantity),
+                        f"Observed against expected containment, the stated {stated} scaled to each level as for a "
+                        f"{gaussian} Gaussian error."))
     return [(f"{name_prefix}{name}", fig, caption) for name, fig, caption in figures]
 
 

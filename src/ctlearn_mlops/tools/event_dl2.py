@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import astropy.units as u
 import keras
 import numpy as np
 import tables
@@ -33,12 +34,14 @@ from ..loading.loader import FastPath
 from ..loading.reader import reader_type_for
 from ..physics import reconstruction
 from ..physics.axis_fit import MIN_IMAGES_PER_BIN, ImageErrorModel, measure_error_model
+from ..physics.energy_uncertainty import EnergyErrorModel, energy_error_dex, image_log_intensity_and_leakage
 from ..progress import Progress
 from ..rundir import (
     CONFIG_FILE,
     LEGACY_MODEL_DIR,
     MODEL_DIR,
     PROVENANCE_FILE,
+    SHIPPED_ENERGY_ERROR_MODEL,
     SHIPPED_ERROR_MODEL,
     SHIPPED_TRAINING_IMAGES,
     WORST_EPOCH_MESSAGE,
@@ -48,7 +51,7 @@ from ..rundir import (
 from .taskconfig import glob_inputs
 
 __all__ = ["CompleteDLDataLoader", "PredictedRun", "check_compatible", "check_distinct_obs_ids",
-           "direction_error_model", "load_run", "training_images", "write_event_dl2"]
+           "direction_error_model", "energy_error_model", "load_run", "training_images", "write_event_dl2"]
 
 #: the reader settings two runs must share to be predicted on the same events
 _SHARED_READER_KEYS = ("allowed_tels", "allowed_tel_types", "focal_length_choice")
@@ -380,6 +383,8 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
         training = training_images(runs, log)
         geometry = predictions.get(("geometry", False))
         error_model = direction_error_model(geometry[0] if geometry else None, training, fast, batch_size, log)
+        energy = predictions.get(("energy", False))
+        energy_model = energy_error_model(energy[0] if energy else None, training, fast, batch_size, log, weights)
         with dl2.writing(partial):
             _merge_inputs(files, partial)
             subarray = dl2.read_subarray(partial)
@@ -392,7 +397,7 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
             selected = _selected_telescopes(runs[0], images) & _quality_mask(runs[0], images)
             progress.update(note="inputs merged")
             written = _write_reconstructions(partial, predictions, roles, images, selected, training, events, subarray,
-                                             weights, error_model)
+                                             weights, error_model, energy_model)
             progress.update(note="classical reconstruction")
             if training is not None:
                 write_table(Table(training), partial, dl2.TRAINING_IMAGES_TABLE, overwrite=True)
@@ -433,12 +438,12 @@ def direction_error_model(run, training, fast, batch_size, log):
     return measure_direction_error_model(run, training, fast, batch_size, log)
 
 
-def measure_direction_error_model(run, training, fast, batch_size, log):
-    """The ImageErrorModel of a mono direction run measured on its validation images; None (said why) if it
-    cannot be."""
+def _validation_predictions(run, fast, batch_size, log, without):
+    """(keys, values, valid) of ``run``'s network on its validation images; None (said why, ``without`` what) if
+    they cannot be predicted."""
     split_file = run.run_dir / "split.csv"
     if not split_file.exists():
-        log.warning("%s has no split.csv: no axis-fit direction (%s)", run.run_dir, dl2.AXIS_FIT_PREFIX)
+        log.warning("%s has no split.csv: %s", run.run_dir, without)
         return None
     split = Table.read(split_file, format="ascii.csv")
     validation = {(int(o), int(e), int(t)) for o, e, t, s in split.iterrows("obs_id", "event_id", "tel_id", "split")
@@ -449,32 +454,93 @@ def measure_direction_error_model(run, training, fast, batch_size, log):
         try:
             predicted = _predict(run, run.files("train")[0], fast, batch_size, log, only=validation, split="train")
         except ConfigError as err:  # e.g. the run's image cache of its training files is stale
-            log.warning("%s: no axis-fit direction (%s): its validation images cannot be read: %s", run.run_dir,
-                        dl2.AXIS_FIT_PREFIX, err)
+            log.warning("%s: %s: its validation images cannot be read: %s", run.run_dir, without, err)
             return None
     if predicted is None:
-        log.warning("%s: fewer than %d validation images: no axis-fit direction (%s)", run.run_dir,
-                    MIN_IMAGES_PER_BIN, dl2.AXIS_FIT_PREFIX)
-        return None
+        log.warning("%s: fewer than %d validation images: %s", run.run_dir, MIN_IMAGES_PER_BIN, without)
+    return predicted
+
+
+def _validation_gammas(training, predicted, columns):
+    """The training gamma images of the validation images ``predicted``, with the network's ``columns``."""
     keys, values, valid = predicted
     found = Table({"obs_id": keys["obs_id"], "event_id": keys["event_id"], "tel_id": keys["tel_id"],
-                   "__alt__": values["alt"], "__az__": values["az"]})[np.asarray(valid, dtype=bool)]
+                   **{f"__{c}__": values[c] for c in columns}})[np.asarray(valid, dtype=bool)]
     gammas = training[np.asarray(training["true_shower_primary_id"]) == 0]
-    # a direction run trains on gammas: its validation images are gamma images (obs_ids may repeat across particles)
-    rows = join(Table(gammas), found, keys=["obs_id", "event_id", "tel_id"], join_type="inner")
+    # an energy or direction run trains on gammas: its validation images are gamma images (obs_ids may repeat
+    # across particles)
+    return join(Table(gammas), found, keys=["obs_id", "event_id", "tel_id"], join_type="inner"), gammas
+
+
+def measure_direction_error_model(run, training, fast, batch_size, log):
+    """The ImageErrorModel of a mono direction run measured on its validation images; None (said why) if it
+    cannot be."""
+    without = f"no axis-fit direction ({dl2.AXIS_FIT_PREFIX})"
+    predicted = _validation_predictions(run, fast, batch_size, log, without)
+    if predicted is None:
+        return None
+    rows, gammas = _validation_gammas(training, predicted, ("alt", "az"))
     try:
         model = measure_error_model(rows, np.asarray(rows["__alt__"]), np.asarray(rows["__az__"]), gammas)
     except ValueError as err:
-        log.warning("%s: no axis-fit direction (%s): %s", run.run_dir, dl2.AXIS_FIT_PREFIX, err)
+        log.warning("%s: %s: %s", run.run_dir, without, err)
         return None
     log.info("%s: image errors along / across the axis %s / %s deg (by intensity)", run.task,
              np.round(model.network_along, 3), np.round(model.network_across, 3))
     return model
 
 
+def energy_error_model(run, training, fast, batch_size, log, weights):
+    """The EnergyErrorModel of a mono energy run: the one it carries (a reference model), else measured on its
+    validation images; None (said why) otherwise, and then the energy uncertainty stays the telescopes' spread."""
+    if run is None or training is None:
+        return None
+    shipped = run.run_dir / SHIPPED_ENERGY_ERROR_MODEL
+    model = EnergyErrorModel.from_table(Table.read(shipped, format="ascii.ecsv")) if shipped.exists() \
+        else measure_energy_error_model(run, training, fast, batch_size, log, weights)
+    if model is not None and model.weights != weights:
+        log.warning("%s: its energy uncertainty was calibrated with %s weights, not %s: the energy uncertainty "
+                    "stays the telescopes' spread", run.run_dir, model.weights, weights)
+        return None
+    return model
+
+
+def measure_energy_error_model(run, training, fast, batch_size, log, weights="intensity"):
+    """The EnergyErrorModel of a mono energy run measured on its validation images and calibrated on their events
+    combined with ``weights``; None (said why) if it cannot be."""
+    without = "no calibrated energy uncertainty"
+    predicted = _validation_predictions(run, fast, batch_size, log, without)
+    if predicted is None:
+        return None
+    rows, _ = _validation_gammas(training, predicted, ("energy",))
+    log_intensity, leakage = image_log_intensity_and_leakage(rows)
+    try:
+        model = EnergyErrorModel.fit(log_intensity, leakage,
+                                     energy_error_dex(rows["__energy__"], u.Quantity(rows["true_energy"], u.TeV).value))
+        model.weights = weights
+        subarray = dl2.read_subarray(run.files("train")[0][0])
+        events, telescope_tables = reconstruction.validation_energy_tables(rows, "__energy__", subarray,
+                                                                           dl2.CNN_PREFIX)
+        stereo = reconstruction.combine("energy", dl2.CNN_PREFIX, telescope_tables, rows, events, subarray, weights)
+        event_index, log_intensity, leakage = reconstruction.energy_images_of_events(stereo, telescope_tables, rows,
+                                                                                     dl2.CNN_PREFIX)
+        energy = u.Quantity(stereo[f"{dl2.CNN_PREFIX}_energy"], u.TeV).value
+        model.calibrate(event_index, log_intensity, leakage, np.log10(energy),
+                        energy_error_dex(energy, u.Quantity(events["true_energy"], u.TeV).value))
+    except ValueError as err:
+        log.warning("%s: %s: %s", run.run_dir, without, err)
+        return None
+    log.info("%s: image energy errors %s dex (by intensity), event scales %s", run.task,
+             np.round(model.image_error, 3), np.round(model.uncertainty_scale, 2).tolist())
+    return model
+
+
 def _write_reconstructions(path, predictions, roles, images, selected, training, events, subarray, weights,
-                           error_model):
+                           error_model, energy_model):
     """Write every DL2 table; return a description of each reconstruction written.
+
+    ``error_model``: the direction network's ImageErrorModel (the axis fit), ``energy_model`` the energy
+    network's EnergyErrorModel (its calibrated energy uncertainty); either may be None.
 
     The array-event directions of observed runs (``events`` with a ``time``) get their ICRS coordinates.
     """
@@ -509,6 +575,9 @@ def _write_reconstructions(path, predictions, roles, images, selected, training,
                 write_dl2(table, path, dl2.telescope_table_path(role, prefix, tel_id), overwrite=True)
                 telescope_tables.append(table)
             stereo = reconstruction.combine(role, prefix, telescope_tables, parameters, events, subarray, weights)
+            if role == "energy" and prefix == dl2.CNN_PREFIX and energy_model is not None:
+                stereo = reconstruction.with_energy_uncertainty(stereo, telescope_tables, images, energy_model, prefix)
+                write_dl2(energy_model.to_table(), path, dl2.ENERGY_ERROR_MODEL_TABLE, overwrite=True)
             if role == "geometry" and prefix == dl2.CLASSICAL_PREFIX:
                 hillas = reconstruction.hillas_reconstructor_table(images, selected, events, subarray,
                                                                    prefix=dl2.HILLAS_RECONSTRUCTOR_PREFIX)

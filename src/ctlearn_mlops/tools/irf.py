@@ -37,6 +37,7 @@ from ..physics.irf import (
     IRFOptions,
     compute_irfs,
     direction_coverage,
+    energy_coverage,
     gadf_hdus,
     irf_events,
     irf_file_name,
@@ -55,6 +56,7 @@ from ..reporting.irf_figures import (
     sensitivity_summary,
 )
 from ..reporting.plots import plot_coverage
+from ..rundir import check_output_name
 from .base import MLOpsTool
 from .io_checks import check_writable
 
@@ -141,7 +143,7 @@ class IRFTool(MLOpsTool):
             twice = next(p for p in self.inputs if given.count(PathlibPath(p).resolve()) > 1)
             raise ConfigError(f"{twice} is given twice: its showers would count twice", key="--input")
         # where the output goes, checked before the inputs are read
-        name = self.irf_name or PathlibPath(self.inputs[0]).name.removesuffix(".h5").removesuffix(".dl2")
+        name = check_output_name(self.irf_name) if self.irf_name else PathlibPath(self.inputs[0]).name.removesuffix(".h5").removesuffix(".dl2")
         self.output_dir = self.reports_root / "irf" / name
         if self.output_dir.exists() and not self.overwrite:
             raise RunExistsError(f"{self.output_dir} exists; pass --overwrite or choose --name", key="--name")
@@ -171,6 +173,8 @@ class IRFTool(MLOpsTool):
                 raise ConfigError(f"{lacking} lacks the {label} reconstruction ({', '.join(missing)} under "
                                   "/dl2/event/subarray): write it with scripts/predict_events.py and a run per role",
                                   key="--input")
+        # the CNN's energy_uncert is a calibrated 68 % interval only where every input holds its energy error model
+        self.energy_calibrated = all(dl2.energy_uncertainty_calibrated(path) for path in self.inputs)
         self.events = vstack([events for events, _ in loaded])
         self.runs = vstack([runs for _, runs in loaded])
         self.options = IRFOptions(
@@ -222,6 +226,10 @@ class IRFTool(MLOpsTool):
                     if self.reconstructions[label]["geometry"] == dl2.AXIS_FIT_PREFIX}
         coverage = {label: table for label, table in coverage.items() if table is not None}
         self.coverage = coverage_summary(coverage)
+        energy = {label: energy_coverage(gammas, true_energy_bins) for label, gammas in all_gammas.items()
+                  if self.energy_calibrated and self.reconstructions[label]["energy"] == dl2.CNN_PREFIX}
+        energy = {label: table for label, table in energy.items() if table is not None}
+        self.energy_coverage = coverage_summary(energy)
         report = Report(f"IRFs and sensitivity - {self.output_dir.name}")
         report.text("Verdict", self.summary["verdict"])
         for label, measures in self.resolution.items():
@@ -235,14 +243,15 @@ class IRFTool(MLOpsTool):
                          f"the direction on the same gammas before any cut; at or below the classical in {fractions} "
                          "of the bins)",
                          ["measure", "E_true / TeV", label, "classical", "ratio"], rows)
-        for label, stated in self.coverage.items():
-            report.table(f"Coverage of the stated 68 % direction radius, {label} ({label}'s "
-                         "<prefix>_ang_distance_uncert; point-like gammas before any cut; bins with "
-                         f"{MIN_COVERAGE_EVENTS} or more: within {COVERAGE_TOLERANCE} of 0.68 in "
-                         f"{stated['within_tolerance']} of {stated['n_bins']})",
-                         ["E_true / TeV", "gammas", "coverage", "+-"],
-                         [[f"{b['true_energy_low_tev']:.3g}-{b['true_energy_high_tev']:.3g}", b["n_events"],
-                           b["coverage"], b["coverage_error"]] for b in stated["bins"]])
+        for what, column, summary in (("direction radius", "ang_distance_uncert", self.coverage),
+                                      ("energy interval", "energy_uncert", self.energy_coverage)):
+            for label, stated in summary.items():
+                report.table(f"Coverage of the stated 68 % {what}, {label} ({label}'s <prefix>_{column}; point-like "
+                             f"gammas before any cut; bins with {MIN_COVERAGE_EVENTS} or more: within "
+                             f"{COVERAGE_TOLERANCE} of 0.68 in {stated['within_tolerance']} of {stated['n_bins']})",
+                             ["E_true / TeV", "gammas", "coverage", "+-"],
+                             [[f"{b['true_energy_low_tev']:.3g}-{b['true_energy_high_tev']:.3g}", b["n_events"],
+                               b["coverage"], b["coverage_error"]] for b in stated["bins"]])
         report.table("Sensitivity per bin of reconstructed energy (relative to the Crab, lower is better)",
                      *self.summary["table"])
         for name, fig, caption in irf_figures(self.results):
@@ -254,6 +263,13 @@ class IRFTool(MLOpsTool):
                           "radius (the axis fit's, calibrated on the direction run's validation events), per bin of true "
                           f"energy (bins with {MIN_COVERAGE_EVENTS} or more gammas); the band: 0.68 +- "
                           f"{COVERAGE_TOLERANCE}.")
+        if energy:
+            report.figure("energy_coverage", plot_coverage(energy, min_events=MIN_COVERAGE_EVENTS,
+                                                           tolerance=COVERAGE_TOLERANCE, quantity="energy"),
+                          "Fraction of the point-like gammas whose true energy lies within the event's stated 68 % "
+                          "interval (a factor 1 + energy_uncert / energy either way, calibrated on the energy run's "
+                          f"validation events), per bin of true energy (bins with {MIN_COVERAGE_EVENTS} or more "
+                          f"gammas); the band: 0.68 +- {COVERAGE_TOLERANCE}.")
         report.preformatted("Inputs and options", "\n".join([
             *(f"input: {p}" for p in self.inputs),
             f"reconstructions: {self.reconstructions}",
@@ -280,6 +296,7 @@ class IRFTool(MLOpsTool):
             **{k: v for k, v in self.summary.items() if k != "table"},
             "resolution": self.resolution,
             "direction_coverage": self.coverage,
+            "energy_coverage": self.energy_coverage,
         }
         with atomic_directory(self.output_dir, overwrite=self.overwrite) as tmp:
             self.report.write(tmp, metrics)

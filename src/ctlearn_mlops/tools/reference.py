@@ -7,7 +7,8 @@ run record, provenance, training log and split, and what prediction would
 otherwise read from the training data: the training images' parameters and
 truth (the classical reconstruction is fitted on them) and, for a direction
 network, the errors of its images the axis fit weighs them with (measured on
-its validation images).  So a reference model predicts any DL1 file without
+its validation images) and, for an energy network, the errors of its images
+that make the array energy's calibrated uncertainty.  So a reference model predicts any DL1 file without
 the production it was trained on: ``make demo`` predicts the default IRF
 sample with them, ``make irf-reference`` the quality IRF sample, checked
 against ``docs/results/quality-irf/``.
@@ -25,6 +26,7 @@ from ..rundir import (
     MODEL_DIR,
     PROVENANCE_FILE,
     RUN_FILE,
+    SHIPPED_ENERGY_ERROR_MODEL,
     SHIPPED_ERROR_MODEL,
     SHIPPED_TRAINING_IMAGES,
     TRAINING_LOG,
@@ -93,7 +95,8 @@ def _write_reference(run_dir, target, repo, info, partial):
 
 
 def _carry_training_data(run_dir, target):
-    """Write what prediction reads from the training data into ``target``: the training images, the error model."""
+    """Write what prediction reads from the training data into ``target``: the training images, the error model
+    of a direction or energy network."""
     import logging
 
     from astropy.table import Table
@@ -101,7 +104,7 @@ def _carry_training_data(run_dir, target):
 
     from ..io.dl2 import TRAINING_IMAGES_TABLE
     from ..loading.loader import FastLoader
-    from .event_dl2 import load_run, measure_direction_error_model, training_images
+    from .event_dl2 import load_run, measure_direction_error_model, measure_energy_error_model, training_images
 
     log = logging.getLogger(__name__)
     run = load_run(run_dir)
@@ -109,14 +112,16 @@ def _carry_training_data(run_dir, target):
     if training is None:
         raise ValueError(f"{run_dir} has no training images to carry")
     write_table(Table(training), target / SHIPPED_TRAINING_IMAGES, TRAINING_IMAGES_TABLE)
-    if run.role == "geometry" and not run.stereo:
+    measure, shipped = {"geometry": (measure_direction_error_model, SHIPPED_ERROR_MODEL),
+                        "energy": (measure_energy_error_model, SHIPPED_ENERGY_ERROR_MODEL)}.get(run.role, (None, None))
+    if measure is not None and not run.stereo:
         fast = FastLoader()
         fast.cache_dir = None
-        model = measure_direction_error_model(run, training, fast, 128, log)
+        model = measure(run, training, fast, 128, log)
         if model is None:
             raise ValueError(f"the errors of {run_dir}'s images cannot be measured (see the warning above): a "
-                             "reference direction model needs them")
-        model.to_table().write(target / SHIPPED_ERROR_MODEL, format="ascii.ecsv")
+                             f"reference {run.role} model needs them")
+        model.to_table().write(target / shipped, format="ascii.ecsv")
 
 
 #: the runs ``make reference-models`` ships: {task: run directory}
@@ -133,7 +138,7 @@ def main(argv=None):
                                                  "reference models: make irf-reference).")
     parser.add_argument("--run", action="append", default=[], metavar="TASK=DIR",
                         help="a run to ship (default: " + ", ".join(f"{t}={d}" for t, d in QUALITY_RUNS.items()) + "); "
-                        "a reference model itself makes it again (its direction error model measured anew)")
+                        "a reference model itself makes it again (its direction or energy error model measured anew)")
     parser.add_argument("--output-root", type=Path, default=Path("models/reference"))
     args = parser.parse_args(argv)
     malformed = [item for item in args.run if "=" not in item or not all(item.split("=", 1))]
