@@ -153,6 +153,16 @@ def test_a_refused_start_leaves_no_directory(argv, task_config, tmp_path, capfd)
     assert not (tmp_path / "models").exists()
 
 
+def test_a_config_file_that_is_not_utf8_text_exits_2(task_config, tmp_path, capfd):
+    config = task_config("energy")
+    with open(config, "ab") as f:
+        f.write("# r\xe9solution en \xe9nergie\n".encode("latin-1"))
+    assert run(TrainTool(), ["--config", config], cwd=tmp_path) == 2
+    err = capfd.readouterr().err
+    assert f"{config}: not a YAML text file (not UTF-8" in err and "Traceback" not in err
+    assert not (tmp_path / "models").exists()
+
+
 def test_missing_config_file_exits_2(tmp_path, capfd):
     assert run(TrainTool(), ["--config", tmp_path / "nope.yaml"], cwd=tmp_path) == 2
     assert "nope.yaml: does not exist" in capfd.readouterr().err
@@ -185,6 +195,14 @@ REFUSED_BY_EVERY_SCRIPT = {
     "validation split 1.5": ({"TrainCTLearnModel": {"validation_split": 1.5}}, "TrainCTLearnModel.validation_split"),
     "1e23 epochs": ({"TrainCTLearnModel": {"n_epochs": 10**23}}, "TrainCTLearnModel.n_epochs"),
     "no epochs in the tool's section": ({"TrainTool": {"n_epochs": 0}}, "TrainTool.n_epochs"),
+    "learning rate read as text (1e-4)": ({"TrainCTLearnModel": {"optimizer": {
+        "name": "Adam", "base_learning_rate": "1e-4", "adam_epsilon": 1.0e-8}}},
+        "TrainCTLearnModel.optimizer.base_learning_rate': must be a number, got '1e-4' (YAML reads"),
+    "unknown optimizer": ({"TrainCTLearnModel": {"optimizer": {"name": "Bogus", "base_learning_rate": 0.001}}},
+                          "TrainCTLearnModel.optimizer.name': unknown value 'Bogus'"),
+    "learning-rate factor as text": ({"TrainCTLearnModel": {"lr_reducing": {
+        "factor": "abc", "patience": 3, "min_delta": 0.001, "min_lr": 1.0e-6}}},
+        "TrainCTLearnModel.lr_reducing.factor': must be a number"),
 }
 
 

@@ -136,6 +136,8 @@ def read_yaml(path) -> dict:
             content = yaml.safe_load(f)
     except yaml.YAMLError as err:
         raise ConfigError(f"not valid YAML: {err}", source=path) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not a YAML text file (not UTF-8: byte {err.start} cannot be read)", source=path) from None
     if content is None:
         content = {}
     if not isinstance(content, dict):
@@ -239,6 +241,21 @@ UPSTREAM_DICT_KEYS = {
 }
 
 
+#: what each key of those options must hold (ctlearn 0.10.4 hands them to Keras unchecked: a wrong one fails with a
+#: traceback after the run started): a kind ("number", "integer", "bool", "text") and, for numbers, the bounds
+#: (low, high, whether the low one is allowed), for text the allowed values (None: any)
+UPSTREAM_DICT_VALUES = {
+    "TrainCTLearnModel.optimizer": {"name": ("text", ("Adadelta", "Adam", "RMSProp", "SGD")),
+                                    "base_learning_rate": ("number", (0, None, False)),
+                                    "adam_epsilon": ("number", (0, None, False))},
+    "TrainCTLearnModel.lr_reducing": {"factor": ("number", (0, 1, False)), "patience": ("integer", (0, None, True)),
+                                      "min_delta": ("number", (0, None, True)),
+                                      "min_lr": ("number", (0, None, True))},
+    "TrainCTLearnModel.early_stopping": {"monitor": ("text", None), "patience": ("integer", (0, None, True)),
+                                         "verbose": ("integer", (0, 2, True)),
+                                         "restore_best_weights": ("bool", None)},
+}
+
 #: values ctlearn 0.10.4 accepts but cannot train with (a run without a model, a division by zero, a run
 #: without end): (lowest, highest, whether the bounds themselves are allowed)
 VALUE_LIMITS = {
@@ -279,6 +296,40 @@ def _check_dict_keys(dotted, value, source):
         raise ConfigError(
             f"{'; '.join(problems)}. Keys: {', '.join(sorted(required | optional))}", source=source, key=dotted
         )
+    for key, (kind, rule) in UPSTREAM_DICT_VALUES.get(dotted, {}).items():
+        if key in value:
+            problem = _dict_value_problem(value[key], kind, rule)
+            if problem:
+                raise ConfigError(problem, source=source, key=f"{dotted}.{key}")
+
+
+def _dict_value_problem(value, kind, rule):
+    """What is wrong with one value of a dict-valued option (``UPSTREAM_DICT_VALUES``), or None."""
+    if kind == "bool":
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    if kind == "text":
+        if not isinstance(value, str):
+            return f"must be text, got {value!r}"
+        return None if rule is None or value in rule else f"unknown value {value!r}; one of {', '.join(rule)}"
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "integer" and not (number and float(value).is_integer()):
+        return f"must be a whole number, got {value!r}"
+    if not number:
+        hint = ""
+        if isinstance(value, str):
+            try:
+                float(value)
+                hint = " (YAML reads a number without a decimal point and a signed exponent, e.g. 1e-4, as text: " \
+                       "write 1.0e-4)"
+            except ValueError:
+                pass
+        return f"must be a number, got {value!r}{hint}"
+    low, high, low_allowed = rule
+    if value < low or (value == low and not low_allowed) or (high is not None and value > high):
+        bounds = (f"{'at least' if low_allowed else 'above'} {low}" + (f" and at most {high}" if high is not None
+                                                                        else ""))
+        return f"must be {bounds}, got {value}"
+    return None
 
 
 def validate_sections(content: dict, classes, source, forbidden=None, overridden=(), unchecked=()):

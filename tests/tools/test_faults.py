@@ -463,3 +463,18 @@ def test_a_conversion_on_a_full_disk_says_so(small_disk, tmp_path):
     assert f"no space left on {small_disk / 'dl1'}" in result.stderr
     assert "Traceback" not in result.stderr
     assert not _leftovers(small_disk)
+
+
+def test_a_report_on_a_full_disk_names_the_place_and_leaves_nothing(trained_runs, small_disk, tmp_path):
+    config, run_dir = trained_runs["energy"]
+    (small_disk / "filler").unlink()
+    (small_disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 20_000))
+    reports = small_disk / "reports"
+    result = subprocess.run([sys.executable, REPO / "scripts" / "generate_report.py", "--config", config, "--run",
+                             run_dir, "--reports-root", reports, "--log-level", "WARN"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == EXIT_FAILURE, result.stderr[-3000:]
+    assert f"no space left on {reports}" in result.stderr, result.stderr[-3000:]
+    assert f"(the file system mounted at {small_disk})" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not reports.exists()  # not even the empty directories the report would have gone to

@@ -200,6 +200,16 @@ def test_bad_observation_inputs_are_refused_naming_file_and_problem(trained_runs
     assert sorted(p.name for p in (dl3_dir / "cnn").iterdir()) == before
     _refused(AnalyseDL3Tool(), ["--input", mock, "--reports-root", tmp_path], tmp_path, capfd, str(mock),
              "no DL3 set")
+    _refused(AnalyseDL3Tool(), ["--input", dl3_dir, "--name", "../../escape", "--reports-root", tmp_path], tmp_path,
+             capfd, "key '--name': invalid name")
+    # a damaged DL3 file (gammapy reads lazily and would give None for its IRF in the middle of the analysis)
+    damaged = tmp_path / "damaged-dl3"
+    shutil.copytree(dl3_dir, damaged)
+    victim = sorted((damaged / "cnn").glob("*obs*.fits*"))[0]
+    victim.write_bytes(victim.read_bytes()[:3000])
+    _refused(AnalyseDL3Tool(), ["--input", damaged, "--reports-root", tmp_path], tmp_path, capfd, victim.name,
+             "cannot be read")
+    assert not (tmp_path / "dl3").exists()
     # the mock observation keeps runs of its plan and refuses to mix another into them
     before = {p.name: p.stat().st_mtime_ns for p in (mock / "dl1").iterdir()}
     assert run(MockObservationTool(), ["--output-dir", mock, "--n-runs", 2, "--run-minutes", 0.67, "--seed", 4],

@@ -39,3 +39,40 @@ def test_a_process_of_another_user_is_alive(tmp_path):
     lock_path(run_dir).write_text(json.dumps({"host": os.uname().nodename, "pid": 1,
                                               "pid_start": int(init.stdout)}))
     assert run_state(run_dir) == "running"
+
+
+def test_a_damaged_run_record_is_named_and_listed_as_damaged_without_hiding_the_others(tmp_path, capfd):
+    import pytest
+
+    from ctlearn_mlops.exceptions import ConfigError
+    from ctlearn_mlops.rundir import read_run_info, resolve_run
+    from ctlearn_mlops.tools.runs import RunsTool
+
+    from ..conftest import run
+
+    good = tmp_path / "models" / "energy" / "good"
+    good.mkdir(parents=True)
+    (good / "run.json").write_text(json.dumps({"task": "energy", "status": "finished", "finished": "2026-01-01"}))
+    damaged = tmp_path / "models" / "energy" / "emptied"
+    damaged.mkdir()
+    (damaged / "run.json").write_text("")
+    with pytest.raises(ConfigError, match="emptied/run.json: the run record cannot be read"):
+        read_run_info(damaged)
+    # the newest finished run is still found, the damaged one is passed over
+    assert resolve_run("latest", tmp_path / "models", "energy", source=None) == good
+    assert run(RunsTool(), ["--models-root", tmp_path / "models", "--reports-root", tmp_path / "reports", "--csv"],
+               cwd=tmp_path) == 0
+    rows = {line.split(",")[1]: line for line in capfd.readouterr().out.splitlines()[1:]}
+    assert "damaged" in rows["emptied"] and "finished" in rows["good"]
+
+
+def test_output_names_are_one_name_never_a_path():
+    import pytest
+
+    from ctlearn_mlops.exceptions import ConfigError
+    from ctlearn_mlops.rundir import check_output_name
+
+    assert check_output_name("quality-v2.1") == "quality-v2.1"
+    for name in ("../../escape", "a/b", "", ".hidden", "x" * 201, "with space"):
+        with pytest.raises(ConfigError, match="key '--name': invalid name"):
+            check_output_name(name)

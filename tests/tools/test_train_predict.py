@@ -244,3 +244,21 @@ def test_a_run_that_kept_its_worst_epoch_is_named_and_not_used(trained_runs, tmp
     assert "kept the epoch of highest validation loss" in describe(copy, tmp_path / "reports")["note"]
     assert run(PredictTool(), ["--config", config, "--run", copy, "--name", "x"], cwd=tmp_path) == 2
     assert "train it again" in capfd.readouterr().err and not (copy / "dl2" / "x.dl2.h5").exists()
+
+
+@pytest.mark.parametrize("case", ["name with a path", "batch size 0", "empty model file"])
+def test_bad_test_settings_and_a_damaged_model_are_refused_before_the_work(case, trained_runs, tmp_path, capfd):
+    config, run_dir = trained_runs["energy"]
+    copy = tmp_path / "energy-copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("dl2"))
+    argv, expected = {
+        "name with a path": (["--name", "../../escape"], "key '--name': invalid name '../../escape'"),
+        "batch size 0": (["--name", "x", "--batch-size", "0"], "key 'PredictCTLearnModel.batch_size': batch size 0"),
+        "empty model file": (["--name", "x"], "ctlearn_model.keras is not a Keras model file (empty or damaged)"),
+    }[case]
+    if case == "empty model file":
+        (copy / "ctlearn_model.keras").write_bytes(b"")
+    assert run(PredictTool(), ["--config", config, "--run", copy, *argv], cwd=tmp_path) == 2
+    err = capfd.readouterr().err
+    assert expected in err and "Traceback" not in err, err[-2000:]
+    assert not (copy / "dl2").exists() and not list(tmp_path.rglob("escape*"))

@@ -85,10 +85,32 @@ def gammapy_power_law(spectrum):
                                  reference=spectrum.e_ref.to(u.TeV))
 
 
+#: what a point-like observation of a DL3 set must hold for the analysis
+_OBSERVATION_PARTS = ("events", "gti", "aeff", "edisp", "rad_max")
+
+
 def open_observations(directory):
-    """The point-like observations of a DL3 set (``hdu-index.fits.gz`` and ``obs-index.fits.gz``)."""
+    """The point-like observations of a DL3 set (``hdu-index.fits.gz`` and ``obs-index.fits.gz``), each read
+    whole now: gammapy reads them lazily and gives None for a part it cannot read (e.g. a truncated file).
+
+    ValueError naming the observation, the part and its file if one cannot be read.
+    """
     store = DataStore.from_dir(directory)
-    return store.get_observations(required_irf="point-like")
+    observations = store.get_observations(required_irf="point-like")
+    for observation in observations:
+        for part in _OBSERVATION_PARTS:
+            try:
+                value = getattr(observation, part)
+            except Exception as err:  # noqa: BLE001  (astropy/gzip/zlib errors of a damaged file alike)
+                value, reason = None, f"{type(err).__name__}: {err}"
+            else:
+                reason = "gammapy could not read it"
+            if value is None:
+                location = store.hdu_table.hdu_location(observation.obs_id, hdu_type=part, warn_missing=False)
+                where = f" ({location.path()})" if location is not None else ""
+                raise ValueError(f"observation {observation.obs_id}: its {part}{where} cannot be read ({reason}): "
+                                 "make the DL3 set again")
+    return observations
 
 
 def _counts_per_bin(datasets, reference_spectrum=None):

@@ -1,6 +1,7 @@
 """A report: headed sections of text, tables and figures, written as PNGs, PDF and one HTML file."""
 
 import base64
+import contextlib
 import html
 import io
 import json
@@ -144,10 +145,12 @@ def _json_default(value):
 def atomic_directory(final, overwrite=False):
     """Yield a temporary directory that replaces ``final`` only if the block succeeds."""
     final = Path(final)
+    made = [d for d in (final.parent, *final.parent.parents) if not d.exists()]  # removed again if left empty
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
-    os.chmod(tmp, directory_mode())  # mkdtemp's 0700 would hide the report from the group the runs are shared with
+    tmp = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+        os.chmod(tmp, directory_mode())  # mkdtemp's 0700 would hide the report from the group the runs are shared with
         yield tmp
         if final.exists():
             if not overwrite:
@@ -160,4 +163,8 @@ def atomic_directory(final, overwrite=False):
         else:
             os.replace(tmp, final)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for directory in made:  # innermost first: nothing is left of a write that did not happen
+            with contextlib.suppress(OSError):
+                directory.rmdir()

@@ -31,6 +31,7 @@ from ..physics.irf import RECONSTRUCTIONS, reconstruction_slug
 from ..progress import Progress
 from ..reporting.document import Report, atomic_directory
 from ..reporting.plots import plot_on_off_theta2, plot_spectra
+from ..rundir import check_output_name
 from ..sky import CRAB_NEBULA, CRAB_SPECTRUM
 from .base import MLOpsTool
 from .io_checks import check_writable
@@ -100,7 +101,7 @@ class AnalyseDL3Tool(MLOpsTool):
         if not self.sets:
             raise InputDataError(f"{root} holds no DL3 set (a directory with {' and '.join(_INDEX_FILES)}): give "
                                  "an output directory of create_dl3.py", key="--input")
-        name = self.analysis_name or root.name
+        name = check_output_name(self.analysis_name) if self.analysis_name else root.name
         self.output_dir = self.reports_root / "dl3" / name
         if self.output_dir.exists() and not self.overwrite:
             raise RunExistsError(f"{self.output_dir} exists; pass --overwrite or choose --name", key="--name")

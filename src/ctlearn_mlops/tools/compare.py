@@ -37,7 +37,7 @@ from ..reporting import plots
 from ..reporting.document import Report, atomic_directory
 from ..reporting.irf_figures import GATE_TOLERANCE, plot_sensitivity, sensitivity_gate
 from ..reporting.task_figures import BINNED_CURVES
-from ..rundir import CONFIG_FILE, RUN_FILE, TRAINING_LOG, read_run_info, run_directories
+from ..rundir import CONFIG_FILE, RUN_FILE, TRAINING_LOG, check_output_name, read_run_info, run_directories
 from .base import MLOpsTool
 from .io_checks import check_writable
 
@@ -156,7 +156,8 @@ class CompareTool(MLOpsTool):
             raise ConfigError(f"--gate compares two IRF outputs (--irf NEW --irf REFERENCE), got {len(self.irf_dirs)}",
                               key="--gate")
         self.comparison = (SensitivityOverlay if self.irf_dirs else RunComparison)(self)
-        name = self.comparison_name or f"{self.comparison.default_name()}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        name = check_output_name(self.comparison_name) if self.comparison_name else \
+            f"{self.comparison.default_name()}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
         self.output_dir = self.reports_root / "compare" / name
         if self.output_dir.exists() and not self.overwrite:
             raise RunExistsError(f"comparison {self.output_dir} exists; pass --overwrite or choose --name")

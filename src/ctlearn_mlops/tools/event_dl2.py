@@ -10,6 +10,7 @@ classical way, combine over telescopes and write everything atomically.
 import json
 import os
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +148,9 @@ def load_run(run_dir, source=None, key="--run"):
         if (run_dir / LEGACY_MODEL_DIR).is_dir():
             raise InputDataError(legacy_run_message(run_dir), source=source, key=key)
         raise InputDataError(f"no trained model in {run_dir} ({MODEL_DIR} missing)", source=source, key=key)
+    if not zipfile.is_zipfile(run_dir / MODEL_DIR):  # a Keras 3 model file is a zip archive
+        raise InputDataError(f"{run_dir / MODEL_DIR} is not a Keras model file (empty or damaged): train the run "
+                             "again", source=source, key=key)
     if kept_worst_epoch(run_dir):
         raise InputDataError(f"run {run_dir} {WORST_EPOCH_MESSAGE}", source=source, key=key)
     return PredictedRun(run_dir, info["task"], read_yaml(run_dir / CONFIG_FILE))

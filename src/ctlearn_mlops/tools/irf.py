@@ -143,7 +143,8 @@ class IRFTool(MLOpsTool):
             twice = next(p for p in self.inputs if given.count(PathlibPath(p).resolve()) > 1)
             raise ConfigError(f"{twice} is given twice: its showers would count twice", key="--input")
         # where the output goes, checked before the inputs are read
-        name = check_output_name(self.irf_name) if self.irf_name else PathlibPath(self.inputs[0]).name.removesuffix(".h5").removesuffix(".dl2")
+        name = check_output_name(self.irf_name) if self.irf_name else \
+            PathlibPath(self.inputs[0]).name.removesuffix(".h5").removesuffix(".dl2")
         self.output_dir = self.reports_root / "irf" / name
         if self.output_dir.exists() and not self.overwrite:
             raise RunExistsError(f"{self.output_dir} exists; pass --overwrite or choose --name", key="--name")

@@ -116,6 +116,9 @@ class ReportTool(TaskConfigTool):
         check_writable(self.output_dir.parent, "--reports-root")
         self.task = project.task
 
+    def output_location(self):
+        return getattr(self, "output_dir", None)
+
     def start(self):
         if self.skipped:
             return

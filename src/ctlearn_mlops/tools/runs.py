@@ -22,10 +22,12 @@ from ..rundir import (
     CONFIG_FILE,
     LEGACY_MODEL_DIR,
     MODEL_DIR,
+    RUN_FILE,
     TRAINING_LOG,
     WORST_EPOCH_MESSAGE,
     kept_worst_epoch,
     read_run_info,
+    readable_run_info,
     resolve_run,
     run_directories,
 )
@@ -68,7 +70,10 @@ def _epochs_done(run_dir):
 
 
 def describe(run_dir, reports_root):
-    info = read_run_info(run_dir)
+    info = readable_run_info(run_dir)
+    if info is None:
+        return {"task": run_dir.parent.name, "run": run_dir.name, "state": "damaged",
+                "note": f"{RUN_FILE} cannot be read: move the run aside or remove it"}
     config = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).exists() else {}
     done, val_loss = _epochs_done(run_dir)
     row = {
@@ -116,7 +121,7 @@ class RunsTool(MLOpsTool):
         tasks = [self.task] if self.task else list(TASKS)
         self.run_dirs = sorted(
             (d for t in tasks for d in run_directories(self.models_root / t)),
-            key=lambda d: (read_run_info(d).get("task", ""), read_run_info(d).get("created", "")),
+            key=lambda d: (d.parent.name, (readable_run_info(d) or {}).get("created", "")),
         )
 
     def start(self):
