@@ -227,8 +227,10 @@ class IRFTool(MLOpsTool):
                     if self.reconstructions[label]["geometry"] == dl2.AXIS_FIT_PREFIX}
         coverage = {label: table for label, table in coverage.items() if table is not None}
         self.coverage = coverage_summary(coverage)
+        # the CNN pipelines differ in their direction only: the CNN's energy is judged once, on the CNN pipeline's
+        # gammas (the classical energy_uncert is the telescopes' spread)
         energy = {label: energy_coverage(gammas, true_energy_bins) for label, gammas in all_gammas.items()
-                  if self.energy_calibrated and self.reconstructions[label]["energy"] == dl2.CNN_PREFIX}
+                  if label == "CNN" and self.energy_calibrated and self.reconstructions[label]["energy"] == dl2.CNN_PREFIX}
         energy = {label: table for label, table in energy.items() if table is not None}
         self.energy_coverage = coverage_summary(energy)
         report = Report(f"IRFs and sensitivity - {self.output_dir.name}")
