@@ -200,6 +200,9 @@ REFUSED_BY_EVERY_SCRIPT = {
         "TrainCTLearnModel.optimizer.base_learning_rate': must be a number, got '1e-4' (YAML reads"),
     "unknown optimizer": ({"TrainCTLearnModel": {"optimizer": {"name": "Bogus", "base_learning_rate": 0.001}}},
                           "TrainCTLearnModel.optimizer.name': unknown value 'Bogus'"),
+    "learning-rate factor 1 (Keras refuses it)": ({"TrainCTLearnModel": {"lr_reducing": {
+        "factor": 1.0, "patience": 3, "min_delta": 0.001, "min_lr": 1.0e-6}}},
+        "TrainCTLearnModel.lr_reducing.factor': must be above 0 and below 1"),
     "learning-rate factor as text": ({"TrainCTLearnModel": {"lr_reducing": {
         "factor": "abc", "patience": 3, "min_delta": 0.001, "min_lr": 1.0e-6}}},
         "TrainCTLearnModel.lr_reducing.factor': must be a number"),

@@ -17,6 +17,7 @@ import difflib
 import hashlib
 import importlib.util
 import logging
+import math
 import re
 import sys
 from pathlib import Path as PathlibPath
@@ -243,7 +244,8 @@ UPSTREAM_DICT_KEYS = {
 
 #: what each key of those options must hold (ctlearn 0.10.4 hands them to Keras unchecked: a wrong one fails with a
 #: traceback after the run started): a kind ("number", "integer", "bool", "text") and, for numbers, the bounds
-#: (low, high, whether the low one is allowed), for text the allowed values (None: any)
+#: (low, high, whether the bounds themselves are allowed; Keras refuses a learning-rate factor of 1), for text the
+#: allowed values (None: any)
 UPSTREAM_DICT_VALUES = {
     "TrainCTLearnModel.optimizer": {"name": ("text", ("Adadelta", "Adam", "RMSProp", "SGD")),
                                     "base_learning_rate": ("number", (0, None, False)),
@@ -275,11 +277,21 @@ def check_value_limits(dotted, value, source):
     limited = f"{_SAME_OPTIONS_AS.get(section, section)}.{option}"
     if limited not in VALUE_LIMITS or isinstance(value, bool) or not isinstance(value, (int, float)):
         return
-    low, high, inclusive = VALUE_LIMITS[limited]
-    inside = low <= value <= high if inclusive else low < value < high
-    if not inside:
-        bounds = f"from {low} to {high}" if inclusive else f"above {low} and below {high}"
-        raise ConfigError(f"must be {bounds}, got {value}", source=source, key=dotted)
+    problem = _bounds_problem(value, *VALUE_LIMITS[limited])
+    if problem:
+        raise ConfigError(problem, source=source, key=dotted)
+
+
+def _bounds_problem(value, low, high, inclusive):
+    """What is wrong with a number outside (low, high) (``inclusive``: the bounds allowed; high None: none), or
+    None."""
+    inside = (low <= value if inclusive else low < value) and \
+        (high is None or (value <= high if inclusive else value < high))
+    if inside:
+        return None
+    if high is None:
+        return f"must be {'at least' if inclusive else 'above'} {low}, got {value}"
+    return f"must be {f'from {low} to {high}' if inclusive else f'above {low} and below {high}'}, got {value}"
 
 
 def _check_dict_keys(dotted, value, source):
@@ -315,21 +327,13 @@ def _dict_value_problem(value, kind, rule):
     if kind == "integer" and not (number and float(value).is_integer()):
         return f"must be a whole number, got {value!r}"
     if not number:
-        hint = ""
-        if isinstance(value, str):
-            try:
-                float(value)
-                hint = " (YAML reads a number without a decimal point and a signed exponent, e.g. 1e-4, as text: " \
-                       "write 1.0e-4)"
-            except ValueError:
-                pass
+        # PyYAML (YAML 1.1) reads 1e-4 and 1.0e4 as text: only a number with a dot and a signed exponent is a float
+        hint = " (YAML reads a number without a decimal point or without a signed exponent, e.g. 1e-4, as text: " \
+               "write 1.0e-4)" if isinstance(value, str) and re.fullmatch(r"[-+]?[0-9.]+[eE][-+]?[0-9]+", value) else ""
         return f"must be a number, got {value!r}{hint}"
-    low, high, low_allowed = rule
-    if value < low or (value == low and not low_allowed) or (high is not None and value > high):
-        bounds = (f"{'at least' if low_allowed else 'above'} {low}" + (f" and at most {high}" if high is not None
-                                                                        else ""))
-        return f"must be {bounds}, got {value}"
-    return None
+    if not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    return _bounds_problem(value, *rule)
 
 
 def validate_sections(content: dict, classes, source, forbidden=None, overridden=(), unchecked=()):

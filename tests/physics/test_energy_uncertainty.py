@@ -127,3 +127,28 @@ def test_too_few_validation_images_or_events_are_refused():
     model = EnergyErrorModel(np.array([1.0, 2.0, 3.0]), np.array([0.1, 0.1]), np.ones(3))
     with pytest.raises(ValueError, match="validation events"):
         model.calibrate(np.arange(5), np.full(5, 1.5), np.zeros(5), np.zeros(5), np.full(5, 0.1))
+
+
+def test_a_model_without_its_scales_is_refused_and_events_without_images_give_empty_arrays():
+    from ctlearn_mlops.physics.reconstruction import energy_images_of_events
+
+    table = EnergyErrorModel(np.array([1.0, 2.0, 3.0]), np.array([0.1, 0.1]), np.ones(3)).to_table()
+    del table.meta["uncertainty_scale"]
+    with pytest.raises(ValueError, match="lacks uncertainty_scale: measure it again"):
+        EnergyErrorModel.from_table(table)
+    # no valid image in any telescope table: nothing to join, every event without an image
+    empty = Table({"obs_id": np.zeros(0, int), "event_id": np.zeros(0, int), "tel_id": np.zeros(0, int),
+                   "CTLearn_tel_is_valid": np.zeros(0, bool)})
+    stereo = Table({"obs_id": [1], "event_id": [2]})
+    images = Table({"obs_id": [1], "event_id": [2], "tel_id": [1], "hillas_intensity": [100.0]})
+    index, log_intensity, leakage = energy_images_of_events(stereo, [empty], images, "CTLearn")
+    assert len(index) == len(log_intensity) == len(leakage) == 0
+
+
+def test_telescope_weights_take_ctapipes_names_and_the_old_one():
+    from ctlearn_mlops.physics.reconstruction import combiner_weights
+
+    assert combiner_weights("konrad") == combiner_weights("aspect-weighted-intensity") == "aspect-weighted-intensity"
+    assert combiner_weights("intensity") == "intensity"
+    with pytest.raises(ValueError, match="choose one of none, intensity, aspect-weighted-intensity"):
+        combiner_weights("bogus")

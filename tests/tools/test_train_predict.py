@@ -252,7 +252,7 @@ def test_bad_test_settings_and_a_damaged_model_are_refused_before_the_work(case,
     copy = tmp_path / "energy-copy"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("dl2"))
     argv, expected = {
-        "name with a path": (["--name", "../../escape"], "key '--name': invalid name '../../escape'"),
+        "name with a path": (["--name", "../../escape"], "key 'PredictTool.output_name': invalid name '../../escape'"),
         "batch size 0": (["--name", "x", "--batch-size", "0"], "key 'PredictCTLearnModel.batch_size': batch size 0"),
         "empty model file": (["--name", "x"], "ctlearn_model.keras is not a Keras model file (empty or damaged)"),
     }[case]

@@ -1,4 +1,5 @@
-"""Coverage of per-event uncertainties: how often the truth lies within an event's stated 68 % radius."""
+"""Coverage of per-event uncertainties: how often the truth lies within an event's stated 68 % radius (a
+direction) or interval (an energy)."""
 
 import astropy.units as u
 import numpy as np

@@ -165,6 +165,9 @@ class EnergyErrorModel:
         if stored is None or len(stored) != len(LEAKAGE_EDGES) or not np.allclose(stored, LEAKAGE_EDGES):
             raise ValueError(f"the energy error model's leakage_edges {stored} are not this version's "
                              f"{list(LEAKAGE_EDGES)}: measure it again")
+        missing = [key for key in ("leakage_factor", "log10_energy_edges", "uncertainty_scale") if key not in table.meta]
+        if missing:
+            raise ValueError(f"the energy error model lacks {', '.join(missing)}: measure it again")
         edges = np.r_[np.asarray(table["log10_intensity_min"]), np.asarray(table["log10_intensity_max"])[-1]]
         energy_edges = np.asarray(table.meta["log10_energy_edges"], dtype=float)
         scale = np.asarray(table.meta["uncertainty_scale"], dtype=float)

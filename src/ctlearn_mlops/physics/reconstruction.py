@@ -67,6 +67,7 @@ __all__ = [
     "CONTAINERS",
     "LABEL_EPOCH",
     "WEIGHTS",
+    "combiner_weights",
     "axis_fit_table",
     "classical_telescope_values",
     "combine",
@@ -94,8 +95,18 @@ _PROPERTY = {
     "energy": ReconstructionProperty.ENERGY,
     "geometry": ReconstructionProperty.GEOMETRY,
 }
-#: the telescope weights StereoMeanCombiner offers
-WEIGHTS = ("none", "intensity", "konrad")
+#: the telescope weights of ctapipe 0.32's StereoMeanCombiner this module gives it the image parameters for
+WEIGHTS = ("none", "intensity", "aspect-weighted-intensity")
+#: names ctapipe used before 0.32 (still taken): "konrad" is now "aspect-weighted-intensity"
+OLD_WEIGHT_NAMES = {"konrad": "aspect-weighted-intensity"}
+
+
+def combiner_weights(name):
+    """ctapipe's name of the telescope weights ``name`` (an old name taken); ValueError naming the choices."""
+    name = OLD_WEIGHT_NAMES.get(name, name)
+    if name not in WEIGHTS:
+        raise ValueError(f"unknown weights {name!r}; choose one of {', '.join(WEIGHTS)}")
+    return name
 
 
 def _camera_offsets_to_altaz(x, y, tel_ids, pointing_alt, pointing_az, subarray, rotations):
@@ -271,7 +282,7 @@ def combine(role, prefix, telescope_tables, parameters, events, subarray, weight
     events : Table
         Every array event (obs_id, event_id), in the order of the output.
     weights : str
-        StereoMeanCombiner's weights: none, intensity or konrad.  Energy is
+        StereoMeanCombiner's weights (``WEIGHTS``, or an old name).  Energy is
         combined as the mean of its logarithm.
     """
     reco = Reconstruction(role, prefix, telescope=False)
@@ -281,7 +292,7 @@ def combine(role, prefix, telescope_tables, parameters, events, subarray, weight
                                      "hillas_width"]]
         mono = join(mono, weight_columns, keys=["obs_id", "event_id", "tel_id"], join_type="left")
         mono.sort(["obs_id", "event_id", "tel_id"])  # the combiner needs each event's telescopes together
-        combiner = StereoMeanCombiner(prefix=prefix, property=_PROPERTY[role], weights=weights,
+        combiner = StereoMeanCombiner(prefix=prefix, property=_PROPERTY[role], weights=combiner_weights(weights),
                                       log_target=role == "energy")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # events whose telescopes are all invalid: NaN, marked so
@@ -310,8 +321,12 @@ def energy_images_of_events(stereo, telescope_tables, images, prefix):
     used = [t[["obs_id", "event_id", "tel_id"]][np.asarray(t[reco.valid], dtype=bool)] for t in telescope_tables]
     used = vstack([t for t in used if len(t)]) if any(len(t) for t in used) else Table(
         {"obs_id": np.zeros(0, np.int64), "event_id": np.zeros(0, np.int64), "tel_id": np.zeros(0, np.int64)})
+    if not (len(used) and len(images) and len(stereo)):  # astropy cannot join an empty table
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
     parameters = [c for c in ("obs_id", "event_id", "tel_id", "hillas_intensity", LEAKAGE_COLUMN) if c in images.colnames]
     rows = join(used, Table(images[parameters]), keys=["obs_id", "event_id", "tel_id"], join_type="inner")
+    if not len(rows):
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
     rows = join(rows, Table({"obs_id": np.asarray(stereo["obs_id"]), "event_id": np.asarray(stereo["event_id"]),
                              "__event__": np.arange(len(stereo))}), keys=["obs_id", "event_id"], join_type="inner")
     log_intensity, leakage = image_log_intensity_and_leakage(rows)

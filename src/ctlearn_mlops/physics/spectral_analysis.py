@@ -90,8 +90,9 @@ _OBSERVATION_PARTS = ("events", "gti", "aeff", "edisp", "rad_max")
 
 
 def open_observations(directory):
-    """The point-like observations of a DL3 set (``hdu-index.fits.gz`` and ``obs-index.fits.gz``), each read
-    whole now: gammapy reads them lazily and gives None for a part it cannot read (e.g. a truncated file).
+    """The point-like observations of a DL3 set (``hdu-index.fits.gz`` and ``obs-index.fits.gz``), every part
+    read once to check it: gammapy reads them lazily (again when the analysis uses them) and gives None for a part
+    it cannot read (e.g. a truncated file), which would fail in the middle of the analysis.
 
     ValueError naming the observation, the part and its file if one cannot be read.
     """

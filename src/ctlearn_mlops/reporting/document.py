@@ -146,9 +146,9 @@ def atomic_directory(final, overwrite=False):
     """Yield a temporary directory that replaces ``final`` only if the block succeeds."""
     final = Path(final)
     made = [d for d in (final.parent, *final.parent.parents) if not d.exists()]  # removed again if left empty
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = None
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
         os.chmod(tmp, directory_mode())  # mkdtemp's 0700 would hide the report from the group the runs are shared with
         yield tmp

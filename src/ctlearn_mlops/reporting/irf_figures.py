@@ -233,9 +233,9 @@ def resolution_summary(results, classical="classical", same_events=None):
 
 
 def coverage_summary(tables, level=COVERAGE_LEVEL):
-    """The coverage of each reconstruction's stated 68 % direction radius, JSON-ready.
+    """The coverage of each reconstruction's stated 68 % direction radius or energy interval, JSON-ready.
 
-    ``tables``: {label: ``physics.irf.direction_coverage`` table}.  Per bin of
+    ``tables``: {label: ``physics.irf.direction_coverage`` or ``energy_coverage`` table}.  Per bin of
     true energy with its centre in ``RESOLUTION_RANGE`` and at least
     ``MIN_COVERAGE_EVENTS`` gammas; ``within_tolerance``: the bins within
     ``COVERAGE_TOLERANCE`` of ``level``.

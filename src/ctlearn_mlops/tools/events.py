@@ -20,7 +20,7 @@ from ..io import dl2
 from ..io.dl1 import check_dl1_files, check_observed_files
 from ..loading.loader import FastLoader
 from ..output import show
-from ..physics.reconstruction import WEIGHTS
+from ..physics.reconstruction import WEIGHTS, combiner_weights
 from ..rundir import RUN_FILE, resolve_run
 from .base import MLOpsTool
 from .event_dl2 import check_compatible, check_distinct_obs_ids, load_run, write_event_dl2
@@ -104,8 +104,10 @@ class EventDL2Tool(MLOpsTool):
         if not self.runs:
             raise ConfigError("give at least one run: --run type=<run> --run energy=<run> --run geometry=<run>",
                               key="--run")
-        if self.weights not in WEIGHTS:
-            raise ConfigError(f"unknown weights {self.weights!r}; choose one of {', '.join(WEIGHTS)}", key="--weights")
+        try:
+            self.weights = combiner_weights(self.weights)
+        except ValueError as err:
+            raise ConfigError(str(err), key="--weights") from None
         self.predicted = []
         for item in self.runs:
             role, sep, text = item.partition("=")

@@ -174,8 +174,11 @@ class IRFTool(MLOpsTool):
                 raise ConfigError(f"{lacking} lacks the {label} reconstruction ({', '.join(missing)} under "
                                   "/dl2/event/subarray): write it with scripts/predict_events.py and a run per role",
                                   key="--input")
-        # the CNN's energy_uncert is a calibrated 68 % interval only where every input holds its energy error model
-        self.energy_calibrated = all(dl2.energy_uncertainty_calibrated(path) for path in self.inputs)
+        # the CNN's energy_uncert is a calibrated 68 % interval where every input with gammas (its coverage is
+        # judged on them) holds the energy error model
+        self.energy_calibrated = all(dl2.energy_uncertainty_calibrated(path) for path, (events, _) in
+                                     zip(self.inputs, loaded)
+                                     if np.any(np.asarray(events["true_shower_primary_id"]) == GAMMA_ID))
         self.events = vstack([events for events, _ in loaded])
         self.runs = vstack([runs for _, runs in loaded])
         self.options = IRFOptions(
@@ -229,8 +232,7 @@ class IRFTool(MLOpsTool):
         self.coverage = coverage_summary(coverage)
         # the CNN pipelines differ in their direction only: the CNN's energy is judged once, on the CNN pipeline's
         # gammas (the classical energy_uncert is the telescopes' spread)
-        energy = {label: energy_coverage(gammas, true_energy_bins) for label, gammas in all_gammas.items()
-                  if label == "CNN" and self.energy_calibrated and self.reconstructions[label]["energy"] == dl2.CNN_PREFIX}
+        energy = {"CNN": energy_coverage(all_gammas["CNN"], true_energy_bins)} if self.energy_calibrated else {}
         energy = {label: table for label, table in energy.items() if table is not None}
         self.energy_coverage = coverage_summary(energy)
         report = Report(f"IRFs and sensitivity - {self.output_dir.name}")

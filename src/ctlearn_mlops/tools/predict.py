@@ -33,7 +33,7 @@ from ..io.dl1 import check_dl1_files, check_observed_files
 from ..loading.index import ExampleIndex
 from ..loading.loader import FastLoader
 from ..output import show
-from ..physics.reconstruction import WEIGHTS
+from ..physics.reconstruction import WEIGHTS, combiner_weights
 from ..rundir import check_output_name, resolve_run, write_run_info
 from ..runlock import RunLock
 from .event_dl2 import check_distinct_obs_ids, load_run, write_event_dl2
@@ -100,9 +100,10 @@ class PredictTool(DataConfigTool, PredictCTLearnModel):
         if self.batch_size < 1:  # ctlearn's trait (PredictCTLearnModel.batch_size) has no lower bound
             raise ConfigError(f"batch size {self.batch_size}: must be 1 or more", source=source,
                               key="PredictCTLearnModel.batch_size")
-        if self.weights not in WEIGHTS:
-            raise ConfigError(f"unknown weights {self.weights!r}; choose one of {', '.join(WEIGHTS)}", source=source,
-                              key="PredictTool.weights")
+        try:
+            self.weights = combiner_weights(self.weights)
+        except ValueError as err:
+            raise ConfigError(str(err), source=source, key="PredictTool.weights") from None
         self._refuse_ignored_overrides(source)
         self.run_dir = resolve_run(self.trained_run, project.output_root, project.task, source)
         self.run = load_run(self.run_dir, source)
@@ -111,7 +112,7 @@ class PredictTool(DataConfigTool, PredictCTLearnModel):
                 f"run {self.run_dir} was trained for task '{self.run.task}', but the config is for "
                 f"task '{project.task}'", source=source, key="Project.task",
             )
-        self.output_path = self.run_dir / "dl2" / f"{check_output_name(self.output_name, source)}.dl2.h5"
+        self.output_path = self.run_dir / "dl2" / f"{check_output_name(self.output_name, source, 'PredictTool.output_name')}.dl2.h5"
         self.skipped = self.skip_existing and self.output_path.exists() and not self.overwrite
         if self.skipped:
             self.log.info("%s exists: skipped", self.output_path)
