@@ -234,3 +234,19 @@ def test_a_missing_role_is_absent_and_said(trained_runs, tmp_path):
         assert "/dl2/event/subarray/energy/CTLearn" in h5
         assert "/dl2/event/subarray/particle_type" not in h5 and "/dl2/event/subarray/geometry" not in h5
     assert json.loads(json.dumps(dl2.read_runs(out))).keys() == {"energy/CTLearn"}
+
+
+def test_a_shipped_energy_model_is_taken_and_set_aside_for_other_weights(caplog):
+    """A reference energy model carries its error model: taken without its training data for the weights it was
+    calibrated with; for other weights the energy uncertainty stays the combiner's spread, and the log says why."""
+    import logging
+
+    from ctlearn_mlops.tools.event_dl2 import energy_error_model, load_run
+
+    run = load_run(REPO / "models" / "reference" / "energy")
+    log = logging.getLogger("test-shipped-energy-model")
+    model = energy_error_model(run, training=object(), fast=None, batch_size=1, log=log, weights="intensity")
+    assert model is not None and model.weights == "intensity" and np.all(model.uncertainty_scale > 0)
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        assert energy_error_model(run, object(), None, 1, log, "aspect-weighted-intensity") is None
+    assert "calibrated with intensity weights, not aspect-weighted-intensity" in caplog.text
