@@ -141,7 +141,7 @@ class EnergyErrorModel:
         unscaled, n_images = self._unscaled(event_index, log_intensity, leakage, len(log_energy))
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(n_images > 0, np.asarray(error_dex, dtype=float) / unscaled, np.nan)
-        inner, self.uncertainty_scale = cell_scales(ratio, log_energy, np.clip(n_images, 1, MAX_IMAGES_SCALED) - 1,
+        inner, self.uncertainty_scale = cell_scales(ratio, log_energy, self._cells(log_energy, n_images)[1],
                                                     ENERGY_SCALE_BINS)
         self.energy_edges = np.r_[-np.inf, inner, np.inf]
 

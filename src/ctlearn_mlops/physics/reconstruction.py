@@ -354,9 +354,7 @@ def validation_energy_tables(images, column, subarray, prefix):
     """
     images = Table(images)
     images.sort(["obs_id", "event_id", "tel_id"])
-    first = np.unique(np.stack([np.asarray(images["obs_id"], np.int64), np.asarray(images["event_id"], np.int64)],
-                               axis=1), axis=0, return_index=True)[1]
-    events = images[["obs_id", "event_id", "true_energy"]][np.sort(first)]
+    events = images[["obs_id", "event_id", "true_energy"]][event_index_of(images)[1]]
     tables = []
     for tel_id in subarray.tel_ids:
         here = images[np.asarray(images["tel_id"]) == tel_id]

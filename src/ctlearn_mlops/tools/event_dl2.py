@@ -432,14 +432,21 @@ def _run_particles(files):
                   "particle_id": np.array([particles[i] for i in sorted(particles)], dtype=np.int32)})
 
 
+def _carried_or_measured(run, training, carried, model_class, measure):
+    """A run's error model: the one it carries in ``carried`` (a reference model), else ``measure()`` on its
+    validation images; None without a run or training images (or, said why, if it cannot be measured)."""
+    if run is None or training is None:
+        return None
+    if (run.run_dir / carried).exists():
+        return model_class.from_table(Table.read(run.run_dir / carried, format="ascii.ecsv"))
+    return measure()
+
+
 def direction_error_model(run, training, fast, batch_size, log):
     """The ImageErrorModel of a mono direction run: the one it carries (a reference model), else measured on its
     validation images; None (said why) otherwise."""
-    if run is None or training is None:
-        return None
-    if (run.run_dir / SHIPPED_ERROR_MODEL).exists():
-        return ImageErrorModel.from_table(Table.read(run.run_dir / SHIPPED_ERROR_MODEL, format="ascii.ecsv"))
-    return measure_direction_error_model(run, training, fast, batch_size, log)
+    return _carried_or_measured(run, training, SHIPPED_ERROR_MODEL, ImageErrorModel,
+                                lambda: measure_direction_error_model(run, training, fast, batch_size, log))
 
 
 def _validation_predictions(run, fast, batch_size, log, without):
@@ -497,11 +504,8 @@ def measure_direction_error_model(run, training, fast, batch_size, log):
 def energy_error_model(run, training, fast, batch_size, log, weights):
     """The EnergyErrorModel of a mono energy run: the one it carries (a reference model), else measured on its
     validation images; None (said why) otherwise, and then the energy uncertainty stays the telescopes' spread."""
-    if run is None or training is None:
-        return None
-    shipped = run.run_dir / SHIPPED_ENERGY_ERROR_MODEL
-    model = EnergyErrorModel.from_table(Table.read(shipped, format="ascii.ecsv")) if shipped.exists() \
-        else measure_energy_error_model(run, training, fast, batch_size, log, weights)
+    model = _carried_or_measured(run, training, SHIPPED_ENERGY_ERROR_MODEL, EnergyErrorModel,
+                                 lambda: measure_energy_error_model(run, training, fast, batch_size, log, weights))
     if model is not None and model.weights != weights:
         log.warning("%s: its energy uncertainty was calibrated with %s weights, not %s: the energy uncertainty "
                     "stays the telescopes' spread", run.run_dir, model.weights, weights)

@@ -48,8 +48,9 @@ def _in_use(run_dir):
     return bool(holder) and stale_reason(holder) is None
 
 
-def run_state(run_dir):
-    info = read_run_info(run_dir)
+def run_state(run_dir, info=None):
+    """finished, running, resumable or failed (``info``: the run record, if already read)."""
+    info = read_run_info(run_dir) if info is None else info
     status = info.get("status")
     if status == "finished":
         return "finished"
@@ -77,7 +78,7 @@ def describe(run_dir, reports_root):
     config = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).exists() else {}
     done, val_loss = _epochs_done(run_dir)
     row = {
-        "task": info.get("task"), "run": run_dir.name, "state": run_state(run_dir),
+        "task": info.get("task"), "run": run_dir.name, "state": run_state(run_dir, info),
         "epochs": f"{done}/{info.get('n_epochs', '?')}", "last_val_loss": "" if val_loss is None else f"{val_loss:.4g}",
     }
     for section, key in _KEY_SETTINGS:
