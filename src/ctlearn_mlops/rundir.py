@@ -41,6 +41,7 @@ __all__ = [
     "SHIPPED_ENERGY_ERROR_MODEL",
     "SHIPPED_ERROR_MODEL",
     "SHIPPED_TRAINING_IMAGES",
+    "VALIDATION_PREDICTIONS",
     "atomic_write_text",
     "collect_provenance",
     "read_run_info",
@@ -64,6 +65,9 @@ SHIPPED_TRAINING_IMAGES = "training_images.h5"
 SHIPPED_ERROR_MODEL = "direction_error_model.ecsv"
 #: a reference energy model's EnergyErrorModel (its calibrated event energy uncertainty)
 SHIPPED_ENERGY_ERROR_MODEL = "energy_error_model.ecsv"
+#: a mono run's network on its validation images, kept by the first event DL2 file that measured its error model
+#: (stamped with what it was predicted from: a later run of the same weights reads it instead of predicting again)
+VALIDATION_PREDICTIONS = "validation_predictions.ecsv"
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _PACKAGES = (

@@ -250,3 +250,43 @@ def test_a_shipped_energy_model_is_taken_and_set_aside_for_other_weights(caplog)
     with caplog.at_level(logging.WARNING, logger=log.name):
         assert energy_error_model(run, object(), None, 1, log, "aspect-weighted-intensity") is None
     assert "calibrated with intensity weights, not aspect-weighted-intensity" in caplog.text
+
+
+def test_validation_predictions_are_kept_in_the_run_and_read_back_for_the_same_weights(trained_runs, tmp_path,
+                                                                                       caplog):
+    """The error model of an energy run is measured on its validation images: the first event DL2 file predicts
+    them and keeps them in the run; the next reads them back (same model), a damaged or stale copy is predicted
+    again and replaced."""
+    import logging
+    import shutil
+
+    from ctlearn_mlops.loading.loader import FastLoader
+    from ctlearn_mlops.rundir import VALIDATION_PREDICTIONS
+    from ctlearn_mlops.tools.event_dl2 import load_run, measure_energy_error_model, training_images
+
+    copy = tmp_path / "energy" / "kept"
+    shutil.copytree(trained_runs["energy"][1], copy)
+    (copy / VALIDATION_PREDICTIONS).unlink(missing_ok=True)
+    run_ = load_run(copy)
+    log = logging.getLogger("test-kept-validation")
+    training = training_images([run_], log)
+
+    def measured():
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger=log.name):
+            model = measure_energy_error_model(run_, training, FastLoader(), 64, log)
+        return model.to_table(), "kept in" in caplog.text
+
+    first, read_back = measured()
+    assert not read_back and (copy / VALIDATION_PREDICTIONS).exists()
+    kept = (copy / VALIDATION_PREDICTIONS).read_text()
+    second, read_back = measured()
+    assert read_back
+    for name in first.colnames:
+        np.testing.assert_array_equal(second[name], first[name])
+    assert second.meta == first.meta
+    for damage in ("not a table", kept.replace(kept.split("stamp: ")[1].split()[0], "0" * 64)):
+        (copy / VALIDATION_PREDICTIONS).write_text(damage)
+        again, read_back = measured()
+        assert not read_back and (copy / VALIDATION_PREDICTIONS).read_text() == kept
+        np.testing.assert_array_equal(again["image_error_dex"], first["image_error_dex"])

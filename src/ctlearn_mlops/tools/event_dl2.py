@@ -7,6 +7,8 @@ event (stereo) of the input DL1 files, reconstruct the same images the
 classical way, combine over telescopes and write everything atomically.
 """
 
+import hashlib
+import io
 import json
 import os
 import sys
@@ -45,9 +47,12 @@ from ..rundir import (
     SHIPPED_ENERGY_ERROR_MODEL,
     SHIPPED_ERROR_MODEL,
     SHIPPED_TRAINING_IMAGES,
+    VALIDATION_PREDICTIONS,
     WORST_EPOCH_MESSAGE,
+    atomic_write_text,
     kept_worst_epoch,
     read_run_info,
+    sha256sum,
 )
 from .taskconfig import glob_inputs
 
@@ -451,7 +456,11 @@ def direction_error_model(run, training, fast, batch_size, log):
 
 def _validation_predictions(run, fast, batch_size, log, without):
     """(keys, values, valid) of ``run``'s network on its validation images; None (said why, ``without`` what) if
-    they cannot be predicted."""
+    they cannot be predicted.
+
+    The first call predicts them and keeps them in the run directory (``VALIDATION_PREDICTIONS``, stamped with the
+    weights, the split and the training files); later calls on the same weights read them back.
+    """
     split_file = run.run_dir / "split.csv"
     if not split_file.exists():
         log.warning("%s has no split.csv: %s", run.run_dir, without)
@@ -459,17 +468,67 @@ def _validation_predictions(run, fast, batch_size, log, without):
     split = Table.read(split_file, format="ascii.csv")
     validation = {(int(o), int(e), int(t)) for o, e, t, s in split.iterrows("obs_id", "event_id", "tel_id", "split")
                   if s == "validation"}
-    predicted = None
-    if len(validation) >= MIN_IMAGES_PER_BIN:
-        log.info("%s: measuring the errors of its images on its %d validation images", run.task, len(validation))
-        try:
-            predicted = _predict(run, run.files("train")[0], fast, batch_size, log, only=validation, split="train")
-        except ConfigError as err:  # e.g. the run's image cache of its training files is stale
-            log.warning("%s: %s: its validation images cannot be read: %s", run.run_dir, without, err)
-            return None
+    if len(validation) < MIN_IMAGES_PER_BIN:
+        log.warning("%s: fewer than %d validation images: %s", run.run_dir, MIN_IMAGES_PER_BIN, without)
+        return None
+    files = run.files("train")[0]
+    stamp = _validation_stamp(run, files)
+    stored = _stored_validation_predictions(run.run_dir / VALIDATION_PREDICTIONS, stamp)
+    if stored is not None:
+        log.info("%s: the network's predictions of its %d validation images, kept in %s", run.task, len(stored[0]),
+                 run.run_dir / VALIDATION_PREDICTIONS)
+        return stored
+    log.info("%s: measuring the errors of its images on its %d validation images", run.task, len(validation))
+    try:
+        predicted = _predict(run, files, fast, batch_size, log, only=validation, split="train")
+    except ConfigError as err:  # e.g. the run's image cache of its training files is stale
+        log.warning("%s: %s: its validation images cannot be read: %s", run.run_dir, without, err)
+        return None
     if predicted is None:
         log.warning("%s: fewer than %d validation images: %s", run.run_dir, MIN_IMAGES_PER_BIN, without)
+        return None
+    _keep_validation_predictions(run.run_dir / VALIDATION_PREDICTIONS, stamp, predicted, log)
     return predicted
+
+
+def _validation_stamp(run, files):
+    """What a run's validation predictions depend on: its weights, its split, and its training files (by name
+    and size: a copied production keeps its predictions)."""
+    digest = hashlib.sha256()
+    for path in (run.run_dir / MODEL_DIR, run.run_dir / "split.csv"):
+        digest.update(sha256sum(path).encode())
+    for path in sorted(Path(p) for p in files):
+        digest.update(f"{path.name}:{path.stat().st_size};".encode())
+    return digest.hexdigest()
+
+
+def _stored_validation_predictions(path, stamp):
+    """(keys, values, valid) kept in ``path`` if stamped with ``stamp``; None otherwise (also if unreadable)."""
+    if not path.exists():
+        return None
+    try:
+        table = Table.read(path, format="ascii.ecsv")
+    except Exception:  # noqa: BLE001 - a damaged copy is predicted again and replaced
+        return None
+    keys = ["obs_id", "event_id", "tel_id"]
+    if table.meta.get("stamp") != stamp or not {*keys, "valid"} <= set(table.colnames):
+        return None
+    values = {c: np.asarray(table[c]) for c in table.colnames if c not in (*keys, "valid")}
+    return Table({k: np.asarray(table[k]) for k in keys}), values, np.asarray(table["valid"], dtype=bool)
+
+
+def _keep_validation_predictions(path, stamp, predicted, log):
+    """Write ``predicted`` to ``path`` atomically (a read-only or full run directory only loses the shortcut)."""
+    keys, values, valid = predicted
+    table = Table({**{c: keys[c] for c in keys.colnames}, **values, "valid": np.asarray(valid, dtype=bool)})
+    table.meta.update(stamp=stamp, description="the network's values of each validation image (event DL2 keeps "
+                                               "them to measure the run's error model without predicting again)")
+    text = io.StringIO()
+    table.write(text, format="ascii.ecsv")
+    try:
+        atomic_write_text(path, text.getvalue())
+    except OSError as err:
+        log.info("%s: not kept (%s): the next event DL2 file predicts them again", path, err)
 
 
 def _validation_gammas(training, predicted, columns):
