@@ -126,7 +126,7 @@ def test_items_of_a_batch_are_ctlearns(mode, toy_data):
     features, labels = loader[0]
     if mode == "mono":
         batch = reader.generate_mono_batch(list(range(4)))
-        again, again_labels = _compat.mono_item(loader, batch)
+        again, again_labels = _compat.mono_item_of_columns(loader, {name: batch[name].data for name in batch.colnames})
     else:
         batch = reader.generate_stereo_batch(list(range(4)))
         again, again_labels = _compat.stereo_item(loader, batch)

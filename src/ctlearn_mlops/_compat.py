@@ -9,6 +9,7 @@ a test (tests/test_compat.py).
 import contextlib
 import re
 from importlib.metadata import version
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -20,7 +21,7 @@ __all__ = [
     "hillas_camera_radii_deg",
     "strategy_for_ctlearn_setup",
     "subarray_read_once",
-    "mono_item",
+    "mono_item_of_columns",
     "stereo_batch_with_images",
     "stereo_item",
     "TARGETS",
@@ -208,9 +209,14 @@ def fit_replaced(replacement):
 # --- dl1-data-handler 0.14.9 ------------------------------------------------------------------------------------
 
 
-def mono_item(loader, batch):
-    """(features, labels) of a mono batch table, ctlearn 0.10.4 ``DLDataLoader._get_mono_item``."""
-    return loader._get_mono_item(batch)
+def mono_item_of_columns(loader, columns):
+    """(features, labels) of a mono batch given as {column name: array}, ctlearn 0.10.4 ``_get_mono_item``.
+
+    ctlearn 0.10.4's ``_get_mono_item`` reads only ``batch[name].data``: a dict
+    of namespaces serves it without building an astropy Table (0.19 ms a
+    batch here, half as much as gathering its images from the image cache).
+    """
+    return loader._get_mono_item({name: SimpleNamespace(data=values) for name, values in columns.items()})
 
 
 def stereo_item(loader, batch):

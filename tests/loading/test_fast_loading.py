@@ -59,14 +59,16 @@ def test_fast_loader_batches_are_the_stock_batches_bit_for_bit(task, toy_data, i
     reader = _reader(toy_data, task)
     n = len(reader.example_identifiers)
     cache = image_caches["type" if task == "type" else "energy"]
-    sources = {"in-process": (DL1ImageSource.of_reader(reader), 0), "2 workers": (DL1ImageSource.of_reader(reader), 2),
-               "cache": (CachedImageSource(cache), 1)}
-    if task == "type":
-        sources["lzf cache"] = (CachedImageSource(image_caches["type-lzf"]), 0)
     batch_bytes = 32 * int(np.prod(reader.input_shape)) * 4
-    for name, (source, workers) in sources.items():
-        # shared-memory result slots for the 2-worker pool, pickled results for the 1-worker one
-        pool = WorkerPool(source, workers, *((batch_bytes, 6) if workers == 2 else ())) if workers else None
+    # (source, workers, shared-memory result slots: none means results are pickled)
+    sources = {"in-process": (DL1ImageSource.of_reader(reader), 0, ()),
+               "2 workers": (DL1ImageSource.of_reader(reader), 2, (batch_bytes, 6)),
+               "cache, 1 worker, pickled": (CachedImageSource(cache), 1, ()),
+               "cache, 1 worker, slots": (CachedImageSource(cache), 1, (batch_bytes, 5))}
+    if task == "type":
+        sources["lzf cache"] = (CachedImageSource(image_caches["type-lzf"]), 0, ())
+    for name, (source, workers, slots) in sources.items():
+        pool = WorkerPool(source, workers, *slots) if workers else None
         try:
             stock = DLDataLoader(reader, list(range(n)), tasks=[task], batch_size=32, random_seed=7)
             fast = FastDataLoader(reader, list(range(n)), tasks=[task], batch_size=32, random_seed=7, source=source,
@@ -80,6 +82,38 @@ def test_fast_loader_batches_are_the_stock_batches_bit_for_bit(task, toy_data, i
         finally:
             if pool is not None:
                 pool.close()
+
+
+def test_batches_kept_by_the_consumer_keep_their_images_and_give_their_slots_back(toy_data, image_caches):
+    """A batch read through a worker is handed out in its shared-memory slot (no copy): the slot is not reused
+    while any array of the batch lives, and comes back when the last one is gone."""
+    import gc
+
+    from ctlearn.core.loader import DLDataLoader
+
+    from ctlearn_mlops.loading.loader import FastDataLoader
+    from ctlearn_mlops.loading.pool import WorkerPool
+    from ctlearn_mlops.loading.sources import CachedImageSource
+
+    reader = _reader(toy_data, "energy")
+    n = len(reader.example_identifiers)
+    source = CachedImageSource(image_caches["energy"])
+    with WorkerPool(source, 1, 16 * int(np.prod(reader.input_shape)) * 4, 4) as pool:
+        stock = DLDataLoader(reader, list(range(n)), tasks=["energy"], batch_size=16, random_seed=3)
+        fast = FastDataLoader(reader, list(range(n)), tasks=["energy"], batch_size=16, random_seed=3, source=source,
+                              pool=pool, prefetch=2)
+        assert len(fast) > 8
+        kept = [fast[i][0][1:] for i in range(len(fast))]  # views of each batch's images: more batches than slots
+        for index, images in enumerate(kept):
+            assert np.array_equal(images, stock[index][0][1:], equal_nan=True), index
+        assert len(pool._free_slots) < 4  # the slots of the last batches are still lent
+        del kept, images
+        fast.close()
+        gc.collect()
+        assert sorted(pool._free_slots) == [0, 1, 2, 3]
+        # a batch that outlives its pool keeps its memory until dropped
+        last = fast[0][0]
+    assert np.array_equal(last, stock[0][0], equal_nan=True)
 
 
 def test_prediction_loader_keeps_the_last_partial_batch(toy_data):

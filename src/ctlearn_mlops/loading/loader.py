@@ -12,12 +12,11 @@ import math
 import threading
 
 import numpy as np
-from astropy.table import Table
 from ctapipe.core import Component
 from ctapipe.core.traits import Bool, Int, Path
 from ctlearn.core.loader import DLDataLoader
 
-from .._compat import mono_item, stereo_batch_with_images, stereo_item
+from .._compat import mono_item_of_columns, stereo_batch_with_images, stereo_item
 from .pool import WorkerPool
 from .sources import CachedImageSource, DL1ImageSource
 
@@ -139,11 +138,9 @@ class FastDataLoader(DLDataLoader):
         if self.stereo:
             # the stock batch (blank images for missing telescopes, event order, labels) around our images
             return stereo_item(self, stereo_batch_with_images(self.DLDataReader, rows, images))
-        batch = Table({name: column[rows] for name, column in self._labels.items()}, copy=False)
-        # the images are this batch's own array (read, or copied out of shared memory): a column copy would
-        # double the batch's memory traffic
-        batch.add_column(images, name="features", copy=False)
-        return mono_item(self, batch)
+        # the images are this batch's own array (read, or in its worker's shared-memory slot): not copied
+        return mono_item_of_columns(self, {**{name: column[rows] for name, column in self._labels.items()},
+                                           "features": images})
 
     def close(self):
         with self._lock:

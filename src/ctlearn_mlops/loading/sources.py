@@ -90,13 +90,17 @@ class DL1ImageSource:
         handle = self._handles.get(self.filenames[file_index], lambda p: tables.open_file(p, mode="r"))
         return handle.root.dl1.event.telescope.images._f_get_child(f"tel_{tel_id:03d}")
 
-    def read(self, file_index, table_index, tel_id, tel_type_id):
-        """Images of the examples given by four equally long integer arrays, in their order."""
+    #: the methods that take ``allocate``: a worker passes one that gives out its shared-memory slot
+    allocating_methods = ("read",)
+
+    def read(self, file_index, table_index, tel_id, tel_type_id, allocate=None):
+        """Images of the examples given by four equally long integer arrays, in their order, in the array
+        ``allocate(shape, dtype)`` gives (a new one if None; every element written)."""
         file_index, table_index, tel_id, tel_type_id = (
             np.asarray(a, dtype=np.int64) for a in (file_index, table_index, tel_id, tel_type_id)
         )
         shape = self.image_shapes[int(tel_type_id[0])]
-        out = np.empty((len(file_index), *shape), dtype=np.float32)
+        out = (allocate or np.empty)((len(file_index), *shape), np.dtype(np.float32))
         groups = np.stack([file_index, tel_id], axis=1)
         for f, t in np.unique(groups, axis=0):
             where = np.flatnonzero((file_index == f) & (tel_id == t))
@@ -136,13 +140,22 @@ class CachedImageSource:
             return _MappedImages(f, np.memmap(path, dtype=images.dtype, mode="r", offset=offset, shape=images.shape))
         return _MappedImages(f, None)
 
-    def read_rows(self, rows):
+    allocating_methods = ("read_rows",)
+
+    def read_rows(self, rows, allocate=None):
+        """The images of cache rows ``rows``, in the array ``allocate(shape, dtype)`` gives (a new one if None)."""
         rows = np.asarray(rows, dtype=np.int64)
         opened = self._handles.get(self.path, self._open)
-        if opened.mapped is not None:
-            return np.asarray(opened.mapped[rows])
         images = opened.file["images"]
-        out = np.empty((len(rows), *images.shape[1:]), dtype=images.dtype)
+        if len(rows) and (rows.min() < 0 or rows.max() >= images.shape[0]):
+            raise IndexError(f"rows {rows.min()}-{rows.max()} of a cache of {images.shape[0]} images ({self.path})")
+        if opened.mapped is not None:
+            if allocate is None:
+                return np.asarray(opened.mapped[rows])
+            out = allocate((len(rows), *images.shape[1:]), images.dtype)
+            # one gather into ``out`` (mode "clip" writes directly; the rows are checked above)
+            return np.take(opened.mapped, rows, axis=0, out=out, mode="clip")
+        out = (allocate or np.empty)((len(rows), *images.shape[1:]), images.dtype)
         for k, row in enumerate(rows):
             images.read_direct(out, np.s_[row:row + 1], np.s_[k:k + 1])
         return out
