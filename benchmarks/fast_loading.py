@@ -48,8 +48,10 @@ def reader_config(config):
 
 #: passes over the data per loader; the first pays for opening and chunk caches, the median of the rest is compared
 PASSES = 12
-#: shared-memory slots of the 1-worker pools below (the loader keeps prefetch + 1 batches in flight)
-WORKER_SLOTS = 7
+#: batches the loaders below read ahead; with the batch being read, PREFETCH + 1 batches are in flight, each in
+#: its own shared-memory slot when read by workers
+PREFETCH = 4
+IN_FLIGHT = PREFETCH + 1
 
 
 def later_passes(rates):
@@ -90,9 +92,9 @@ def loader_rates(config, files, workers, cache_dir, batch_size, passes=PASSES):
         def make(reader, indices):
             source = source_of(reader)
             batch_bytes = batch_size * int(np.prod(reader.input_shape)) * 4
-            pool = WorkerPool(source, n_workers, slot_bytes=batch_bytes, n_slots=WORKER_SLOTS - 1 + n_workers) if n_workers else None
+            pool = WorkerPool(source, n_workers, slot_bytes=batch_bytes, n_slots=2 * IN_FLIGHT + n_workers) if n_workers else None
             loader = FastDataLoader(reader, indices, tasks=[task], batch_size=batch_size, random_seed=0,
-                                    source=source, pool=pool, prefetch=4)
+                                    source=source, pool=pool, prefetch=PREFETCH)
             if pool is not None:
                 method, args = loader._read_call(loader._batch_indices(0))
                 pool.result(pool.submit(method, *args), "warm-up")
@@ -107,13 +109,13 @@ def loader_rates(config, files, workers, cache_dir, batch_size, passes=PASSES):
     results["ours, image cache, in-process"] = measure(ours(lambda r: CachedImageSource(cache), 0))
     results["ours, image cache, 1 worker"] = measure(ours(lambda r: CachedImageSource(cache), 1))
     results[MEMORY_LIMIT] = memory_gather_rates(cache, batch_size, passes)
-    results[ROTATING_GATHER] = memory_gather_rates(cache, batch_size, passes, buffers=WORKER_SLOTS)
+    results[ROTATING_GATHER] = memory_gather_rates(cache, batch_size, passes, buffers=IN_FLIGHT)
     return results
 
 
 #: the loader row that stands for the memory limit of the machine
 MEMORY_LIMIT = "numpy gather of the same batches from memory (memory limit)"
-ROTATING_GATHER = f"numpy gather from memory into {WORKER_SLOTS} arrays in turn (a worker's slots in flight)"
+ROTATING_GATHER = f"numpy gather from memory into {IN_FLIGHT} arrays in turn (a worker's slots in flight)"
 
 
 def memory_gather_rates(cache, batch_size, passes, buffers=None):
@@ -389,10 +391,10 @@ Image cache built in {cache_seconds:.1f} s.
 Against the memory limit (a numpy gather of the same batch size from the
 images held in memory into a new array, the last row but one): the image
 cache in-process {cache_rate / memory_rate:.2f}x, through a worker {worker_rate / memory_rate:.2f}x.
-A worker writes each batch into one of the {WORKER_SLOTS} shared-memory slots its
-batches in flight occupy: the same gather into {WORKER_SLOTS} arrays in turn (last
-row) runs at {rotating_rate / memory_rate:.2f}x the memory limit, as a destination
-of {WORKER_SLOTS} batches ({WORKER_SLOTS * batch_size * image_bytes / 2**20:.0f} MB) no longer stays in the CPU's cache;
+A worker writes each batch into one of the shared-memory slots of the
+{IN_FLIGHT} batches in flight ({IN_FLIGHT * batch_size * image_bytes / 2**20:.0f} MiB): the same gather into {IN_FLIGHT} arrays in turn
+(last row) runs at {rotating_rate / memory_rate:.2f}x the memory limit, whose destination, an array
+malloc hands back, stays warm in the CPU's cache;
 through a worker the cache runs at {worker_rate / rotating_rate:.2f}x that gather.
 
 Stock / ours: {stock_step / ours_step:.2f}x.
@@ -409,18 +411,19 @@ The stock tool writes the network's values per file; ours writes one event
 DL2 file with the classical reconstruction (Hillas BDTs fitted on the run's
 training images), the array-level combination and the energy network's
 calibrated uncertainty, whose error model its first call measures on the
-run's validation images (predicted, then kept in the run directory).
+run's validation images (predicted, then kept in the run directory). The
+second call reads them back, and also finds the files in the page cache.
 
 Reading the figures: pass 1 of every DL1 loader pays for decompressing each
 HDF5 chunk once (worker processes each keep their own chunk cache, so their
-first pass is slower); later epochs run at the pass-2 rates. On a CPU node the
+first pass is slower); later epochs run at the rates of the later passes. On a CPU node the
 network, not the loader, sets the epoch time: the image cache serves a batch
 in {batch_size / cache_rate * 1000:.1f} ms in-process and {batch_size / worker_rate * 1000:.1f} ms through a worker, against
 {ours_step * 1000:.0f} ms per training step of our train tool. Through a worker the batch is
 gathered straight into a shared-memory slot and handed to the trainer in
 that slot (no copy; the slot is reused once the last array of the batch is
-gone), after a message on the worker's pipe each way: the slots' cold
-memory and those messages keep it below the in-process rate, at {worker_rate / consumption:.0f}x the
+gone), after a queue message each way: the slots' memory, no longer in the
+CPU's cache, and those messages keep it below the in-process rate, at {worker_rate / consumption:.0f}x the
 images per second the network consumes here.
 The train tool's time per step is each of its whole epochs (its own train
 step, `distributed.fit_on_shares`, with saving and validation) over its

@@ -165,10 +165,13 @@ def test_separate_particle_files_sharing_obs_ids(trained_runs, particle_files, i
     assert "given twice" in capfd.readouterr().err
 
 
-@pytest.mark.parametrize("case", ["no protons", "no simulation table", "no CNN direction"])
-def test_event_files_without_what_irfs_need_are_refused(case, trained_runs, particle_files, event_file, tmp_path,
-                                                        capfd):
-    if case == "no protons":
+@pytest.mark.parametrize("case", ["no protons", "no simulation table", "no CNN direction", "a DL1 file"])
+def test_event_files_without_what_irfs_need_are_refused(case, trained_runs, particle_files, event_file, toy_data,
+                                                        tmp_path, capfd):
+    if case == "a DL1 file":
+        path = sorted((toy_data / "test").glob("*.h5"))[0]
+        expected = "is not an event DL2 file"
+    elif case == "no protons":
         path = particle_files[0]
         expected = "no protons in"
     elif case == "no simulation table":

@@ -27,6 +27,7 @@ from ctlearn.core.loader import DLDataLoader
 from dl1_data_handler.reader import DLDataReader, TableQualityQuery
 from traitlets.config import Config
 
+from .. import __version__
 from .._compat import n_examples
 from ..callbacks import PredictionProgress
 from ..config import import_custom_model_file, read_yaml
@@ -458,8 +459,8 @@ def _validation_predictions(run, fast, batch_size, log, without):
     """(keys, values, valid) of ``run``'s network on its validation images; None (said why, ``without`` what) if
     they cannot be predicted.
 
-    The first call predicts them and keeps them in the run directory (``VALIDATION_PREDICTIONS``, stamped with the
-    weights, the split and the training files); later calls on the same weights read them back.
+    The first call predicts them and keeps them in the run directory (``VALIDATION_PREDICTIONS``, stamped with
+    everything they depend on: ``_validation_stamp``); later calls with the same stamp read them back.
     """
     split_file = run.run_dir / "split.csv"
     if not split_file.exists():
@@ -471,17 +472,17 @@ def _validation_predictions(run, fast, batch_size, log, without):
     if len(validation) < MIN_IMAGES_PER_BIN:
         log.warning("%s: fewer than %d validation images: %s", run.run_dir, MIN_IMAGES_PER_BIN, without)
         return None
-    files = run.files("train")[0]
-    stamp = _validation_stamp(run, files)
-    stored = _stored_validation_predictions(run.run_dir / VALIDATION_PREDICTIONS, stamp)
-    if stored is not None:
-        log.info("%s: the network's predictions of its %d validation images, kept in %s", run.task, len(stored[0]),
-                 run.run_dir / VALIDATION_PREDICTIONS)
-        return stored
-    log.info("%s: measuring the errors of its images on its %d validation images", run.task, len(validation))
     try:
+        files = run.files("train")[0]
+        stamp = _validation_stamp(run, files)
+        stored = _stored_validation_predictions(run.run_dir / VALIDATION_PREDICTIONS, stamp)
+        if stored is not None:
+            log.info("%s: the network's predictions of its %d validation images, kept in %s", run.task,
+                     len(stored[0]), run.run_dir / VALIDATION_PREDICTIONS)
+            return stored
+        log.info("%s: measuring the errors of its images on its %d validation images", run.task, len(validation))
         predicted = _predict(run, files, fast, batch_size, log, only=validation, split="train")
-    except ConfigError as err:  # e.g. the run's image cache of its training files is stale
+    except (ConfigError, OSError) as err:  # e.g. its training files are gone, or their image cache is stale
         log.warning("%s: %s: its validation images cannot be read: %s", run.run_dir, without, err)
         return None
     if predicted is None:
@@ -492,13 +493,17 @@ def _validation_predictions(run, fast, batch_size, log, without):
 
 
 def _validation_stamp(run, files):
-    """What a run's validation predictions depend on: its weights, its split, and its training files (by name
-    and size: a copied production keeps its predictions)."""
-    digest = hashlib.sha256()
-    for path in (run.run_dir / MODEL_DIR, run.run_dir / "split.csv"):
+    """What a run's validation predictions depend on: this package's version (the code that turns network
+    outputs into energies and directions), the model (and custom model file), the split, the reader settings,
+    and the training files (path, size, modification time)."""
+    digest = hashlib.sha256(__version__.encode())
+    custom = [Path(run.custom_model_file)] if run.custom_model_file else []
+    for path in (run.run_dir / MODEL_DIR, run.run_dir / "split.csv", *custom):
         digest.update(sha256sum(path).encode())
-    for path in sorted(Path(p) for p in files):
-        digest.update(f"{path.name}:{path.stat().st_size};".encode())
+    digest.update(json.dumps(run.reader_config(), sort_keys=True, default=str).encode())
+    for path in sorted(Path(p).resolve() for p in files):
+        stat = path.stat()
+        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns};".encode())
     return digest.hexdigest()
 
 
@@ -527,7 +532,7 @@ def _keep_validation_predictions(path, stamp, predicted, log):
     table.write(text, format="ascii.ecsv")
     try:
         atomic_write_text(path, text.getvalue())
-    except OSError as err:
+    except (OSError, ValueError) as err:
         log.info("%s: not kept (%s): the next event DL2 file predicts them again", path, err)
 
 

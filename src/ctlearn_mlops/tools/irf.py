@@ -115,6 +115,9 @@ class IRFTool(MLOpsTool):
         problem = hdf5_problem(path)
         if problem is not None:
             raise ConfigError(f"{path} {problem}", key="--input")
+        if not any(dl2.prefixes_in(path, role) for role in dl2.ROLES):
+            raise ConfigError(f"{path} is not an event DL2 file (nothing under /dl2/event/subarray): write one from "
+                              "DL1 files with scripts/predict_events.py", key="--input")
         runs = dl2.read_simulation_runs(path)
         if runs is None or len(runs) == 0:
             raise ConfigError(f"{path} has no simulation configuration (/configuration/simulation/run): "
