@@ -16,6 +16,8 @@ def _help_problem(script):
         return f"{script.relative_to(REPO)}: exit {result.returncode}: {result.stderr[-1000:]}"
     if not ("options" in result.stdout.lower() and len(result.stdout) > 200):
         return f"{script.relative_to(REPO)}: no options described: {result.stdout[-500:]}"
+    if "Starting:" in result.stderr or "Finished" in result.stderr:
+        return f"{script.relative_to(REPO)}: the tool's start and end lines around its help: {result.stderr[-500:]}"
     return None
 
 

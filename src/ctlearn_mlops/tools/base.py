@@ -18,6 +18,8 @@ from ..exceptions import ConfigError, Stop, typed_error
 __all__ = ["ExitCodes", "MLOpsTool", "RenamedOptions", "current_options"]
 
 _PHASES = ("setup", "start", "finish")
+#: the options that only print something and end the tool
+_ASKING_FOR_HELP = ("-h", "--help", "--help-all", "--version")
 
 
 def _with_typed_errors(phase):
@@ -61,6 +63,10 @@ class ExitCodes:
         return False
 
     def run(self, argv=None, raises=False):
+        if any(str(option) in _ASKING_FOR_HELP for option in (sys.argv[1:] if argv is None else argv)):
+            # the help alone on the terminal, without ctapipe's "Starting" and "Finished" lines around it
+            self.log_level = "WARN"
+            self.update_logging_config()
         try:
             super().run(argv, raises=raises)
         except Stop as stop:
