@@ -100,14 +100,14 @@ step() {
   return "$status"
 }
 
-# seconds before the time limit, from squeue's %L ([days-][hours:]minutes:seconds; UNLIMITED)
+# seconds before the time limit, from squeue's %L ([days-][hours:]minutes:seconds; UNLIMITED); empty if unknown
 seconds_left() {
   local left
   left=$(squeue -h -j "${SLURM_JOB_ID}" -o %L 2>/dev/null)
   case "$left" in
     *[0-9]*) echo "$left" | awk -F'[-:]' '{s=$NF; if(NF>1)s+=$(NF-1)*60; if(NF>2)s+=$(NF-2)*3600; if(NF>3)s+=$(NF-3)*86400; print s}' ;;
     UNLIMITED) echo 999999 ;;
-    *) echo 0 ;;
+    *) echo "" ;;
   esac
 }
 
@@ -138,9 +138,15 @@ after() {
     fi
     exit "$status"
   fi
-  # warned (SLURM may warn early): go on only if the next step fits in the time really left
-  if [ "$warned" -eq 1 ] && [ "${3:-}" != last ] && [ "$(seconds_left)" -lt "$STEP_RESERVE" ]; then
-    requeue "no time left after ${what}"
+  # go on only if the next step fits in the time really left: SLURM checks for due warning signals only about
+  # once a minute, so the warning may come late or never before the limit (and it may come early); when squeue
+  # cannot tell, a warning received means no time is left
+  if [ "${3:-}" != last ]; then
+    local left
+    left=$(seconds_left)
+    if { [ -n "$left" ] && [ "$left" -lt "$STEP_RESERVE" ]; } || { [ -z "$left" ] && [ "$warned" -eq 1 ]; }; then
+      requeue "no time left after ${what} (${left:-unknown} s, STEP_RESERVE=${STEP_RESERVE})"
+    fi
   fi
   return 0
 }
