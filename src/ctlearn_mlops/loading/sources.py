@@ -146,16 +146,14 @@ class CachedImageSource:
         """The images of cache rows ``rows``, in the array ``allocate(shape, dtype)`` gives (a new one if None)."""
         rows = np.asarray(rows, dtype=np.int64)
         opened = self._handles.get(self.path, self._open)
-        images = opened.file["images"]
+        # the memory map where the cache is one contiguous array (no HDF5 lookup per batch), else the dataset
+        images = opened.mapped if opened.mapped is not None else opened.file["images"]
         if len(rows) and (rows.min() < 0 or rows.max() >= images.shape[0]):
             raise IndexError(f"rows {rows.min()}-{rows.max()} of a cache of {images.shape[0]} images ({self.path})")
-        if opened.mapped is not None:
-            if allocate is None:
-                return np.asarray(opened.mapped[rows])
-            out = allocate((len(rows), *images.shape[1:]), images.dtype)
-            # one gather into ``out`` (mode "clip" writes directly; the rows are checked above)
-            return np.take(opened.mapped, rows, axis=0, out=out, mode="clip")
         out = (allocate or np.empty)((len(rows), *images.shape[1:]), images.dtype)
+        if opened.mapped is not None:
+            # one gather into ``out`` (mode "clip" writes directly; the rows are checked above)
+            return np.take(images, rows, axis=0, out=out, mode="clip")
         for k, row in enumerate(rows):
             images.read_direct(out, np.s_[row:row + 1], np.s_[k:k + 1])
         return out

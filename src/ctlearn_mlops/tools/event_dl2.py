@@ -466,12 +466,6 @@ def _validation_predictions(run, fast, batch_size, log, without):
     if not split_file.exists():
         log.warning("%s has no split.csv: %s", run.run_dir, without)
         return None
-    split = Table.read(split_file, format="ascii.csv")
-    validation = {(int(o), int(e), int(t)) for o, e, t, s in split.iterrows("obs_id", "event_id", "tel_id", "split")
-                  if s == "validation"}
-    if len(validation) < MIN_IMAGES_PER_BIN:
-        log.warning("%s: fewer than %d validation images: %s", run.run_dir, MIN_IMAGES_PER_BIN, without)
-        return None
     try:
         files = run.files("train")[0]
         stamp = _validation_stamp(run, files)
@@ -480,6 +474,13 @@ def _validation_predictions(run, fast, batch_size, log, without):
             log.info("%s: the network's predictions of its %d validation images, kept in %s", run.task,
                      len(stored[0]), run.run_dir / VALIDATION_PREDICTIONS)
             return stored
+        # parsed only when they are predicted (the stamp covers split.csv)
+        split = Table.read(split_file, format="ascii.csv")
+        validation = {(int(o), int(e), int(t)) for o, e, t, s in
+                      split.iterrows("obs_id", "event_id", "tel_id", "split") if s == "validation"}
+        if len(validation) < MIN_IMAGES_PER_BIN:
+            log.warning("%s: fewer than %d validation images: %s", run.run_dir, MIN_IMAGES_PER_BIN, without)
+            return None
         log.info("%s: measuring the errors of its images on its %d validation images", run.task, len(validation))
         predicted = _predict(run, files, fast, batch_size, log, only=validation, split="train")
     except (ConfigError, OSError) as err:  # e.g. its training files are gone, or their image cache is stale
