@@ -290,3 +290,29 @@ def test_validation_predictions_are_kept_in_the_run_and_read_back_for_the_same_w
         again, read_back = measured()
         assert not read_back and (copy / VALIDATION_PREDICTIONS).read_text() == kept
         np.testing.assert_array_equal(again["image_error_dex"], first["image_error_dex"])
+
+
+def test_a_training_file_named_twice_gives_its_images_once(trained_runs, tmp_path, monkeypatch):
+    """A reference run names its training files relative to the repository, a local run absolute: the classical
+    reconstruction and the error models get each training image once (they were read twice, and the energy
+    error model failed on the duplicates)."""
+    import logging
+    import shutil
+
+    from ctlearn_mlops.tools.event_dl2 import load_run, training_images
+
+    local = load_run(trained_runs["energy"][1])
+    copy = tmp_path / "energy" / "relative"
+    shutil.copytree(trained_runs["energy"][1], copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    signal_dir = Path(config["Project"]["signal_dir"])
+    monkeypatch.chdir(signal_dir.parent)
+    config["Project"]["signal_dir"] = signal_dir.name
+    (copy / "config.yaml").write_text(yaml.safe_dump(config))
+    relative = load_run(copy)
+    assert {str(p) for p in relative.files("train")[0]} != {str(p) for p in local.files("train")[0]}
+
+    log = logging.getLogger("test-named-twice")
+    alone, both = training_images([local], log), training_images([relative, local], log)
+    keys = [(int(o), int(e), int(t)) for o, e, t in both.iterrows("obs_id", "event_id", "tel_id")]
+    assert len(both) == len(alone) == len(set(keys))

@@ -335,7 +335,8 @@ def training_images(runs, log):
         table = table[np.sort(np.unique(keys, axis=0, return_index=True)[1])]
         log.info("classical reconstruction fitted on the %d training images the runs carry", len(table))
         return table
-    files = sorted({p for run in runs for side in run.files("train") for p in side})
+    # one name per file: a reference run's config names them relative to the repository, a local run's absolute
+    files = sorted({Path(p).resolve() for run in runs for side in run.files("train") for p in side})
     if not files:
         return None
     check_dl1_files(files, key="Project.signal_dir")
@@ -487,7 +488,8 @@ def _validation_predictions(run, fast, batch_size, log, without):
         log.warning("%s: %s: its validation images cannot be read: %s", run.run_dir, without, err)
         return None
     if predicted is None:
-        log.warning("%s: fewer than %d validation images: %s", run.run_dir, MIN_IMAGES_PER_BIN, without)
+        log.warning("%s: none of its %d validation images passes its cuts in its training files: %s", run.run_dir,
+                    len(validation), without)
         return None
     _keep_validation_predictions(run.run_dir / VALIDATION_PREDICTIONS, stamp, predicted, log)
     return predicted
@@ -530,8 +532,8 @@ def _keep_validation_predictions(path, stamp, predicted, log):
     table.meta.update(stamp=stamp, description="the network's values of each validation image (event DL2 keeps "
                                                "them to measure the run's error model without predicting again)")
     text = io.StringIO()
-    table.write(text, format="ascii.ecsv")
     try:
+        table.write(text, format="ascii.ecsv")
         atomic_write_text(path, text.getvalue())
     except (OSError, ValueError) as err:
         log.info("%s: not kept (%s): the next event DL2 file predicts them again", path, err)
