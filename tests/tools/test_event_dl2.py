@@ -299,7 +299,7 @@ def test_a_training_file_named_twice_gives_its_images_once(trained_runs, tmp_pat
     import logging
     import shutil
 
-    from ctlearn_mlops.tools.event_dl2 import load_run, training_images
+    from ctlearn_mlops.tools.event_dl2 import load_run, training_images, training_images_of_runs
 
     local = load_run(trained_runs["energy"][1])
     copy = tmp_path / "energy" / "relative"
@@ -316,3 +316,10 @@ def test_a_training_file_named_twice_gives_its_images_once(trained_runs, tmp_pat
     alone, both = training_images([local], log), training_images([relative, local], log)
     keys = [(int(o), int(e), int(t)) for o, e, t in both.iterrows("obs_id", "event_id", "tel_id")]
     assert len(both) == len(alone) == len(set(keys))
+
+    # each run's own images (its role's classical reconstruction is fitted on them), the union each image once
+    type_run = load_run(trained_runs["type"][1])
+    own = training_images_of_runs([type_run, local], log)
+    assert set(np.unique(own[local.run_dir]["true_shower_primary_id"])) == {0}
+    assert set(np.unique(own[type_run.run_dir]["true_shower_primary_id"])) == {0, 101}
+    assert len(training_images([type_run, local], log)) == len(own[type_run.run_dir])

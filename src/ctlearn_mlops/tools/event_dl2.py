@@ -58,7 +58,8 @@ from ..rundir import (
 from .taskconfig import glob_inputs
 
 __all__ = ["CompleteDLDataLoader", "PredictedRun", "check_compatible", "check_distinct_obs_ids",
-           "direction_error_model", "energy_error_model", "load_run", "training_images", "write_event_dl2"]
+           "direction_error_model", "energy_error_model", "load_run", "training_images", "training_images_of_runs",
+           "write_event_dl2"]
 
 #: the reader settings two runs must share to be predicted on the same events
 _SHARED_READER_KEYS = ("allowed_tels", "allowed_tel_types", "focal_length_choice")
@@ -318,38 +319,50 @@ def _predict_reader(run, files, fast, batch_size, log, only, split, allow_empty=
 
 
 def training_images(runs, log):
-    """Truth and image parameters of the images of the runs' training files, after the runs' cuts.
+    """Truth and image parameters of the runs' training images after their cuts, each image once (the error
+    models join a run's validation images to it); None if no run has any."""
+    return _each_image_once(training_images_of_runs(runs, log).values())
 
-    Reference models carry theirs (``SHIPPED_TRAINING_IMAGES``): where every
-    run does, those are taken and the training files are not needed.
-    """
-    shipped = [run.run_dir / SHIPPED_TRAINING_IMAGES for run in runs]
-    if all(path.exists() for path in shipped):
-        # the largest first: a run's images in the order of its files, the others' images it lacks after them
-        # (the type run's gammas and protons hold the energy and direction runs' gammas: the same table, in the
-        # same order, as read from the files); productions may share obs_ids between particles
-        tables = sorted((Table(dl2.read_training_images(path)) for path in shipped), key=len, reverse=True)
-        table = vstack(tables)
-        keys = np.stack([np.asarray(table[c], np.int64) for c in
-                         ("obs_id", "event_id", "tel_id", "true_shower_primary_id")], axis=1)
-        table = table[np.sort(np.unique(keys, axis=0, return_index=True)[1])]
-        log.info("classical reconstruction fitted on the %d training images the runs carry", len(table))
-        return table
-    # one name per file: a reference run's config names them relative to the repository, a local run's absolute
-    files = sorted({Path(p).resolve() for run in runs for side in run.files("train") for p in side})
-    if not files:
+
+def _each_image_once(tables):
+    own = [table for table in tables if table is not None]
+    if not own:
         return None
-    check_dl1_files(files, key="Project.signal_dir")
-    parts = []
-    for path in files:
-        images = dl2.read_telescope_events(path)
-        if len(images):
-            keep = _selected_telescopes(runs[0], images) & _quality_mask(runs[0], images)
-            parts.append(images[keep])
-    table = vstack(parts) if parts else None
-    log.info("classical reconstruction fitted on %d training images of %d files", 0 if table is None else len(table),
-             len(files))
-    return table
+    # the largest first: a run's images in the order of its files, the others' images it lacks after them (the
+    # type run's gammas and protons hold the energy and direction runs' gammas: the same table, in the same
+    # order, as read from the files); productions may share obs_ids between particles
+    table = vstack(sorted(own, key=len, reverse=True))
+    keys = np.stack([np.asarray(table[c], np.int64) for c in
+                     ("obs_id", "event_id", "tel_id", "true_shower_primary_id")], axis=1)
+    return table[np.sort(np.unique(keys, axis=0, return_index=True)[1])]
+
+
+def training_images_of_runs(runs, log):
+    """{run directory: its training images after its cuts} (None for a run without any): the ones a reference
+    model carries (``SHIPPED_TRAINING_IMAGES``), else those of its training files (each file read once)."""
+    read = {}
+
+    def images_of(path, run):
+        if path not in read:
+            read[path] = dl2.read_telescope_events(path)
+        images = read[path]
+        return images[_selected_telescopes(run, images) & _quality_mask(run, images)] if len(images) else None
+
+    own = {}
+    for run in runs:
+        shipped = run.run_dir / SHIPPED_TRAINING_IMAGES
+        if shipped.exists():
+            own[run.run_dir] = Table(dl2.read_training_images(shipped))
+            log.info("%s: the %d training images it carries", run.run_dir, len(own[run.run_dir]))
+            continue
+        # one name per file: a reference run's config names them relative to the repository, a local run's
+        # absolute
+        files = sorted({Path(p).resolve() for side in run.files("train") for p in side})
+        check_dl1_files(files, key="Project.signal_dir")
+        parts = [part for part in (images_of(path, run) for path in files) if part is not None]
+        own[run.run_dir] = vstack(parts) if parts else None
+        log.info("%s: %d training images of %d files", run.run_dir, sum(len(p) for p in parts), len(files))
+    return own
 
 
 def check_distinct_obs_ids(files, source=None, key="--input"):
@@ -391,7 +404,13 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
         for run in runs:
             predictions[(run.role, run.stereo)] = (run, *_predict(run, files, fast, batch_size, log))
             progress.update(note=f"{run.task} predicted")
-        training = training_images(runs, log)
+        own_training = training_images_of_runs(runs, log)
+        training = _each_image_once(own_training.values())
+        # the classical reconstruction of a role is fitted on its run's training images (as the run's report
+        # fits its Hillas BDT): a run trained on more images gives its baseline the same ones, no other
+        classical_training = {}
+        for run in runs:
+            classical_training.setdefault(run.role, own_training[run.run_dir])
         geometry = predictions.get(("geometry", False))
         error_model = direction_error_model(geometry[0] if geometry else None, training, fast, batch_size, log)
         energy = predictions.get(("energy", False))
@@ -407,8 +426,8 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
             images = dl2.read_telescope_events(partial)
             selected = _selected_telescopes(runs[0], images) & _quality_mask(runs[0], images)
             progress.update(note="inputs merged")
-            written = _write_reconstructions(partial, predictions, roles, images, selected, training, events, subarray,
-                                             weights, error_model, energy_model)
+            written = _write_reconstructions(partial, predictions, roles, images, selected, classical_training,
+                                             events, subarray, weights, error_model, energy_model)
             progress.update(note="classical reconstruction")
             if training is not None:
                 write_table(Table(training), partial, dl2.TRAINING_IMAGES_TABLE, overwrite=True)
@@ -610,9 +629,11 @@ def measure_energy_error_model(run, training, fast, batch_size, log, weights="in
     return model
 
 
-def _write_reconstructions(path, predictions, roles, images, selected, training, events, subarray, weights,
-                           error_model, energy_model):
+def _write_reconstructions(path, predictions, roles, images, selected, classical_training, events, subarray,
+                           weights, error_model, energy_model):
     """Write every DL2 table; return a description of each reconstruction written.
+
+    ``classical_training``: {role: the training images its classical reconstruction is fitted on}.
 
     ``error_model``: the direction network's ImageErrorModel (the axis fit), ``energy_model`` the energy
     network's EnergyErrorModel (its calibrated energy uncertainty); either may be None.
@@ -635,7 +656,7 @@ def _write_reconstructions(path, predictions, roles, images, selected, training,
         if mono is not None:
             _run, keys, values, valid = mono
             sources.append((dl2.CNN_PREFIX, keys, values, valid))
-        classical_values = reconstruction.classical_telescope_values(role, images[selected], training)
+        classical_values = reconstruction.classical_telescope_values(role, images[selected], classical_training[role])
         sources.append((dl2.CLASSICAL_PREFIX, images[selected][["obs_id", "event_id", "tel_id"]], classical_values,
                         np.ones(np.count_nonzero(selected), dtype=bool)))
         for prefix, keys, values, valid in sources:
