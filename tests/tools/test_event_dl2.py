@@ -323,3 +323,14 @@ def test_a_training_file_named_twice_gives_its_images_once(trained_runs, tmp_pat
     assert set(np.unique(own[local.run_dir]["true_shower_primary_id"])) == {0}
     assert set(np.unique(own[type_run.run_dir]["true_shower_primary_id"])) == {0, 101}
     assert len(training_images([type_run, local], log)) == len(own[type_run.run_dir])
+    # a reference run (carrying its images) beside a local one (reading its files)
+    from ctapipe.io import write_table
+
+    from ctlearn_mlops.rundir import SHIPPED_TRAINING_IMAGES
+
+    carrying = tmp_path / "type" / "carrying"
+    shutil.copytree(trained_runs["type"][1], carrying)
+    write_table(own[type_run.run_dir], carrying / SHIPPED_TRAINING_IMAGES, dl2.TRAINING_IMAGES_TABLE)
+    mixed = training_images_of_runs([load_run(carrying), local], log)
+    assert len(mixed[carrying]) == len(own[type_run.run_dir]) and len(mixed[local.run_dir]) == len(alone)
+    assert len(training_images([load_run(carrying), local], log)) == len(own[type_run.run_dir])

@@ -360,7 +360,8 @@ def training_images_of_runs(runs, log):
         files = sorted({Path(p).resolve() for side in run.files("train") for p in side})
         check_dl1_files(files, key="Project.signal_dir")
         parts = [part for part in (images_of(path, run) for path in files) if part is not None]
-        own[run.run_dir] = vstack(parts) if parts else None
+        # a plain Table, as the carried ones are read: one run's may be stacked with another's
+        own[run.run_dir] = Table(vstack(parts)) if parts else None
         log.info("%s: %d training images of %d files", run.run_dir, sum(len(p) for p in parts), len(files))
     return own
 
