@@ -49,7 +49,7 @@ demo: data
 IRF_PROTONS ?= 200000
 IRF_GAMMAS ?= 48000
 data-quality: setup
-	$(BIN)/python scripts/data_processing/make_default_dataset.py --output-dir data/quality --n-gamma 12000 --n-proton 32000 --n-irf-gamma $(IRF_GAMMAS) --n-irf-proton $(IRF_PROTONS) --seed 2
+	$(BIN)/python scripts/data_processing/make_default_dataset.py --output-dir data/quality --n-gamma 12000 --n-proton 32000 --n-irf-gamma $(IRF_GAMMAS) --n-irf-proton $(IRF_PROTONS) --n-flat-gamma 3000 --seed 2
 
 # the 5x proton sample (every bin of the sensitivity counted, docs/physics.md): 800,000 protons more in
 # data/quality/irf-protons/ (~45 min on 2 cores, ~11 GB)

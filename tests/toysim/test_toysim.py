@@ -10,7 +10,16 @@ from ctapipe.io import TableLoader
 from dl1_data_handler.reader import DLImageReader
 from traitlets.config import Config
 
-from ctlearn_mlops.toysim.dataset import IRF_DIR_PROTONS, DatasetFile, irf_dataset_plan, write_toy_file
+from ctlearn_mlops.toysim.dataset import (
+    FLAT_TRAINING_PHYSICS,
+    IRF_DIR_PROTONS,
+    DatasetFile,
+    default_dataset_plan,
+    flat_gamma_plan,
+    irf_dataset_plan,
+    write_toy_file,
+)
+from ctlearn_mlops.toysim.showers import sample_showers
 
 READER_CONFIG = Config({
     "DLImageReader": {
@@ -142,3 +151,20 @@ def test_a_larger_irf_proton_sample_adds_files_and_leaves_the_default_directory_
     # a larger sample that is not whole files would put other showers in irf/'s files: refused
     with pytest.raises(ValueError, match="multiple of the showers per file"):
         irf_dataset_plan(tmp_path, n_gamma=0, n_proton=5 * IRF_DIR_PROTONS + 500, seed=2)
+
+
+def test_the_flat_training_gammas_are_flat_in_log_energy_and_kept_apart_from_the_training_gammas(tmp_path):
+    showers = sample_showers(np.random.default_rng(4), 20000, "gamma", FLAT_TRAINING_PHYSICS)
+    log_e = np.log10(showers.energy.to_value(u.TeV))
+    lo, hi = (np.log10(e.to_value(u.TeV)) for e in (FLAT_TRAINING_PHYSICS.energy_min, FLAT_TRAINING_PHYSICS.energy_max))
+    assert lo <= log_e.min() and log_e.max() <= hi
+    counts, _ = np.histogram(log_e, bins=6, range=(lo, hi))
+    assert np.all(np.abs(counts / counts.mean() - 1) < 0.06)  # flat: ~3,300 a bin, 1.7 % Poisson noise
+
+    flat = flat_gamma_plan(tmp_path, 3000, seed=2)
+    assert [spec.n_showers for spec in flat] == [1000, 1000, 1000]
+    assert all(spec.physics == FLAT_TRAINING_PHYSICS and spec.path.parent.name == "train" for spec in flat)
+    assert not any(spec.path.match("gamma_*.dl1.h5") for spec in flat)  # the other configs' pattern misses them
+    others = default_dataset_plan(tmp_path, 12000, 32000, 0.25, seed=2) + irf_dataset_plan(tmp_path, 48000, 200000, 2)
+    assert not {spec.obs_id for spec in flat} & {spec.obs_id for spec in others}
+    assert flat_gamma_plan(tmp_path, 0, seed=2) == []

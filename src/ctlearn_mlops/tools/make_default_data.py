@@ -14,7 +14,14 @@ from ctapipe.core.traits import Bool, Float, Int, Path
 
 from ..exceptions import ConfigError
 from ..output import show
-from ..toysim.dataset import default_dataset_plan, irf_dataset_plan, lst_subarray, write_in_pool, write_toy_file
+from ..toysim.dataset import (
+    default_dataset_plan,
+    flat_gamma_plan,
+    irf_dataset_plan,
+    lst_subarray,
+    write_in_pool,
+    write_toy_file,
+)
 from .base import MLOpsTool
 
 __all__ = ["DefaultDataTool", "main"]
@@ -36,6 +43,8 @@ class DefaultDataTool(MLOpsTool):
     test_fraction = Float(0.25, min=0.05, max=0.5, help="Fraction of showers in the test split.").tag(config=True)
     n_irf_gamma = Int(2000, min=0, help="Point-like gamma showers of the IRF sample (0: none).").tag(config=True)
     n_irf_proton = Int(8000, min=0, help="Diffuse proton showers of the IRF sample (0: none).").tag(config=True)
+    n_flat_gamma = Int(0, min=0, help="Extra training gammas flat in log E (train/gamma-flat_*; 0: none): more "
+                       "showers above a few TeV for the energy network.").tag(config=True)
     seed = Int(1, help="Seed of the production.").tag(config=True)
     showers_per_file = Int(1000, min=10, help="Showers per output file.").tag(config=True)
     jobs = Int(2, min=1, help="Parallel worker processes.").tag(config=True)
@@ -48,6 +57,7 @@ class DefaultDataTool(MLOpsTool):
         "test-fraction": "DefaultDataTool.test_fraction",
         "n-irf-gamma": "DefaultDataTool.n_irf_gamma",
         "n-irf-proton": "DefaultDataTool.n_irf_proton",
+        "n-flat-gamma": "DefaultDataTool.n_flat_gamma",
         "seed": "DefaultDataTool.seed",
         "showers-per-file": "DefaultDataTool.showers_per_file",
         ("j", "jobs"): "DefaultDataTool.jobs",
@@ -65,7 +75,7 @@ class DefaultDataTool(MLOpsTool):
             raise ConfigError(str(err), key="--n-irf-proton") from None
         self.plan = default_dataset_plan(
             self.output_dir, self.n_gamma, self.n_proton, self.test_fraction, self.seed, self.showers_per_file,
-        ) + irf_plan
+        ) + flat_gamma_plan(self.output_dir, self.n_flat_gamma, self.seed, self.showers_per_file) + irf_plan
         # fetch the geometry once, before the workers need it
         lst_subarray()
 

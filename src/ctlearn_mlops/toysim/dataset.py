@@ -19,7 +19,8 @@ from ..resources import cache_dir, eventio_resource
 from .showers import ToyPhysics
 from .source import ToyEventSource
 
-__all__ = ["IRF_PHYSICS", "DatasetFile", "default_dataset_plan", "irf_dataset_plan", "lst_subarray", "write_in_pool",
+__all__ = ["FLAT_TRAINING_PHYSICS", "IRF_PHYSICS", "DatasetFile", "default_dataset_plan", "flat_gamma_plan",
+           "irf_dataset_plan", "lst_subarray", "write_in_pool",
            "write_toy_file"]
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,28 @@ IRF_NAMES = {"gamma": "gamma_point", "proton": "proton_diffuse"}
 #: protons of the IRF sample that stay in ``irf/``; the files beyond them go to ``irf-protons/``, so that a larger
 #: proton sample adds a directory and the default one (``irf/``, make irf-reference) stays as it is
 IRF_DIR_PROTONS = 200_000
+
+
+#: extra training gammas flat in log E (index -1, otherwise the training sample's physics): the index -2 sample
+#: throws ~1 % of its showers above 3 TeV, too few for the energy network there (docs/physics.md); added to the
+#: index -2 sample, the density of the two stays smooth in energy (no step for the networks to learn)
+FLAT_TRAINING_PHYSICS = ToyPhysics(spectral_index=-1.0)
+FLAT_GAMMA_NAME = "gamma-flat"
+
+
+def flat_gamma_plan(output_dir, n_gamma, seed, showers_per_file=1000) -> list[DatasetFile]:
+    """Files of the extra training gammas flat in log E: ``<output_dir>/train/gamma-flat_train_obs13000+``.
+
+    Their name does not match the training gammas' ``gamma_*`` pattern, so a
+    config takes them only when it asks (configs/energy_quality.yaml).
+    """
+    n_files = -(-n_gamma // showers_per_file) if n_gamma > 0 else 0
+    return [
+        DatasetFile(path=Path(output_dir) / "train" / f"{FLAT_GAMMA_NAME}_train_obs{13000 + chunk}.dl1.h5",
+                    particle="gamma", n_showers=n_gamma // n_files + (1 if chunk < n_gamma % n_files else 0),
+                    obs_id=13000 + chunk, seed=seed * 100003 + 13000 + chunk, physics=FLAT_TRAINING_PHYSICS)
+        for chunk in range(n_files)
+    ]
 
 
 def irf_dataset_plan(output_dir, n_gamma, n_proton, seed, showers_per_file=1000) -> list[DatasetFile]:
