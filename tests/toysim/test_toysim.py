@@ -168,3 +168,17 @@ def test_the_flat_training_gammas_are_flat_in_log_energy_and_kept_apart_from_the
     others = default_dataset_plan(tmp_path, 12000, 32000, 0.25, seed=2) + irf_dataset_plan(tmp_path, 48000, 200000, 2)
     assert not {spec.obs_id for spec in flat} & {spec.obs_id for spec in others}
     assert flat_gamma_plan(tmp_path, 0, seed=2) == []
+
+
+def test_a_production_whose_files_would_share_an_obs_id_is_refused_before_writing(tmp_path, capsys):
+    from ctlearn_mlops.tools.make_default_data import DefaultDataTool
+
+    from ..conftest import run
+
+    out = tmp_path / "production"
+    # 2,250 training gamma files: their obs_ids run into the training protons' block (12000+)
+    argv = ["--output-dir", out, "--n-gamma", 30000, "--n-proton", 10, "--n-irf-gamma", 0, "--n-irf-proton", 0,
+            "--showers-per-file", 10]
+    assert run(DefaultDataTool(), argv, cwd=tmp_path) == 2
+    assert "share an obs_id" in capsys.readouterr().err
+    assert not out.exists() or not any(out.rglob("*.h5"))

@@ -401,21 +401,30 @@ def write_event_dl2(output, runs, files, *, fast, batch_size=128, weights="inten
     roles = sorted({run.role for run in runs}, key=dl2.ROLES.index)
     progress = Progress(len(runs) + 3, "event DL2", log, unit="step")
     try:
+        # before any prediction: a run whose training files are gone or damaged stops the file here
+        own_training = training_images_of_runs(runs, log)
+        training = _each_image_once(own_training.values())
+        # the classical reconstruction of a role is fitted on its run's training images (its mono run's if it
+        # has two), as the run's report fits its Hillas BDT: a run trained on more images gives its baseline the
+        # same ones, no other; a run without any leaves its role the other runs' images
+        classical_training = {}
+        for run in sorted(runs, key=lambda r: r.stereo):
+            if own_training[run.run_dir] is not None and len(own_training[run.run_dir]):
+                classical_training.setdefault(run.role, own_training[run.run_dir])
+        classical_training = {role: classical_training.get(role, training) for role in roles}
         predictions = {}
         for run in runs:
             predictions[(run.role, run.stereo)] = (run, *_predict(run, files, fast, batch_size, log))
             progress.update(note=f"{run.task} predicted")
-        own_training = training_images_of_runs(runs, log)
-        training = _each_image_once(own_training.values())
-        # the classical reconstruction of a role is fitted on its run's training images (as the run's report
-        # fits its Hillas BDT): a run trained on more images gives its baseline the same ones, no other
-        classical_training = {}
-        for run in runs:
-            classical_training.setdefault(run.role, own_training[run.run_dir])
+        # a network's errors are measured on its own run's validation images, joined to that run's images
         geometry = predictions.get(("geometry", False))
-        error_model = direction_error_model(geometry[0] if geometry else None, training, fast, batch_size, log)
+        error_model = direction_error_model(geometry[0] if geometry else None,
+                                            own_training[geometry[0].run_dir] if geometry else None, fast,
+                                            batch_size, log)
         energy = predictions.get(("energy", False))
-        energy_model = energy_error_model(energy[0] if energy else None, training, fast, batch_size, log, weights)
+        energy_model = energy_error_model(energy[0] if energy else None,
+                                          own_training[energy[0].run_dir] if energy else None, fast, batch_size,
+                                          log, weights)
         with dl2.writing(partial):
             _merge_inputs(files, partial)
             subarray = dl2.read_subarray(partial)

@@ -76,6 +76,11 @@ class DefaultDataTool(MLOpsTool):
         self.plan = default_dataset_plan(
             self.output_dir, self.n_gamma, self.n_proton, self.test_fraction, self.seed, self.showers_per_file,
         ) + flat_gamma_plan(self.output_dir, self.n_flat_gamma, self.seed, self.showers_per_file) + irf_plan
+        # each file's obs_id block holds 1000 files: more would give two files one obs_id (refused by the merger)
+        obs_ids = [spec.obs_id for spec in self.plan]
+        if len(set(obs_ids)) != len(obs_ids):
+            raise ConfigError(f"{len(obs_ids) - len(set(obs_ids))} files of this production would share an obs_id "
+                              "(more than 1000 files of one kind): raise --showers-per-file", key="--showers-per-file")
         # fetch the geometry once, before the workers need it
         lst_subarray()
 

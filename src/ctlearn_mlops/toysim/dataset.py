@@ -91,7 +91,8 @@ def flat_gamma_plan(output_dir, n_gamma, seed, showers_per_file=1000) -> list[Da
     """Files of the extra training gammas flat in log E: ``<output_dir>/train/gamma-flat_train_obs13000+``.
 
     Their name does not match the training gammas' ``gamma_*`` pattern, so a
-    config takes them only when it asks (configs/energy_quality.yaml).
+    config takes them only when it asks (e.g. ``--set
+    'Project.signal_patterns=["gamma_*.dl1.h5", "gamma-flat_*.dl1.h5"]'``).
     """
     n_files = -(-n_gamma // showers_per_file) if n_gamma > 0 else 0
     return [

@@ -86,7 +86,7 @@ class ShowerSample:
 
 def _power_law(rng, n, e_min, e_max, index):
     g = index + 1.0
-    if g == 0.0:  # index -1: flat in log E
+    if abs(g) < 1e-9:  # index -1: flat in log E
         return e_min * (e_max / e_min) ** rng.uniform(size=n)
     lo, hi = e_min ** g, e_max ** g
     return (lo + rng.uniform(size=n) * (hi - lo)) ** (1.0 / g)
