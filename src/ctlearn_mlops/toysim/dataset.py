@@ -80,6 +80,13 @@ IRF_NAMES = {"gamma": "gamma_point", "proton": "proton_diffuse"}
 IRF_DIR_PROTONS = 200_000
 
 
+def _showers_per_file(n, showers_per_file):
+    """The shower counts of the files ``n`` showers are spread over (at most ``showers_per_file`` each, as even as
+    possible); none for n <= 0."""
+    n_files = -(-n // showers_per_file) if n > 0 else 0
+    return [n // n_files + (1 if chunk < n % n_files else 0) for chunk in range(n_files)]
+
+
 #: extra training gammas flat in log E (index -1, otherwise the training sample's physics): the index -2 sample
 #: throws ~1 % of its showers above 3 TeV, too few for the energy network there (docs/physics.md); added to the
 #: index -2 sample, the density of the two stays smooth in energy (no step for the networks to learn)
@@ -94,12 +101,11 @@ def flat_gamma_plan(output_dir, n_gamma, seed, showers_per_file=1000) -> list[Da
     config takes them only when it asks (e.g. ``--set
     'Project.signal_patterns=["gamma_*.dl1.h5", "gamma-flat_*.dl1.h5"]'``).
     """
-    n_files = -(-n_gamma // showers_per_file) if n_gamma > 0 else 0
     return [
         DatasetFile(path=Path(output_dir) / "train" / f"{FLAT_GAMMA_NAME}_train_obs{13000 + chunk}.dl1.h5",
-                    particle="gamma", n_showers=n_gamma // n_files + (1 if chunk < n_gamma % n_files else 0),
-                    obs_id=13000 + chunk, seed=seed * 100003 + 13000 + chunk, physics=FLAT_TRAINING_PHYSICS)
-        for chunk in range(n_files)
+                    particle="gamma", n_showers=n_showers, obs_id=13000 + chunk, seed=seed * 100003 + 13000 + chunk,
+                    physics=FLAT_TRAINING_PHYSICS)
+        for chunk, n_showers in enumerate(_showers_per_file(n_gamma, showers_per_file))
     ]
 
 
@@ -119,13 +125,12 @@ def irf_dataset_plan(output_dir, n_gamma, n_proton, seed, showers_per_file=1000)
     for particle_index, (particle, n) in enumerate((("gamma", n_gamma), ("proton", n_proton))):
         if n <= 0:
             continue
-        n_files = -(-n // showers_per_file)
-        for chunk in range(n_files):
+        for chunk, n_showers in enumerate(_showers_per_file(n, showers_per_file)):
             obs_id = 30000 + 1000 * (particle_index + 1) + chunk
             directory = "irf-protons" if particle == "proton" and chunk * showers_per_file >= IRF_DIR_PROTONS else "irf"
             plan.append(DatasetFile(
                 path=output_dir / directory / f"{IRF_NAMES[particle]}_irf_obs{obs_id}.dl1.h5",
-                particle=particle, n_showers=n // n_files + (1 if chunk < n % n_files else 0), obs_id=obs_id,
+                particle=particle, n_showers=n_showers, obs_id=obs_id,
                 seed=seed * 100003 + obs_id, physics=IRF_PHYSICS[particle],
             ))
     return plan
@@ -144,14 +149,13 @@ def default_dataset_plan(output_dir, n_gamma, n_proton, test_fraction, seed, sho
     for split_index, (split, fraction) in enumerate((("train", 1 - test_fraction), ("test", test_fraction))):
         for particle_index, (particle, n) in enumerate((("gamma", n_gamma), ("proton", n_proton))):
             n_split = max(int(round(n * fraction)), 1)
-            n_files = -(-n_split // showers_per_file)
-            for chunk in range(n_files):
+            for chunk, n_showers in enumerate(_showers_per_file(n_split, showers_per_file)):
                 obs_id = 10000 * (split_index + 1) + 1000 * (particle_index + 1) + chunk
                 plan.append(
                     DatasetFile(
                         path=output_dir / split / f"{particle}_{split}_obs{obs_id}.dl1.h5",
                         particle=particle,
-                        n_showers=n_split // n_files + (1 if chunk < n_split % n_files else 0),
+                        n_showers=n_showers,
                         obs_id=obs_id,
                         seed=seed * 100003 + obs_id,
                     )
