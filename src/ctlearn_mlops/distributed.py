@@ -41,6 +41,12 @@ __all__ = [
     "port_base",
 ]
 
+#: The training iterator of each run, never destroyed (the process ends with ``os._exit``): TensorFlow 2.21
+#: destroys the iterators of a distributed dataset (``MultiDeviceIterator``'s per-device ones, whose autotuning
+#: no option reaches) only once their autotuning thread wakes from a sleep that grows to 60 s over a run; a
+#: training process paused there for up to a minute after its last epoch, and met a job's time limit.
+_KEPT_UNTIL_EXIT = []
+
 #: how long the coordination service waits for a silent task before the others fail
 HEARTBEAT_SECONDS = 10
 _PORT_LOW, _PORT_HIGH, _PORT_STRIDE = 20000, 60000, 8
@@ -267,14 +273,18 @@ def per_task_dataset(strategy, share):
 
     signature = tuple(spec(part) for part in first)
 
+    # No autotuning of the generator (nothing to tune): the destructor of an
+    # iterator waits for its autotuning thread to wake (see _KEPT_UNTIL_EXIT).
+    options = tf.data.Options()
+    options.autotune.enabled = False
+
     def dataset(context=None):
-        return tf.data.Dataset.from_generator(share.batches, output_signature=signature)
+        return tf.data.Dataset.from_generator(share.batches, output_signature=signature).with_options(options)
 
     if share.n_workers > 1:
         return strategy.distribute_datasets_from_function(dataset), len(share)
-    options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return strategy.experimental_distribute_dataset(dataset().with_options(options)), len(share)
+    return strategy.experimental_distribute_dataset(dataset()), len(share)
 
 
 def _exhausted(iterator):
@@ -372,6 +382,7 @@ def fit_on_shares(strategy, model, shares, epochs, initial_epoch=0, callbacks=()
         for share in shares.values():
             share.stopping = True
         _exhausted(training_batches)
+        _KEPT_UNTIL_EXIT.append(training_batches)
     callbacks.on_train_end(logs)
     return model.history
 
