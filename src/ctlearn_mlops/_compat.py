@@ -157,10 +157,11 @@ def strategy_for_ctlearn_setup(strategy):
     """ctlearn 0.10.4's ``TrainCTLearnModel.setup`` builds a ``tf.distribute.MirroredStrategy()``: give it ``strategy``.
 
     While active (the upstream setup), the name it calls returns the given
-    strategy (a MultiWorkerMirroredStrategy, itself a mirrored strategy).
-    The setup then registers ``strategy._extended._collective_ops._lock.locked``
-    at exit, an attribute MirroredStrategy has and the multi-worker one lacks:
-    it gets a lock of its own to point at.
+    strategy (a MultiWorkerMirroredStrategy, or TensorFlow's default strategy
+    on one device: ``distributed.one_task_strategy``).  The setup then
+    registers ``strategy._extended._collective_ops._lock.locked`` at exit, an
+    attribute MirroredStrategy has and the others lack: they get a lock of
+    their own to point at.
     """
     if strategy is None:
         yield
