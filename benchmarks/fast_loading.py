@@ -432,7 +432,7 @@ validation. The "compute limit" row is Keras 3's `fit` on NumPy arrays
 (shuffled every epoch, as the loaders shuffle), through its array adapter.
 One epoch of these paths varies between runs of this script here (the
 compute limit 1.45-1.55 s per 1000 images in two runs of 2026-12-08; up
-to 2x for the train tool on 2026-12-07, when a third of its epochs waited
+to 2x for the train tool on 2026-12-07, when about half its epochs waited
 ~2 s in the input pipeline of ctlearn's one-device MirroredStrategy, now
 replaced by TensorFlow's default strategy), hence the median of epochs
 2-{EPOCHS}; ratios within ~1.2 of each other are not told apart by one run. What each ingredient of a Keras `fit` costs is in

@@ -82,12 +82,25 @@ def test_ctlearn_setup_gets_the_given_strategy_and_its_exit_hook_works():
     import tensorflow as tf
     from ctlearn.tools import train_model
 
-    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    with _compat.strategy_for_ctlearn_setup(strategy):
-        assert train_model.tf.distribute.MirroredStrategy() is strategy
-    assert train_model.tf.distribute.MirroredStrategy is tf.distribute.MirroredStrategy
-    # what ctlearn 0.10.4 registers at exit must exist on the given strategy
-    assert strategy._extended._collective_ops._lock.locked() is False
+    for strategy in (tf.distribute.OneDeviceStrategy("/cpu:0"), tf.distribute.get_strategy()):
+        with _compat.strategy_for_ctlearn_setup(strategy):
+            assert train_model.tf.distribute.MirroredStrategy() is strategy
+        assert train_model.tf.distribute.MirroredStrategy is tf.distribute.MirroredStrategy
+        # what ctlearn 0.10.4 registers at exit must exist on the given strategy
+        assert strategy._extended._collective_ops._lock.locked() is False
+
+
+@pytest.mark.parametrize("gpus, ctlearns", [(0, False), (1, False), (2, True)])
+def test_one_task_trains_under_ctlearns_strategy_only_over_several_gpus(monkeypatch, gpus, ctlearns):
+    import tensorflow as tf
+
+    from ctlearn_mlops.distributed import one_task_strategy
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu"] * gpus if kind == "GPU" else [])
+    strategy = one_task_strategy()
+    assert (strategy is None) == ctlearns
+    if not ctlearns:
+        assert strategy is tf.distribute.get_strategy()
 
 
 def test_fit_replaced_hands_the_fit_call_over_and_is_undone():

@@ -92,25 +92,24 @@ def _config(toy_data, tmp_path, task, **sections):
     return path
 
 
-# the training of the time-limit test: small batches from the fast loader in the process
-LIMITED_TRAINING = {"TrainCTLearnModel": {"batch_size": 8}, "FastLoader": {"enabled": True, "workers": 0}}
+def _limited_training(n_epochs):
+    """The training of the time-limit test: small batches from the fast loader in the process."""
+    return {"TrainCTLearnModel": {"batch_size": 8, "n_epochs": n_epochs}, "FastLoader": {"enabled": True, "workers": 0}}
 
 
 @pytest.fixture(scope="module")
 def seconds_per_epoch(toy_data, tmp_path_factory):
-    """Seconds an epoch of the time-limit test's training takes here in one task (measured once for the module).
+    """Seconds from one epoch's end to the next of the time-limit test's training in one task (saving included).
 
-    The median of the epochs' own durations: the events' times have whole seconds, which over a few short epochs
-    made this twice as large from one run to the next (and the test's training, and the test, twice as long).
+    The median over a short run, from the events' millisecond ``ended_at``: their whole-second times made this
+    twice as large from one run to the next (and the test's training, and the test, twice as long).
     """
     directory = tmp_path_factory.mktemp("timing")
-    sections = {**LIMITED_TRAINING, "TrainCTLearnModel": {**LIMITED_TRAINING["TrainCTLearnModel"], "n_epochs": 8}}
-    timing = _config(toy_data, directory, "energy", **sections)
+    timing = _config(toy_data, directory, "energy", **_limited_training(8))
     subprocess.run([VENV / "bin" / "python", REPO / "scripts" / "train_model.py", "--config", timing,
                     "--run-name", "timing", "--log-level", "WARN"], check=True, cwd=directory, capture_output=True)
-    epochs = [e["seconds"] for e in read_events(directory / "models" / "energy" / "timing")
-              if e["event"] == "epoch_end" and e["epoch"] > 0]  # the first epoch also builds the graph
-    return max(statistics.median(epochs), 0.05)
+    ends = [e["ended_at"] for e in read_events(directory / "models" / "energy" / "timing") if e["event"] == "epoch_end"]
+    return max(statistics.median(np.diff(ends)), 0.05)
 
 
 def _epochs_lasting(seconds, seconds_per_epoch):
@@ -193,8 +192,7 @@ def test_two_task_job_is_requeued_at_the_time_limit_resumes_and_finishes(slurm, 
     # signals only about once a minute, so some windows end before training has started; after a warning, a step
     # starts only with 40 s left.  (A one-task job goes through the same requeue path of bash_template.sh.)
     n_epochs = _epochs_lasting(40, seconds_per_epoch)
-    sections = {**LIMITED_TRAINING, "TrainCTLearnModel": {**LIMITED_TRAINING["TrainCTLearnModel"], "n_epochs": n_epochs}}
-    config = _config(toy_data, tmp_path, "energy", **sections)
+    config = _config(toy_data, tmp_path, "energy", **_limited_training(n_epochs))
     log = tmp_path / "mw-limit-%j.out"
     job = sbatch("--ntasks=2", "--cpus-per-task=1", "--time=1", "--signal=B:USR1@40", f"--output={log}",
                  "bash_template.sh", config, env={"RUN_NAME": "two-limited", "MAX_RESTARTS": "40", "STEP_RESERVE": "40"})

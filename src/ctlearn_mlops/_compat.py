@@ -161,7 +161,8 @@ def strategy_for_ctlearn_setup(strategy):
     on one device: ``distributed.one_task_strategy``).  The setup then
     registers ``strategy._extended._collective_ops._lock.locked`` at exit, an
     attribute MirroredStrategy has and the others lack: they get a lock of
-    their own to point at.
+    their own to point at (on the default strategy, a process-wide object,
+    once; in TensorFlow 2.21 only MirroredStrategy reads the attribute).
     """
     if strategy is None:
         yield

@@ -10,6 +10,7 @@ scaled with the energy.
 
     python docs/results/energy-bias-correction/cross_fit.py data/dl2/reference-irf.dl2.h5 data/dl2/biascorr-irf.dl2.h5
     python scripts/compute_irf.py --input data/dl2/biascorr-irf.dl2.h5 --name biascorr --fov-offset-max 2.0
+    cp reports/irf/biascorr/metrics.json reports/irf/biascorr/sensitivity.csv docs/results/energy-bias-correction/
 """
 
 import argparse
