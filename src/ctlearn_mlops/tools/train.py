@@ -605,8 +605,8 @@ class TrainTool(DataConfigTool, TrainCTLearnModel):
         its last finished one.
         """
         initial_epoch = self.resume_state["epoch"] + 1 if self.resume_state else 0
-        strategy = self.cluster.strategy or self.strategy
-        return fit_on_shares(strategy, model, self.shares, kwargs["epochs"], initial_epoch, kwargs["callbacks"])
+        # the strategy ctlearn's setup took (the cluster's, or ctlearn's own over several GPUs)
+        return fit_on_shares(self.strategy, model, self.shares, kwargs["epochs"], initial_epoch, kwargs["callbacks"])
 
     def _record_end(self, err):
         """Note in run.json, events.jsonl and MLflow how training ended; a run without space left says so."""
